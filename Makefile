@@ -1,0 +1,109 @@
+# sdafs — one entry point: make, make check, make demo, make install.
+#
+# Build variants live in their own folders: build/ (optimised) and
+# build/asan/ (AddressSanitizer + UndefinedBehaviorSanitizer, used by the
+# tests).  `make check` and `make demo` first install any missing Debian
+# packages (scripts/deps.sh), so both work on a fresh machine.
+
+CC        ?= cc
+PKGS      := fuse3 libcjson libpcre2-8
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BUILD     ?= build
+SAN       ?=
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 \
+             -Iconvert -Icache -Ifs -I$(BUILD)/gen
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=c11 $(WARN) -pthread -fno-strict-aliasing
+ifeq ($(SAN),1)
+CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS    += $(PKG_LIBS) -lpthread -lm
+
+LIB_SRC   := $(wildcard convert/*.c) $(wildcard cache/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+FS_SRC    := $(filter-out fs/mount_helper.c,$(wildcard fs/*.c))
+FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/obj/%.o)
+ADAPTERS  := $(wildcard convert/adapters/*.json)
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check unit integration demo install uninstall clean asan
+
+all: $(BUILD)/sdafs $(BUILD)/mount.sdafs
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# Built-in adapter tables are JSON files compiled in as strings, so the
+# built-ins and -o adapter_file= go through the same loader.
+$(BUILD)/gen/builtin_adapters.h: $(ADAPTERS) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh $(ADAPTERS) > $@
+
+$(BUILD)/obj/convert/adapter_builtin.o: $(BUILD)/gen/builtin_adapters.h
+
+$(BUILD)/libsdafs.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/sdafs: $(FS_OBJ) $(BUILD)/libsdafs.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/mount.sdafs: $(BUILD)/obj/fs/mount_helper.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsdafs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsdafs.a \
+		$(LDLIBS) -lcmocka
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" all $(UNIT_BIN:build/%=build/asan/%)
+
+unit: deps asan
+	CMOCKA_MESSAGE_OUTPUT=TAP prove -v --exec '' $(UNIT_BIN:build/%=build/asan/%)
+
+integration: deps all asan
+	SDAFS_BUILD=$(CURDIR)/build/asan prove -v tests/integration/*.t
+
+check: deps
+	$(MAKE) all
+	$(MAKE) asan
+	CMOCKA_MESSAGE_OUTPUT=TAP SDAFS_BUILD=$(CURDIR)/build/asan \
+		prove -v --exec '' $(UNIT_BIN:build/%=build/asan/%) :: 2>&1 | tee build/check-unit.log; \
+		test $${PIPESTATUS[0]} -eq 0
+	SDAFS_BUILD=$(CURDIR)/build/asan prove -v tests/integration/*.t
+
+demo: deps all
+	scripts/demo.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(BUILD)/sdafs $(DESTDIR)$(PREFIX)/bin/sdafs
+	install -m 755 $(BUILD)/mount.sdafs $(DESTDIR)$(PREFIX)/sbin/mount.sdafs
+	install -m 644 docs/sdafs.8 $(DESTDIR)$(PREFIX)/share/man/man8/sdafs.8
+	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "/" ] && [ -d /sbin ] && [ -w /sbin ]; then \
+		ln -sf $(PREFIX)/sbin/mount.sdafs /sbin/mount.sdafs; \
+		echo "linked /sbin/mount.sdafs -> $(PREFIX)/sbin/mount.sdafs (mount -t sdafs looks in /sbin)"; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sdafs $(DESTDIR)$(PREFIX)/sbin/mount.sdafs \
+	      $(DESTDIR)$(PREFIX)/share/man/man8/sdafs.8
+	@if [ -L /sbin/mount.sdafs ]; then rm -f /sbin/mount.sdafs; fi
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,66 @@
+/*
+ * cache.h — a byte-bounded LRU cache of converted chunks with single-flight.
+ *
+ * Keys are opaque 64-bit numbers (the view packs tensor and chunk index).
+ * cache_get() either returns a resident chunk or fills it by calling the
+ * caller's fill function exactly once, however many threads ask for the same
+ * missing key at the same time: the others wait for the first one's result.
+ * A returned chunk stays pinned, and so is never freed or evicted, until
+ * cache_put() releases it; unpinned chunks are evicted least recently used
+ * first whenever the resident total exceeds the bound.  A chunk bigger than
+ * the whole bound is still served (the bound is exceeded while it is pinned)
+ * and dropped as soon as it is released.
+ *
+ * Knows nothing of FUSE, tensors or files.
+ */
+#ifndef SDAFS_CACHE_H
+#define SDAFS_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cache;
+struct cache_chunk;
+
+/*
+ * Fill buf (len bytes) with the chunk's contents.  Return 0 or a negative
+ * errno with a message in err (SD_ERRLEN bytes).  A failed fill is not
+ * cached: every waiter gets the error, and the next cache_get tries again.
+ */
+typedef int (*cache_fill_fn)(void *arg, uint64_t key, void *buf, size_t len,
+			     char *err);
+
+struct cache_stats {
+	uint64_t hits;          /* served from memory, including waits on a fill */
+	uint64_t misses;        /* fills started */
+	uint64_t fill_errors;
+	uint64_t evictions;
+	uint64_t bytes;         /* resident now */
+	uint64_t entries;       /* resident now */
+	uint64_t max_bytes;
+};
+
+struct cache *cache_new(uint64_t max_bytes);
+void cache_free(struct cache *c);       /* no chunk may be pinned */
+
+/*
+ * Return the chunk for key, filling it with fill(arg, key, buf, len, err) on
+ * a miss.  On success *out is pinned and cache_data(*out) holds len bytes.
+ * Errors: the fill's error, or -ENOMEM when the buffer cannot be allocated.
+ * len must be the same for every call with the same key.
+ */
+int cache_get(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
+	      void *arg, struct cache_chunk **out, char *err);
+
+const void *cache_data(const struct cache_chunk *chunk);
+size_t cache_len(const struct cache_chunk *chunk);
+
+/* Release a pin taken by cache_get. */
+void cache_put(struct cache *c, struct cache_chunk *chunk);
+
+/* True when key is resident now (no pin, no LRU update); for read-ahead. */
+int cache_contains(struct cache *c, uint64_t key);
+
+void cache_get_stats(struct cache *c, struct cache_stats *out);
+
+#endif
