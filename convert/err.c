@@ -19,16 +19,22 @@ int sd_err(char *err, int code, const char *fmt, ...)
 
 void sd_err_prefix(char *err, const char *fmt, ...)
 {
-	char old[SD_ERRLEN];
 	char head[SD_ERRLEN];
 	va_list ap;
 
 	if (!err)
 		return;
-	memcpy(old, err, SD_ERRLEN);
-	old[SD_ERRLEN - 1] = '\0';
 	va_start(ap, fmt);
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
-	snprintf(err, SD_ERRLEN, "%s: %s", head, old);
+	/* The prefix gets at most half the buffer; the old text keeps the rest. */
+	size_t hn = strnlen(head, SD_ERRLEN / 2);
+	size_t keep = strnlen(err, SD_ERRLEN - 1);
+	if (hn + 2 + keep > SD_ERRLEN - 1)
+		keep = SD_ERRLEN - 1 - hn - 2;
+	memmove(err + hn + 2, err, keep);
+	memcpy(err, head, hn);
+	err[hn] = ':';
+	err[hn + 1] = ' ';
+	err[hn + 2 + keep] = '\0';
 }

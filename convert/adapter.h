@@ -1,0 +1,58 @@
+/*
+ * adapter.h — model families as data: rule tables and the engine that
+ * turns a source checkpoint into a view plan.
+ *
+ * An adapter is a JSON table (docs/adapters.md): which config.json it
+ * matches, which config fields hold the expert count and dtype, and an
+ * ordered list of rules (truncate, rename, drop, merge_experts) applied to
+ * every source tensor name.  The built-in tables live in convert/adapters/
+ * and are compiled in; they go through the same loader as a user's file.
+ */
+#ifndef SDAFS_ADAPTER_H
+#define SDAFS_ADAPTER_H
+
+#include <stddef.h>
+
+#include "dtype.h"
+#include "plan.h"
+#include "source.h"
+
+enum view_kind { VIEW_AUTO, VIEW_NATIVE, VIEW_HF };
+
+struct view_opts {
+	enum view_kind view;
+	const char *adapter;    /* a built-in's name, or NULL: from config.json */
+	enum sd_dtype dtype;    /* SD_DTYPE_INVALID: auto (config torch_dtype) */
+	long ep_rank, ep_size;  /* ep_size 0: every expert */
+};
+
+struct adapter;
+
+/* Parse a table; what names it in messages (a file name). */
+int adapter_load(const char *json, size_t len, const char *what,
+		 struct adapter **out, char *err);
+void adapter_free(struct adapter *a);
+const char *adapter_name(const struct adapter *a);
+
+/* Pick a built-in by name (when name is set) or by the source's config.json
+ * (architectures, then model_type). */
+int adapter_choose(const struct source *s, const char *name,
+		   struct adapter **out, char *err);
+
+/* The built-in tables, for --list-adapters. */
+size_t adapter_builtin_count(void);
+int adapter_builtin(size_t i, struct adapter **out, char *err);
+const char *adapter_description(const struct adapter *a);
+/* Comma-separated architectures the table matches (static buffer per call). */
+void adapter_architectures(const struct adapter *a, char *buf, size_t len);
+
+/* Build the view plan for source s. */
+int adapter_plan(const struct adapter *a, const struct source *s,
+		 const struct view_opts *o, struct plan *out, char *err);
+
+/* Automodel's expert range of one EP rank: the first E mod size ranks get
+ * one expert more.  size 0 means all experts. */
+void ep_range(unsigned long experts, long rank, long size,
+	      unsigned long *start, unsigned long *end);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * recipe.c — building, checking and printing recipes (see recipe.h).
+ *
+ * Builders check shapes as they go, so a recipe that exists is a recipe that
+ * can be evaluated: the evaluator never meets a shape it cannot handle.
+ */
+#include "recipe.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "source.h"
+
+static int push_node(struct recipe *r, const struct rx_node *n,
+		     const int *kids, uint32_t nkids, char *err)
+{
+	if (r->nnodes == r->cap) {
+		uint32_t cap = r->cap ? r->cap * 2 : 8;
+		struct rx_node *nn = realloc(r->nodes, cap * sizeof(*nn));
+		if (!nn)
+			return sd_err(err, -ENOMEM, "out of memory");
+		r->nodes = nn;
+		r->cap = cap;
+	}
+	if (r->nkids + nkids > r->kidcap) {
+		uint32_t cap = r->kidcap ? r->kidcap : 8;
+		while (cap < r->nkids + nkids)
+			cap *= 2;
+		uint32_t *nk = realloc(r->kids, cap * sizeof(*nk));
+		if (!nk)
+			return sd_err(err, -ENOMEM, "out of memory");
+		r->kids = nk;
+		r->kidcap = cap;
+	}
+	r->nodes[r->nnodes] = *n;
+	r->nodes[r->nnodes].kids = r->nkids;
+	r->nodes[r->nnodes].nkids = nkids;
+	for (uint32_t i = 0; i < nkids; i++)
+		r->kids[r->nkids++] = (uint32_t)kids[i];
+	return (int)r->nnodes++;
+}
+
+static const struct rx_node *node(const struct recipe *r, int i)
+{
+	return &r->nodes[i];
+}
+
+uint64_t rx_rows(const struct rx_node *n)
+{
+	return n->ndim == 0 ? 1 : n->shape[0];
+}
+
+static uint64_t elems(const struct rx_node *n)
+{
+	uint64_t e = 1;
+
+	for (int i = 0; i < n->ndim; i++)
+		e *= n->shape[i];
+	return e;
+}
+
+uint64_t rx_row_bytes(const struct rx_node *n)
+{
+	uint64_t rows = rx_rows(n);
+
+	return rows ? elems(n) / rows * dtype_size(n->dtype) : 0;
+}
+
+int rx_src(struct recipe *r, const struct source *s, size_t tensor, char *err)
+{
+	const struct src_tensor *t = &s->tensors[tensor];
+	struct rx_node n = { .op = RX_SRC, .dtype = t->dtype, .ndim = t->ndim,
+			     .a = tensor };
+
+	memcpy(n.shape, t->shape, sizeof(n.shape));
+	return push_node(r, &n, NULL, 0, err);
+}
+
+int rx_cast(struct recipe *r, int x, enum sd_dtype to, char *err)
+{
+	struct rx_node n = *node(r, x);
+
+	if (!dtype_is_castable_float(n.dtype) || !dtype_is_castable_float(to))
+		return sd_err(err, -EINVAL, "cannot cast %s to %s",
+			      dtype_name(n.dtype), dtype_name(to));
+	n.op = RX_CAST;
+	n.dtype = to;
+	return push_node(r, &n, &x, 1, err);
+}
+
+int rx_transpose_last2(struct recipe *r, int x, char *err)
+{
+	struct rx_node n = *node(r, x);
+
+	if (n.ndim < 2)
+		return sd_err(err, -EINVAL, "cannot transpose a tensor of %d dims", n.ndim);
+	n.op = RX_TRANSPOSE_LAST2;
+	n.shape[n.ndim - 1] = node(r, x)->shape[n.ndim - 2];
+	n.shape[n.ndim - 2] = node(r, x)->shape[n.ndim - 1];
+	return push_node(r, &n, &x, 1, err);
+}
+
+static bool same_shape(const struct rx_node *a, const struct rx_node *b,
+		       int upto)
+{
+	if (a->ndim != b->ndim || a->dtype != b->dtype)
+		return false;
+	for (int i = 0; i < upto; i++)
+		if (a->shape[i] != b->shape[i])
+			return false;
+	return true;
+}
+
+static void fmt_shape(const struct rx_node *n, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "%s[", dtype_name(n->dtype));
+
+	for (int i = 0; i < n->ndim && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, i ? ",%" PRIu64 : "%" PRIu64,
+				      n->shape[i]);
+	if (o < len)
+		snprintf(buf + o, len - o, "]");
+}
+
+static int mismatch(const struct recipe *r, const char *op, int a, int b,
+		    char *err)
+{
+	char sa[128], sb[128];
+
+	fmt_shape(node(r, a), sa, sizeof(sa));
+	fmt_shape(node(r, b), sb, sizeof(sb));
+	return sd_err(err, -EINVAL, "%s: parts do not fit together: %s vs %s",
+		      op, sa, sb);
+}
+
+int rx_concat_last(struct recipe *r, const int *xs, uint32_t n, char *err)
+{
+	if (n == 0)
+		return sd_err(err, -EINVAL, "concat_last of nothing");
+	struct rx_node out = *node(r, xs[0]);
+	if (out.ndim < 1)
+		return sd_err(err, -EINVAL, "concat_last of scalars");
+	out.op = RX_CONCAT_LAST;
+	for (uint32_t i = 1; i < n; i++) {
+		if (!same_shape(node(r, xs[0]), node(r, xs[i]), out.ndim - 1))
+			return mismatch(r, "concat_last", xs[0], xs[i], err);
+		out.shape[out.ndim - 1] += node(r, xs[i])->shape[out.ndim - 1];
+	}
+	return push_node(r, &out, xs, n, err);
+}
+
+int rx_stack0(struct recipe *r, const int *xs, uint32_t n, char *err)
+{
+	if (n == 0)
+		return sd_err(err, -EINVAL, "stack0 of nothing");
+	struct rx_node out = *node(r, xs[0]);
+	if (out.ndim + 1 > ST_MAX_DIMS)
+		return sd_err(err, -EINVAL, "stack0: too many dims");
+	for (uint32_t i = 1; i < n; i++)
+		if (!same_shape(node(r, xs[0]), node(r, xs[i]), out.ndim))
+			return mismatch(r, "stack0", xs[0], xs[i], err);
+	out.op = RX_STACK0;
+	memmove(out.shape + 1, out.shape, (size_t)out.ndim * sizeof(out.shape[0]));
+	out.shape[0] = n;
+	out.ndim++;
+	return push_node(r, &out, xs, n, err);
+}
+
+int rx_index0(struct recipe *r, int x, uint64_t k, char *err)
+{
+	struct rx_node out = *node(r, x);
+
+	if (out.ndim < 1 || k >= out.shape[0])
+		return sd_err(err, -EINVAL, "index0: index %" PRIu64 " out of range", k);
+	out.op = RX_INDEX0;
+	out.a = k;
+	memmove(out.shape, out.shape + 1, (size_t)(out.ndim - 1) * sizeof(out.shape[0]));
+	out.ndim--;
+	return push_node(r, &out, &x, 1, err);
+}
+
+static int slice(struct recipe *r, int x, uint64_t a, uint64_t b, int dim,
+		 enum rx_op op, char *err)
+{
+	struct rx_node out = *node(r, x);
+
+	if (out.ndim < 1 || a > b || b > out.shape[dim])
+		return sd_err(err, -EINVAL, "slice [%" PRIu64 ", %" PRIu64 ") out of range",
+			      a, b);
+	out.op = op;
+	out.a = a;
+	out.b = b;
+	out.shape[dim] = b - a;
+	return push_node(r, &out, &x, 1, err);
+}
+
+int rx_slice0(struct recipe *r, int x, uint64_t a, uint64_t b, char *err)
+{
+	return slice(r, x, a, b, 0, RX_SLICE0, err);
+}
+
+int rx_slice_last(struct recipe *r, int x, uint64_t a, uint64_t b, char *err)
+{
+	return slice(r, x, a, b, node(r, x)->ndim - 1, RX_SLICE_LAST, err);
+}
+
+void recipe_free(struct recipe *r)
+{
+	free(r->nodes);
+	free(r->kids);
+	memset(r, 0, sizeof(*r));
+}
+
+bool rx_row_separable(const struct recipe *r, uint32_t i)
+{
+	const struct rx_node *n = &r->nodes[i];
+
+	switch (n->op) {
+	case RX_SRC:
+	case RX_STACK0:         /* children are produced whole anyway */
+		return true;
+	case RX_TRANSPOSE_LAST2:
+		return n->ndim >= 3 && rx_row_separable(r, r->kids[n->kids]);
+	default:
+		for (uint32_t k = 0; k < n->nkids; k++)
+			if (!rx_row_separable(r, r->kids[n->kids + k]))
+				return false;
+		return true;
+	}
+}
+
+/* --- text form ----------------------------------------------------------- */
+
+struct fmtbuf { char *buf; size_t len, used; };
+
+static void put(struct fmtbuf *f, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void put(struct fmtbuf *f, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = f->used < f->len ? f->len - f->used : 0;
+
+	va_start(ap, fmt);
+	int n = vsnprintf(room ? f->buf + f->used : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		f->used += (size_t)n;
+}
+
+static const char *const op_names[] = {
+	[RX_SRC] = "src", [RX_CAST] = "cast",
+	[RX_TRANSPOSE_LAST2] = "transpose_last2", [RX_CONCAT_LAST] = "concat_last",
+	[RX_STACK0] = "stack0", [RX_INDEX0] = "index0", [RX_SLICE0] = "slice0",
+	[RX_SLICE_LAST] = "slice_last",
+};
+
+static void fmt_node(const struct recipe *r, const struct source *s, bool full,
+		     uint32_t i, struct fmtbuf *f)
+{
+	const struct rx_node *n = &r->nodes[i];
+
+	if (n->op == RX_SRC) {
+		put(f, "src(\"%s\")", s->tensors[n->a].name);
+		return;
+	}
+	put(f, "%s(", op_names[n->op]);
+	uint32_t shown = n->nkids;
+	if (!full && n->nkids > 3)
+		shown = 2;
+	for (uint32_t k = 0; k < shown; k++) {
+		if (k)
+			put(f, ", ");
+		fmt_node(r, s, full, r->kids[n->kids + k], f);
+	}
+	if (shown < n->nkids) {
+		put(f, ", ... %u more ..., ", n->nkids - shown - 1);
+		fmt_node(r, s, full, r->kids[n->kids + n->nkids - 1], f);
+	}
+	switch (n->op) {
+	case RX_CAST:
+		put(f, ", %s)", dtype_name(n->dtype));
+		break;
+	case RX_INDEX0:
+		put(f, ", %" PRIu64 ")", n->a);
+		break;
+	case RX_SLICE0:
+	case RX_SLICE_LAST:
+		put(f, ", %" PRIu64 ", %" PRIu64 ")", n->a, n->b);
+		break;
+	default:
+		put(f, ")");
+	}
+}
+
+size_t recipe_format(const struct recipe *r, const struct source *s, bool full,
+		     char *buf, size_t len)
+{
+	struct fmtbuf f = { buf, len, 0 };
+
+	if (len)
+		buf[0] = '\0';
+	fmt_node(r, s, full, r->nnodes - 1, &f);
+	return f.used;
+}

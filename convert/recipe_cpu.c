@@ -1,0 +1,318 @@
+/*
+ * recipe_cpu.c — the CPU backend: evaluating a recipe into host memory.
+ *
+ * Evaluation asks each node for a range of its rows and lets it ask its
+ * children for exactly the rows it needs.  Source rows are read straight
+ * into the destination when no transformation sits between them (stack0 and
+ * slice0 pass the caller's buffer down), so a grouped expert tensor costs one
+ * read plus one transpose per expert.  Temporaries come from a per-thread
+ * arena that keeps its memory between chunks, so a conversion allocates only
+ * until the arena has grown to the largest chunk it has seen.
+ */
+#include "recipe.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+/* --- per-thread arena ----------------------------------------------------- */
+
+struct arena_blk {
+	struct arena_blk *next;
+	size_t cap, used;
+	max_align_t data[];
+};
+
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_destroy(void *p)
+{
+	for (struct arena_blk *b = p, *n; b; b = n) {
+		n = b->next;
+		free(b);
+	}
+}
+
+static void arena_init(void)
+{
+	pthread_key_create(&arena_key, arena_destroy);
+}
+
+static void *arena_alloc(size_t n)
+{
+	struct arena_blk *b = pthread_getspecific(arena_key);
+
+	n = (n + 63) & ~(size_t)63;
+	if (!b || b->cap - b->used < n) {
+		size_t cap = b ? b->cap * 2 : (size_t)1 << 20;
+		if (cap < n)
+			cap = n;
+		struct arena_blk *nb = malloc(sizeof(*nb) + cap);
+		if (!nb)
+			return NULL;
+		nb->next = b;
+		nb->cap = cap;
+		nb->used = 0;
+		b = nb;
+		pthread_setspecific(arena_key, b);
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+/* After a chunk: keep one block big enough for everything the chunk used,
+ * so the next chunk of the same kind allocates nothing. */
+static void arena_reset(void)
+{
+	struct arena_blk *b = pthread_getspecific(arena_key);
+	size_t total = 0;
+
+	if (!b)
+		return;
+	if (!b->next) {
+		b->used = 0;
+		return;
+	}
+	for (struct arena_blk *i = b; i; i = i->next)
+		total += i->cap;
+	arena_destroy(b);
+	b = malloc(sizeof(*b) + total);
+	if (b) {
+		b->next = NULL;
+		b->cap = total;
+		b->used = 0;
+	}
+	pthread_setspecific(arena_key, b);
+}
+
+/* --- kernels -------------------------------------------------------------- */
+
+#define TILE 32
+
+#define DEFINE_TRANSPOSE(NAME, T)                                               \
+	static void NAME(const void *src_, size_t rows, size_t cols,           \
+			 size_t src_ld, void *dst_, size_t dst_ld)              \
+	{                                                                       \
+		const T *src = src_;                                            \
+		T *dst = dst_;                                                  \
+		for (size_t r0 = 0; r0 < rows; r0 += TILE) {                    \
+			size_t r1 = r0 + TILE < rows ? r0 + TILE : rows;        \
+			for (size_t c0 = 0; c0 < cols; c0 += TILE) {            \
+				size_t c1 = c0 + TILE < cols ? c0 + TILE : cols; \
+				for (size_t c = c0; c < c1; c++)                \
+					for (size_t r = r0; r < r1; r++)        \
+						dst[c * dst_ld + r] =           \
+							src[r * src_ld + c];    \
+			}                                                       \
+		}                                                               \
+	}
+
+DEFINE_TRANSPOSE(transpose8, uint8_t)
+DEFINE_TRANSPOSE(transpose16, uint16_t)
+DEFINE_TRANSPOSE(transpose32, uint32_t)
+DEFINE_TRANSPOSE(transpose64, uint64_t)
+
+/* dst[c][r] = src[r][c] for a rows x cols block; leading dims in elements. */
+static void transpose(const void *src, size_t rows, size_t cols, size_t src_ld,
+		      void *dst, size_t dst_ld, size_t es)
+{
+	switch (es) {
+	case 1: transpose8(src, rows, cols, src_ld, dst, dst_ld); break;
+	case 2: transpose16(src, rows, cols, src_ld, dst, dst_ld); break;
+	case 4: transpose32(src, rows, cols, src_ld, dst, dst_ld); break;
+	default: transpose64(src, rows, cols, src_ld, dst, dst_ld); break;
+	}
+}
+
+/* --- evaluation ----------------------------------------------------------- */
+
+struct eval {
+	const struct recipe *r;
+	const struct rx_reader *rd;
+	char *err;
+};
+
+static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst);
+
+static const struct rx_node *kid(const struct eval *ev, const struct rx_node *n,
+				 uint32_t k)
+{
+	return &ev->r->nodes[ev->r->kids[n->kids + k]];
+}
+
+static uint32_t kid_index(const struct eval *ev, const struct rx_node *n,
+			  uint32_t k)
+{
+	return ev->r->kids[n->kids + k];
+}
+
+static void *temp(struct eval *ev, uint64_t bytes)
+{
+	void *p = arena_alloc(bytes ? (size_t)bytes : 1);
+
+	if (!p)
+		sd_err(ev->err, -ENOMEM, "cannot allocate %llu bytes of conversion scratch",
+		       (unsigned long long)bytes);
+	return p;
+}
+
+static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
+			  uint64_t r1, void *dst)
+{
+	const struct rx_node *c = kid(ev, n, 0);
+	size_t es = dtype_size(n->dtype);
+	uint64_t R = c->shape[c->ndim - 2], C = c->shape[c->ndim - 1];
+	int rc;
+
+	if (n->ndim == 2) {
+		/* Output rows are input columns: all input rows are needed. */
+		char *t = temp(ev, R * C * es);
+		if (!t)
+			return -ENOMEM;
+		if ((rc = eval(ev, kid_index(ev, n, 0), 0, R, t)) < 0)
+			return rc;
+		transpose(t + r0 * es, R, r1 - r0, C, dst, R, es);
+		return 0;
+	}
+	uint64_t batches = (r1 - r0) * (rx_row_bytes(n) / (R * C * es));
+	char *t = temp(ev, batches * R * C * es);
+	if (!t)
+		return -ENOMEM;
+	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
+		return rc;
+	for (uint64_t b = 0; b < batches; b++)
+		transpose(t + b * R * C * es, R, C, C, (char *)dst + b * R * C * es,
+			  R, es);
+	return 0;
+}
+
+static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
+		       uint64_t r1, void *dst)
+{
+	size_t es = dtype_size(n->dtype);
+	int rc;
+
+	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
+		uint64_t base = 0;
+		char *out = dst;
+		for (uint32_t k = 0; k < n->nkids && base < r1; k++) {
+			uint64_t len = kid(ev, n, k)->shape[0];
+			uint64_t a = r0 > base ? r0 - base : 0;
+			uint64_t b = r1 - base < len ? r1 - base : len;
+			if (r1 > base && a < len) {
+				if ((rc = eval(ev, kid_index(ev, n, k), a, b, out)) < 0)
+					return rc;
+				out += (b - a) * es;
+			}
+			base += len;
+		}
+		return 0;
+	}
+	uint64_t last = n->shape[n->ndim - 1];
+	uint64_t outer = (r1 - r0) * (rx_row_bytes(n) / es / last);
+	uint64_t col = 0;
+	for (uint32_t k = 0; k < n->nkids; k++) {
+		const struct rx_node *c = kid(ev, n, k);
+		uint64_t w = c->shape[c->ndim - 1] * es;
+		char *t = temp(ev, outer * w);
+		if (!t)
+			return -ENOMEM;
+		if ((rc = eval(ev, kid_index(ev, n, k), r0, r1, t)) < 0)
+			return rc;
+		for (uint64_t o = 0; o < outer; o++)
+			memcpy((char *)dst + o * last * es + col, t + o * w, w);
+		col += w;
+	}
+	return 0;
+}
+
+static int eval_slice_last(struct eval *ev, const struct rx_node *n, uint64_t r0,
+			   uint64_t r1, void *dst)
+{
+	const struct rx_node *c = kid(ev, n, 0);
+	size_t es = dtype_size(n->dtype);
+	uint64_t cw = c->shape[c->ndim - 1] * es, w = (n->b - n->a) * es;
+	uint64_t outer = (r1 - r0) * rx_row_bytes(c) / cw;
+	int rc;
+
+	if (n->ndim == 1)       /* the last dim is the row dim */
+		return eval(ev, kid_index(ev, n, 0), n->a + r0, n->a + r1, dst);
+	char *t = temp(ev, outer * cw);
+	if (!t)
+		return -ENOMEM;
+	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
+		return rc;
+	for (uint64_t o = 0; o < outer; o++)
+		memcpy((char *)dst + o * w, t + o * cw + n->a * es, w);
+	return 0;
+}
+
+static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst)
+{
+	const struct rx_node *n = &ev->r->nodes[i];
+	uint64_t rb = rx_row_bytes(n);
+	int rc;
+
+	if (r0 >= r1)
+		return 0;
+	switch (n->op) {
+	case RX_SRC:
+		return ev->rd->read(ev->rd->arg, (uint32_t)n->a, r0 * rb, dst,
+				    (size_t)((r1 - r0) * rb), ev->err);
+	case RX_CAST: {
+		const struct rx_node *c = kid(ev, n, 0);
+		uint64_t count = (r1 - r0) * rb / dtype_size(n->dtype);
+		void *t = temp(ev, count * dtype_size(c->dtype));
+		if (!t)
+			return -ENOMEM;
+		if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
+			return rc;
+		dtype_convert(dst, n->dtype, t, c->dtype, (size_t)count);
+		return 0;
+	}
+	case RX_STACK0:
+		for (uint64_t e = r0; e < r1; e++) {
+			uint32_t k = kid_index(ev, n, (uint32_t)e);
+			rc = eval(ev, k, 0, rx_rows(&ev->r->nodes[k]),
+				  (char *)dst + (e - r0) * rb);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	case RX_INDEX0: {
+		const struct rx_node *c = kid(ev, n, 0);
+		char *t = temp(ev, rx_row_bytes(c));
+		if (!t)
+			return -ENOMEM;
+		if ((rc = eval(ev, kid_index(ev, n, 0), n->a, n->a + 1, t)) < 0)
+			return rc;
+		memcpy(dst, t + r0 * rb, (size_t)((r1 - r0) * rb));
+		return 0;
+	}
+	case RX_SLICE0:
+		return eval(ev, kid_index(ev, n, 0), n->a + r0, n->a + r1, dst);
+	case RX_SLICE_LAST:
+		return eval_slice_last(ev, n, r0, r1, dst);
+	case RX_TRANSPOSE_LAST2:
+		return eval_transpose(ev, n, r0, r1, dst);
+	case RX_CONCAT_LAST:
+		return eval_concat(ev, n, r0, r1, dst);
+	}
+	return sd_err(ev->err, -EINVAL, "unknown recipe operation %d", (int)n->op);
+}
+
+int recipe_eval_cpu(const struct recipe *r, uint64_t r0, uint64_t r1,
+		    void *dst, const struct rx_reader *rd, char *err)
+{
+	struct eval ev = { r, rd, err };
+
+	pthread_once(&arena_once, arena_init);
+	int rc = eval(&ev, r->nnodes - 1, r0, r1, dst);
+	arena_reset();
+	return rc;
+}

@@ -1,0 +1,67 @@
+/*
+ * source.h — the scanned source checkpoint: its files and its tensors.
+ *
+ * A scan reads config.json, the index (if any) and the header of every
+ * weight file, and nothing else: tensor data is reached later by absolute
+ * offset through the open descriptors kept here.  Every name that comes from
+ * the checkpoint (index entries) must be a plain file name inside the
+ * source directory.
+ */
+#ifndef SDAFS_SOURCE_H
+#define SDAFS_SOURCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "dtype.h"
+#include "safetensors.h"
+#include "strmap.h"
+
+struct src_file {
+	char *name;             /* plain name inside the source directory */
+	int fd;                 /* open read-only */
+	uint64_t size;
+	struct timespec mtime;  /* identity at scan time, to notice changes */
+	dev_t dev;
+	ino_t ino;
+	bool is_weights;        /* a safetensors file whose tensors we use */
+	cJSON *metadata;        /* its __metadata__, or NULL */
+};
+
+struct src_tensor {
+	char *name;
+	enum sd_dtype dtype;
+	int ndim;
+	uint64_t shape[ST_MAX_DIMS];
+	uint32_t file;          /* index into source.files */
+	uint64_t offset;        /* absolute, in that file */
+	uint64_t nbytes;
+};
+
+struct source {
+	char *dir;
+	int dirfd;
+	cJSON *config;          /* config.json, or NULL when absent */
+	char *index_name;       /* the index file's name, or NULL */
+	struct src_file *files; /* weight files first (in shard order), then the rest */
+	size_t nfiles;
+	size_t nweights;        /* files[0..nweights) are weight files */
+	struct src_tensor *tensors;   /* grouped by file, in data order */
+	size_t ntensors;
+	struct strmap by_name;
+	uint64_t header_bytes_read;   /* for the statistics: bytes of headers read */
+};
+
+int source_scan(const char *dir, struct source *out, char *err);
+void source_free(struct source *s);
+/* Index of the tensor called name, or -1. */
+long source_find(const struct source *s, const char *name);
+/* True when name is a plain file name: no '/', not "." or "..", not empty. */
+bool source_name_is_plain(const char *name);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * view.h — a mounted view: source, plan, layout and cache, and the read path.
+ *
+ * view_read() turns (file, offset, length) into a list of segments without
+ * copying: header and index bytes point into memory, unchanged tensors
+ * point at the source file (the caller preads or splices them), and
+ * converted tensors point into pinned cache chunks, converting only the
+ * chunks the range touches.  Knows nothing of FUSE, so --inspect, the tests
+ * and the benchmarks use it directly.
+ */
+#ifndef SDAFS_VIEW_H
+#define SDAFS_VIEW_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapter.h"
+#include "layout.h"
+#include "plan.h"
+#include "source.h"
+
+struct cache;
+struct cache_chunk;
+
+struct view_stats {
+	_Atomic uint64_t source_bytes;          /* tensor and pass-through bytes read */
+	_Atomic uint64_t chunks_converted;
+	_Atomic uint64_t bytes_converted;
+	_Atomic uint64_t reads;
+	_Atomic uint64_t read_errors;
+};
+
+struct view {
+	struct source src;
+	struct plan plan;
+	struct layout layout;
+	struct cache *cache;
+	struct view_opts opts;
+	struct view_stats stats;
+};
+
+/* One piece of a read: memory (mem != NULL) or source bytes (fd, off). */
+struct view_seg {
+	const char *mem;
+	int fd;
+	uint64_t off;
+	size_t len;
+};
+
+/* Reusable per-thread state of reads: segments and the pins they hold. */
+struct view_io {
+	struct view_seg *segs;
+	size_t nseg, segcap;
+	struct cache_chunk **pins;
+	size_t npin, pincap;
+};
+
+/* Scan src, choose the adapter, plan and lay out.  No data is read. */
+int view_open(struct view *v, const char *src, const struct view_opts *o,
+	      uint64_t cache_bytes, char *err);
+void view_close(struct view *v);
+
+/* Segments for bytes [off, off+len) of file (clamped at its end); the
+ * total of the segment lengths is the number of bytes available. */
+int view_read(struct view *v, size_t file, uint64_t off, size_t len,
+	      struct view_io *io, char *err);
+/* Release the pins of the last view_read on io (after replying). */
+void view_io_release(struct view *v, struct view_io *io);
+void view_io_free(struct view_io *io);
+
+/* Read a source segment into dst: -EIO with a message naming the file if
+ * the file no longer holds the bytes (truncated under the mount). */
+int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
+		   char *err);
+
+/* Copy every segment of io into dst (for callers that want flat bytes). */
+int view_io_gather(struct view *v, const struct view_io *io, void *dst,
+		   char *err);
+
+/* The statistics as a JSON text (caller frees). */
+char *view_stats_json(struct view *v);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * fs.h — what the FUSE layer shares between main.c and ops.c.
+ */
+#ifndef SDAFS_FS_H
+#define SDAFS_FS_H
+
+#include <stdbool.h>
+#include <time.h>
+
+#include <fuse_lowlevel.h>
+
+#include "view.h"
+
+#define SDAFS_VERSION   "0.1.0"
+#define STATS_NAME      ".sdafs-stats"
+
+struct sdafs {
+	struct view view;
+	const char *src;
+	const char *mountpoint;
+	bool foreground;
+	bool direct_io;
+	struct timespec mounted_at;
+	struct fuse_session *se;
+};
+
+extern const struct fuse_lowlevel_ops sdafs_ops;
+
+/* Log a line: stderr in the foreground, syslog once detached. */
+void sd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sd_log_detached(void);
+
+#endif

@@ -1,0 +1,443 @@
+/*
+ * main.c — the sdafs command: option parsing, --inspect, and mounting.
+ *
+ * Everything that can be wrong with the source is found by view_open()
+ * before the mount is made and before the daemon detaches, so a bad
+ * checkpoint makes `sdafs` (and `mount -t sdafs`) exit non-zero with the
+ * message on stderr instead of leaving a broken mount behind.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fuse_opt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "err.h"
+
+#define DEFAULT_CACHE   ((uint64_t)1 << 30)
+
+struct cmdline {
+	char *src, *mountpoint;
+	char *view, *adapter, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
+	unsigned max_threads;
+	int direct_io, mpi, foreground, debug, help, version, inspect, json,
+	    list_adapters;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
+
+#define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
+static const struct fuse_opt cmd_opts[] = {
+	OPT("view=%s", view), OPT("adapter=%s", adapter), OPT("dtype=%s", dtype),
+	OPT("cache_size=%s", cache_size), OPT("backend=%s", backend),
+	OPT("ep_rank=%s", ep_rank), OPT("ep_size=%s", ep_size),
+	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
+	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
+	OPT("--list-adapters", list_adapters),
+	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION), FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND), FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_END
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+"usage: sdafs [-f] [-d] [-o OPTIONS] SRC MOUNTPOINT\n"
+"       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
+"       sdafs --list-adapters\n"
+"\n"
+"Mount the HuggingFace checkpoint directory SRC (config.json, *.safetensors,\n"
+"optional model.safetensors.index.json) at MOUNTPOINT as NeMo Automodel's native\n"
+"layout.  Nothing is converted until it is read; a read converts only the\n"
+"chunks it touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
+"\n"
+"  -f                   stay in the foreground\n"
+"  -d                   debug: foreground with libfuse request tracing\n"
+"  --inspect            print the plan (tensors, dtypes, shapes, recipes, files)\n"
+"                       and exit without mounting; --json for JSON\n"
+"  --list-adapters      print the model families sdafs knows\n"
+"  -h, --help           this text;  -V, --version  the version\n"
+"\n"
+"options (-o a,b,c):\n"
+"  view=auto|native|hf  direction (auto: native for an HF source; hf: not yet)\n"
+"  adapter=NAME         model family (default: from config.json)\n"
+"  dtype=auto|bf16|fp16|fp32\n"
+"                       dtype of merged expert tensors (auto: config torch_dtype,\n"
+"                       bfloat16 when absent); Mamba A_log/dt_bias/D are F32\n"
+"  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 1G)\n"
+"  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts\n"
+"  backend=auto|cpu     conversion backend (this build: cpu)\n"
+"  max_threads=N        FUSE worker threads (default 16)\n"
+"  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
+"  allow_other          let other users read the mount\n"
+"\n"
+"The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON.\n"
+"See sdafs(8).\n");
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct cmdline *c = data;
+
+	(void)out;
+	switch (key) {
+	case KEY_HELP:
+		c->help = 1;
+		return 0;
+	case KEY_VERSION:
+		c->version = 1;
+		return 0;
+	case KEY_FOREGROUND:
+		c->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		c->debug = c->foreground = 1;
+		return 1;       /* libfuse traces requests with -d */
+	case FUSE_OPT_KEY_NONOPT:
+		if (!c->src)
+			return (c->src = strdup(arg)) ? 0 : -1;
+		if (!c->mountpoint)
+			return (c->mountpoint = strdup(arg)) ? 0 : -1;
+		fprintf(stderr, "sdafs: unexpected argument '%s'\n", arg);
+		return -1;
+	default:
+		return 1;       /* everything else is for libfuse */
+	}
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_long(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+
+	if (errno || end == s || *end || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
+{
+	memset(o, 0, sizeof(*o));
+	o->dtype = SD_DTYPE_INVALID;
+	o->adapter = c->adapter;
+	*cache = DEFAULT_CACHE;
+	if (c->view) {
+		if (!strcmp(c->view, "auto"))
+			o->view = VIEW_AUTO;
+		else if (!strcmp(c->view, "native"))
+			o->view = VIEW_NATIVE;
+		else if (!strcmp(c->view, "hf"))
+			o->view = VIEW_HF;
+		else {
+			fprintf(stderr, "sdafs: view=%s: expected auto, native or hf\n", c->view);
+			return -1;
+		}
+	}
+	if (c->dtype && strcmp(c->dtype, "auto")) {
+		static const struct { const char *n; enum sd_dtype t; } names[] = {
+			{ "bf16", SD_BF16 }, { "bfloat16", SD_BF16 }, { "fp16", SD_F16 },
+			{ "float16", SD_F16 }, { "fp32", SD_F32 }, { "float32", SD_F32 },
+		};
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!strcmp(c->dtype, names[i].n))
+				o->dtype = names[i].t;
+		if (o->dtype == SD_DTYPE_INVALID) {
+			fprintf(stderr, "sdafs: dtype=%s: expected auto, bf16, fp16 or fp32\n", c->dtype);
+			return -1;
+		}
+	}
+	if (c->cache_size && (parse_size(c->cache_size, cache) < 0 || *cache == 0)) {
+		fprintf(stderr, "sdafs: cache_size=%s: expected a size such as 512M or 4G\n",
+			c->cache_size);
+		return -1;
+	}
+	if (c->backend && strcmp(c->backend, "auto") && strcmp(c->backend, "cpu")) {
+		fprintf(stderr, "sdafs: backend=%s: this build converts on the CPU only (backend=auto or cpu)\n",
+			c->backend);
+		return -1;
+	}
+	if (c->mpi) {
+		fprintf(stderr, "sdafs: -o mpi is not available in this version; give each rank ep_rank=R,ep_size=N\n");
+		return -1;
+	}
+	if (!!c->ep_rank != !!c->ep_size) {
+		fprintf(stderr, "sdafs: ep_rank and ep_size go together\n");
+		return -1;
+	}
+	if (c->ep_size && (parse_long(c->ep_size, &o->ep_size) < 0 || o->ep_size < 1 ||
+			   parse_long(c->ep_rank, &o->ep_rank) < 0 ||
+			   o->ep_rank >= o->ep_size)) {
+		fprintf(stderr, "sdafs: ep_rank=%s,ep_size=%s: need 0 <= ep_rank < ep_size\n",
+			c->ep_rank, c->ep_size);
+		return -1;
+	}
+	return 0;
+}
+
+static void list_adapters(void)
+{
+	char err[SD_ERRLEN], arch[512];
+
+	printf("%-16s %-40s %s\n", "NAME", "ARCHITECTURES", "DESCRIPTION");
+	for (size_t i = 0; i < adapter_builtin_count(); i++) {
+		struct adapter *a;
+		if (adapter_builtin(i, &a, err) < 0) {
+			fprintf(stderr, "sdafs: %s\n", err);
+			continue;
+		}
+		adapter_architectures(a, arch, sizeof(arch));
+		printf("%-16s %-40s %s\n", adapter_name(a), arch, adapter_description(a));
+		adapter_free(a);
+	}
+}
+
+/* --- --inspect ------------------------------------------------------------ */
+
+static char *recipe_text(const struct view *v, const struct plan_tensor *t, bool full)
+{
+	char *buf;
+	size_t n;
+
+	if (!t->recipe) {
+		const char *name = v->src.tensors[t->src].name;
+		n = strlen(name) + 8;
+		if ((buf = malloc(n)))
+			snprintf(buf, n, "src(\"%s\")", name);
+		return buf;
+	}
+	n = recipe_format(t->recipe, &v->src, full, NULL, 0) + 1;
+	if ((buf = malloc(n)))
+		recipe_format(t->recipe, &v->src, full, buf, n);
+	return buf;
+}
+
+static const char *kind_name(enum vfile_kind k)
+{
+	return k == VF_WEIGHTS ? "weights" : k == VF_MEMORY ? "index" : "passthrough";
+}
+
+static int inspect_json(const struct view *v)
+{
+	cJSON *root = cJSON_CreateObject(), *files = cJSON_CreateArray();
+
+	cJSON_AddStringToObject(root, "source", v->src.dir);
+	cJSON_AddStringToObject(root, "adapter", v->plan.adapter);
+	cJSON_AddStringToObject(root, "direction", v->plan.direction);
+	cJSON_AddStringToObject(root, "dtype", dtype_name(v->plan.dtype));
+	cJSON_AddNumberToObject(root, "experts", (double)v->plan.experts);
+	cJSON_AddItemToObject(root, "files", files);
+	for (size_t i = 0; i < v->layout.n; i++) {
+		const struct vfile *f = &v->layout.files[i];
+		cJSON *jf = cJSON_CreateObject(), *ts = cJSON_CreateArray();
+		cJSON_AddItemToArray(files, jf);
+		cJSON_AddStringToObject(jf, "name", f->name);
+		cJSON_AddStringToObject(jf, "kind", kind_name(f->kind));
+		cJSON_AddNumberToObject(jf, "size", (double)f->size);
+		cJSON_AddItemToObject(jf, "tensors", ts);
+		for (size_t k = 0; k < f->nslots; k++) {
+			const struct plan_tensor *t = &v->plan.tensors[f->slots[k].tensor];
+			cJSON *jt = cJSON_CreateObject(), *shape = cJSON_CreateArray();
+			char *r = recipe_text(v, t, true);
+			for (int d = 0; d < t->ndim; d++)
+				cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+			cJSON_AddStringToObject(jt, "name", t->name);
+			cJSON_AddStringToObject(jt, "dtype", dtype_name(t->dtype));
+			cJSON_AddItemToObject(jt, "shape", shape);
+			cJSON_AddNumberToObject(jt, "offset", (double)f->slots[k].off);
+			cJSON_AddNumberToObject(jt, "bytes", (double)t->nbytes);
+			cJSON_AddStringToObject(jt, "recipe", r ? r : "");
+			cJSON_AddBoolToObject(jt, "converted", t->recipe != NULL);
+			cJSON_AddItemToArray(ts, jt);
+			free(r);
+		}
+	}
+	char *text = cJSON_Print(root);
+	cJSON_Delete(root);
+	if (!text)
+		return -1;
+	puts(text);
+	free(text);
+	return 0;
+}
+
+static void inspect_text(const struct view *v)
+{
+	printf("source %s: adapter %s, %s, expert dtype %s, %" PRIu64 " routed experts",
+	       v->src.dir, v->plan.adapter, v->plan.direction, dtype_name(v->plan.dtype),
+	       v->plan.experts);
+	if (v->plan.experts && v->plan.ep_end - v->plan.ep_start != v->plan.experts)
+		printf(" (this view: %" PRIu64 "..%" PRIu64 ")", v->plan.ep_start,
+		       v->plan.ep_end - 1);
+	printf("\n");
+	for (size_t i = 0; i < v->layout.n; i++) {
+		const struct vfile *f = &v->layout.files[i];
+		printf("\n%s  %" PRIu64 " bytes  %s\n", f->name, f->size, kind_name(f->kind));
+		for (size_t k = 0; k < f->nslots; k++) {
+			const struct plan_tensor *t = &v->plan.tensors[f->slots[k].tensor];
+			char shape[160], *r = recipe_text(v, t, false);
+			size_t o = 0;
+			shape[0] = '\0';
+			for (int d = 0; d < t->ndim && o < sizeof(shape); d++)
+				o += (size_t)snprintf(shape + o, sizeof(shape) - o, d ? ",%" PRIu64 : "%" PRIu64,
+						      t->shape[d]);
+			printf("  %-60s %-5s [%s]  %s\n", t->name, dtype_name(t->dtype), shape,
+			       r ? r : "");
+			free(r);
+		}
+	}
+}
+
+/* --- mounting ------------------------------------------------------------- */
+
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
+			   unsigned max_threads)
+{
+	struct fuse_loop_config *cfg;
+	int rc = 1;
+
+	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
+	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=sdafs") < 0 ||
+	    fuse_opt_add_arg(args, "-ofsname=sdafs") < 0)
+		return 1;
+	fs->se = fuse_session_new(args, &sdafs_ops, sizeof(sdafs_ops), fs);
+	if (!fs->se)
+		return 1;       /* libfuse said why (e.g. an unknown -o option) */
+	if (fuse_set_signal_handlers(fs->se) < 0)
+		goto out;
+	if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
+		fprintf(stderr, "sdafs: cannot mount on %s (is it an existing empty directory you may mount on?)\n",
+			fs->mountpoint);
+		goto out_signals;
+	}
+	if (fuse_daemonize(fs->foreground) < 0)
+		goto out_unmount;
+	if (!fs->foreground)
+		sd_log_detached();
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		goto out_unmount;
+	max_threads = max_threads ? max_threads : 16;
+	fuse_loop_cfg_set_max_threads(cfg, max_threads);
+	fuse_loop_cfg_set_idle_threads(cfg, max_threads);      /* no thread churn */
+	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
+	fuse_loop_cfg_destroy(cfg);
+out_unmount:
+	fuse_session_unmount(fs->se);
+out_signals:
+	fuse_remove_signal_handlers(fs->se);
+out:
+	fuse_session_destroy(fs->se);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cmdline c = { 0 };
+	struct view_opts vo;
+	struct sdafs fs;
+	char err[SD_ERRLEN];
+	uint64_t cache_bytes;
+	int rc;
+
+	memset(&fs, 0, sizeof(fs));
+	if (fuse_opt_parse(&args, &c, cmd_opts, opt_proc) < 0) {
+		usage(stderr);
+		return 1;
+	}
+	if (c.help) {
+		usage(stdout);
+		return 0;
+	}
+	if (c.version) {
+		printf("sdafs %s (libfuse %s)\n", SDAFS_VERSION, fuse_pkgversion());
+		return 0;
+	}
+	if (c.list_adapters) {
+		list_adapters();
+		return 0;
+	}
+	if (!c.src || (!c.inspect && !c.mountpoint)) {
+		usage(stderr);
+		return 1;
+	}
+	if (build_opts(&c, &vo, &cache_bytes) < 0)
+		return 1;
+	raise_fd_limit();
+	if (view_open(&fs.view, c.src, &vo, cache_bytes, err) < 0) {
+		fprintf(stderr, "sdafs: %s\n", err);
+		return 1;
+	}
+	if (c.inspect) {
+		if (c.json)
+			rc = inspect_json(&fs.view) < 0;
+		else {
+			inspect_text(&fs.view);
+			rc = 0;
+		}
+	} else {
+		fs.src = c.src;
+		fs.mountpoint = c.mountpoint;
+		fs.foreground = c.foreground;
+		fs.direct_io = c.direct_io;
+		clock_gettime(CLOCK_REALTIME, &fs.mounted_at);
+		rc = mount_and_serve(&fs, &args, c.max_threads);
+	}
+	view_close(&fs.view);
+	fuse_opt_free_args(&args);
+	free(c.src);
+	free(c.mountpoint);
+	free(c.view);
+	free(c.adapter);
+	free(c.dtype);
+	free(c.cache_size);
+	free(c.backend);
+	free(c.ep_rank);
+	free(c.ep_size);
+	return rc;
+}
