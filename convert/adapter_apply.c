@@ -345,14 +345,20 @@ static int build_group(struct apply *ap, const struct xgroup *g)
 					x = rx_transpose_last2(r, x, ap->err);
 				part[nparts++] = x;
 			}
+			/* Cast each part on its own: experts stored in different
+			 * dtypes end up as PyTorch's promoting stack + .to() makes
+			 * them, and chunks stay one expert each. */
+			for (int k = 0; k < nparts && x >= 0; k++)
+				if (r->nodes[part[k]].dtype != ap->dtype)
+					x = part[k] = rx_cast(r, part[k], ap->dtype, ap->err);
 			if (x >= 0 && nparts == 2)
 				x = rx_concat_last(r, part, 2, ap->err);
+			else if (x >= 0)
+				x = part[0];
 			kids[e - ap->ep_start] = x;
 		}
 		if (x >= 0)
 			x = rx_stack0(r, kids, (uint32_t)n, ap->err);
-		if (x >= 0 && rx_root(r)->dtype != ap->dtype)
-			x = rx_cast(r, x, ap->dtype, ap->err);
 		free(kids);
 		if (x < 0) {
 			sd_err_prefix(ap->err, "cannot build '%s'", g->names[which]);
