@@ -375,69 +375,79 @@ out:
 	return rc;
 }
 
-int main(int argc, char **argv)
+static void free_cmdline(struct cmdline *c)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct cmdline c = { 0 };
+	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->dtype,
+			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
+
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		free(*strings[i]);
+		*strings[i] = NULL;
+	}
+}
+
+static int run(struct cmdline *c, struct fuse_args *args)
+{
 	struct view_opts vo;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
 	uint64_t cache_bytes;
 	int rc;
 
-	memset(&fs, 0, sizeof(fs));
-	if (fuse_opt_parse(&args, &c, cmd_opts, opt_proc) < 0) {
-		usage(stderr);
-		return 1;
-	}
-	if (c.help) {
+	if (c->help) {
 		usage(stdout);
 		return 0;
 	}
-	if (c.version) {
+	if (c->version) {
 		printf("sdafs %s (libfuse %s)\n", SDAFS_VERSION, fuse_pkgversion());
 		return 0;
 	}
-	if (c.list_adapters) {
+	if (c->list_adapters) {
 		list_adapters();
 		return 0;
 	}
-	if (!c.src || (!c.inspect && !c.mountpoint)) {
+	if (!c->src || (!c->inspect && !c->mountpoint)) {
 		usage(stderr);
 		return 1;
 	}
-	if (build_opts(&c, &vo, &cache_bytes) < 0)
+	if (build_opts(c, &vo, &cache_bytes) < 0)
 		return 1;
 	raise_fd_limit();
-	if (view_open(&fs.view, c.src, &vo, cache_bytes, err) < 0) {
+	memset(&fs, 0, sizeof(fs));
+	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
 		return 1;
 	}
-	if (c.inspect) {
-		if (c.json)
-			rc = inspect_json(&fs.view) < 0;
-		else {
-			inspect_text(&fs.view);
-			rc = 0;
-		}
+	if (c->inspect && c->json) {
+		rc = inspect_json(&fs.view) < 0;
+	} else if (c->inspect) {
+		inspect_text(&fs.view);
+		rc = 0;
 	} else {
-		fs.src = c.src;
-		fs.mountpoint = c.mountpoint;
-		fs.foreground = c.foreground;
-		fs.direct_io = c.direct_io;
+		fs.src = c->src;
+		fs.mountpoint = c->mountpoint;
+		fs.foreground = c->foreground;
+		fs.direct_io = c->direct_io;
 		clock_gettime(CLOCK_REALTIME, &fs.mounted_at);
-		rc = mount_and_serve(&fs, &args, c.max_threads);
+		rc = mount_and_serve(&fs, args, c->max_threads);
 	}
 	view_close(&fs.view);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cmdline c = { 0 };
+	int rc;
+
+	if (fuse_opt_parse(&args, &c, cmd_opts, opt_proc) < 0) {
+		usage(stderr);
+		rc = 1;
+	} else {
+		rc = run(&c, &args);
+	}
 	fuse_opt_free_args(&args);
-	free(c.src);
-	free(c.mountpoint);
-	free(c.view);
-	free(c.adapter);
-	free(c.dtype);
-	free(c.cache_size);
-	free(c.backend);
-	free(c.ep_rank);
-	free(c.ep_size);
+	free_cmdline(&c);
 	return rc;
 }

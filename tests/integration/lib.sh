@@ -31,11 +31,12 @@ ok() {          # ok CONDITION-EXIT-STATUS DESCRIPTION
 	else
 		echo "not ok $TAP_N - $2"
 		TAP_FAILED=$((TAP_FAILED + 1))
+		return 1
 	fi
 }
 
 is() {          # is GOT EXPECTED DESCRIPTION
-	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "#   got: '$1'"; echo "#   expected: '$2'"; fi
+	if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "#   got: '$1'"; echo "#   expected: '$2'"; return 1; fi
 }
 
 diag() { sed 's/^/# /' "$@"; }
