@@ -16,11 +16,12 @@ SAN       ?=
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 \
              -Iconvert -Icache -Ifs -I$(BUILD)/gen
-CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 $(WARN) -pthread -fno-strict-aliasing
+OPT       ?= -O2 -g
+# override: flags a user puts in CFLAGS are added to ours, never replace them
+override CFLAGS  += $(OPT) -std=c11 $(WARN) -pthread -fno-strict-aliasing
 ifeq ($(SAN),1)
-CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS   += -fsanitize=address,undefined
+override CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -70,7 +71,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsdafs.a
 		$(LDLIBS) -lcmocka
 
 asan:
-	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" all $(UNIT_BIN:build/%=build/asan/%)
+	$(MAKE) BUILD=build/asan SAN=1 OPT="-O1 -g" all $(UNIT_BIN:build/%=build/asan/%)
 
 unit: deps asan
 	CMOCKA_MESSAGE_OUTPUT=TAP prove -v --exec '' $(UNIT_BIN:build/%=build/asan/%)
