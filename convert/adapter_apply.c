@@ -403,6 +403,9 @@ int adapter_plan(const struct adapter *a, const struct source *s,
 		return rc;
 	if (o->dtype != SD_DTYPE_INVALID)
 		ap.dtype = o->dtype;
+	if (o->ep_size < 0 || o->ep_rank < 0 || (o->ep_size && o->ep_rank >= o->ep_size))
+		return sd_err(err, -EINVAL, "ep_rank=%ld, ep_size=%ld: need 0 <= ep_rank < ep_size",
+			      o->ep_rank, o->ep_size);
 	ep_range(ap.experts, o->ep_rank, ap.experts ? o->ep_size : 0,
 		 &ap.ep_start, &ap.ep_end);
 	out->dtype = ap.dtype;

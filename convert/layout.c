@@ -15,14 +15,13 @@ struct order_ctx {
 	const struct source *s;
 };
 
-static struct order_ctx order_by;       /* qsort has no context argument */
-
 /* Source position of the tensor's anchor, then plan order. */
-static int by_source_position(const void *a, const void *b)
+static int by_source_position(const void *a, const void *b, void *arg)
 {
+	const struct order_ctx *o = arg;
 	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-	const struct src_tensor *ti = &order_by.s->tensors[order_by.p->tensors[i].src];
-	const struct src_tensor *tj = &order_by.s->tensors[order_by.p->tensors[j].src];
+	const struct src_tensor *ti = &o->s->tensors[o->p->tensors[i].src];
+	const struct src_tensor *tj = &o->s->tensors[o->p->tensors[j].src];
 
 	if (ti->file != tj->file)
 		return ti->file < tj->file ? -1 : 1;
@@ -184,8 +183,8 @@ int layout_build(const struct plan *p, const struct source *s,
 	}
 	for (size_t i = 0; i < p->n; i++)
 		order[i] = (uint32_t)i;
-	order_by = (struct order_ctx){ p, s };
-	qsort(order, p->n, sizeof(*order), by_source_position);
+	struct order_ctx ctx = { p, s };
+	qsort_r(order, p->n, sizeof(*order), by_source_position, &ctx);
 	/* One shard per source weight file that still holds a tensor. */
 	for (size_t i = 0; i < p->n; i++)
 		if (i == 0 || s->tensors[p->tensors[order[i]].src].file !=

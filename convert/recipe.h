@@ -78,8 +78,9 @@ bool rx_row_separable(const struct recipe *r, uint32_t node);
 
 /*
  * Write the recipe as text, e.g.
- *   cast(stack0[8](transpose_last2(src("a.0.w")), ...), BF16)
- * long child lists are shortened unless full is set.  Returns the length it
+ *   stack0(cast(transpose_last2(src("a.0.w")), BF16), ..., ... 5 more ..., ...)
+ * child lists longer than 3 show the first two, a count and the last,
+ * unless full is set.  Returns the length it
  * needed (like snprintf).
  */
 size_t recipe_format(const struct recipe *r, const struct source *s, bool full,

@@ -258,8 +258,8 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 	uint64_t rb = rx_row_bytes(n);
 	int rc;
 
-	if (r0 >= r1)
-		return 0;
+	if (r0 >= r1 || rb == 0)
+		return 0;       /* nothing to produce (a zero-size dim) */
 	switch (n->op) {
 	case RX_SRC:
 		return ev->rd->read(ev->rd->arg, (uint32_t)n->a, r0 * rb, dst,

@@ -159,13 +159,11 @@ static void free_names(char **names, size_t n)
  * *.safetensors.index.json; several candidates are ambiguous. */
 static int find_index(struct source *s, char **names, size_t n, char *err)
 {
-	const char *found = NULL;
+	char **model = bsearch(&(const char *){ "model.safetensors.index.json" },
+			       names, n, sizeof(*names), name_cmp);
+	const char *found = model ? *model : NULL;
 
-	for (size_t i = 0; i < n; i++) {
-		if (!strcmp(names[i], "model.safetensors.index.json")) {
-			found = names[i];
-			break;
-		}
+	for (size_t i = 0; i < n && !model; i++) {
 		if (!ends_with(names[i], ".safetensors.index.json"))
 			continue;
 		if (found)
@@ -325,7 +323,8 @@ static int scan_files(struct source *s, char **names, size_t n, cJSON *index,
 	s->nweights = s->nfiles;
 	for (size_t i = 0; i < n; i++) {
 		bool skip = (s->index_name && !strcmp(names[i], s->index_name)) ||
-			    ends_with(names[i], ".safetensors");
+			    ends_with(names[i], ".safetensors") ||
+			    bsearch(&names[i], weights, nw, sizeof(*weights), name_cmp);
 		if (skip)
 			continue;       /* weights, the index, stray shards */
 		if ((rc = open_regular(s, names[i], &s->files[s->nfiles], err)) < 0)
