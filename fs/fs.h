@@ -4,6 +4,7 @@
 #ifndef SDAFS_FS_H
 #define SDAFS_FS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
 
@@ -18,9 +19,12 @@ struct sdafs {
 	struct view view;
 	const char *src;
 	const char *mountpoint;
+	char *mountpoint_real;  /* resolved before mounting: stat()ing it from
+				 * init would ask this very filesystem */
 	bool foreground;
 	bool direct_io;
 	struct timespec mounted_at;
+	atomic_flag readahead_raised;
 	struct fuse_session *se;
 };
 

@@ -101,6 +101,46 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	return 0;
 }
 
+/* Raise the kernel read-ahead of this mount to 1 MiB so buffered readers
+ * send 1 MiB requests.  conn->max_readahead can only lower it, and the kernel
+ * applies that when it gets the INIT reply, so this runs on the first request
+ * after INIT.  Needs root; the bdi is found through /proc/self/mountinfo,
+ * which does not touch FUSE. */
+static void raise_readahead(const char *real)
+{
+	char line[4096], path[128];
+	unsigned maj = 0, min = 0;
+	bool found = false;
+	FILE *f;
+
+	if (!real || geteuid() != 0 || !(f = fopen("/proc/self/mountinfo", "r")))
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096];
+		unsigned a, b;
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mnt) == 3 &&
+		    !strcmp(mnt, real) && strstr(line, " - fuse.sdafs ")) {
+			maj = a;
+			min = b;
+			found = true;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+	if ((f = fopen(path, "w"))) {
+		fputs("1024", f);
+		fclose(f);
+	}
+}
+
+static void after_init(struct sdafs *fs)
+{
+	if (!atomic_flag_test_and_set(&fs->readahead_raised))
+		raise_readahead(fs->mountpoint_real);
+}
+
 static void reply_entry(fuse_req_t req, const struct sdafs *fs, fuse_ino_t ino)
 {
 	struct fuse_entry_param e;
@@ -119,6 +159,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct sdafs *fs = fs_of(req);
 	long f;
 
+	after_init(fs);
 	if (parent != ROOT_INO) {
 		fuse_reply_err(req, ENOTDIR);
 		return;
@@ -137,6 +178,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc = fill_stat(fs_of(req), ino, &st);
 
 	(void)fi;
+	after_init(fs_of(req));
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
 	else
@@ -458,41 +500,6 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	erofs(req);
 }
 
-/* Raise the kernel read-ahead of this mount to 1 MiB so buffered readers
- * send 1 MiB requests (conn->max_readahead can only lower it).  Needs root;
- * the bdi is found through /proc/self/mountinfo, which does not touch FUSE. */
-static void raise_readahead(const char *mountpoint)
-{
-	char line[4096], path[128], *real = realpath(mountpoint, NULL);
-	unsigned maj = 0, min = 0;
-	bool found = false;
-	FILE *f;
-
-	if (!real || geteuid() != 0 || !(f = fopen("/proc/self/mountinfo", "r"))) {
-		free(real);
-		return;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096];
-		unsigned a, b;
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mnt) == 3 &&
-		    !strcmp(mnt, real) && strstr(line, " - fuse.sdafs ")) {
-			maj = a;
-			min = b;
-			found = true;
-		}
-	}
-	fclose(f);
-	free(real);
-	if (!found)
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	if ((f = fopen(path, "w"))) {
-		fputs("1024", f);
-		fclose(f);
-	}
-}
-
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct sdafs *fs = userdata;
@@ -504,7 +511,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;      /* nothing changes */
-	raise_readahead(fs->mountpoint);
+	(void)fs;
 }
 
 const struct fuse_lowlevel_ops sdafs_ops = {
