@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "grow.h"
 
 /* Converted chunks aim at this size: big enough that per-chunk overhead
  * vanishes next to a 1 MiB FUSE request, small enough that a read near
@@ -15,14 +16,10 @@
 int plan_add(struct plan *p, const char *name, const struct rx_node *shape,
 	     uint32_t src, struct recipe *recipe, char *err)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 64;
-		struct plan_tensor *t = realloc(p->tensors, cap * sizeof(*t));
-		if (!t)
-			return sd_err(err, -ENOMEM, "out of memory");
-		p->tensors = t;
-		p->cap = cap;
-	}
+	int rc = sd_grow(&p->tensors, &p->cap, p->n + 1, sizeof(*p->tensors), err);
+
+	if (rc < 0)
+		return rc;
 	struct plan_tensor *t = &p->tensors[p->n];
 	memset(t, 0, sizeof(*t));
 	if (!(t->name = strdup(name)))
@@ -34,7 +31,7 @@ int plan_add(struct plan *p, const char *name, const struct rx_node *shape,
 	t->src = src;
 	t->recipe = recipe;
 	size_t other;
-	int rc = strmap_put(&p->by_name, t->name, p->n, &other);
+	rc = strmap_put(&p->by_name, t->name, p->n, &other);
 	if (rc < 0) {
 		free(t->name);
 		if (rc == -EEXIST)

@@ -14,29 +14,19 @@
 #include <string.h>
 
 #include "err.h"
+#include "grow.h"
 #include "source.h"
 
 static int push_node(struct recipe *r, const struct rx_node *n,
 		     const int *kids, uint32_t nkids, char *err)
 {
-	if (r->nnodes == r->cap) {
-		uint32_t cap = r->cap ? r->cap * 2 : 8;
-		struct rx_node *nn = realloc(r->nodes, cap * sizeof(*nn));
-		if (!nn)
-			return sd_err(err, -ENOMEM, "out of memory");
-		r->nodes = nn;
-		r->cap = cap;
-	}
-	if (r->nkids + nkids > r->kidcap) {
-		uint32_t cap = r->kidcap ? r->kidcap : 8;
-		while (cap < r->nkids + nkids)
-			cap *= 2;
-		uint32_t *nk = realloc(r->kids, cap * sizeof(*nk));
-		if (!nk)
-			return sd_err(err, -ENOMEM, "out of memory");
-		r->kids = nk;
-		r->kidcap = cap;
-	}
+	int rc;
+
+	if (r->nnodes >= INT32_MAX - 1)
+		return sd_err(err, -E2BIG, "recipe too large");
+	if ((rc = sd_grow(&r->nodes, &r->cap, (size_t)r->nnodes + 1, sizeof(*r->nodes), err)) < 0 ||
+	    (rc = sd_grow(&r->kids, &r->kidcap, (size_t)r->nkids + nkids, sizeof(*r->kids), err)) < 0)
+		return rc;
 	r->nodes[r->nnodes] = *n;
 	r->nodes[r->nnodes].kids = r->nkids;
 	r->nodes[r->nnodes].nkids = nkids;

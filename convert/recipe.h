@@ -48,9 +48,11 @@ struct rx_node {
 
 struct recipe {
 	struct rx_node *nodes;
-	uint32_t nnodes, cap;
+	uint32_t nnodes;
+	size_t cap;
 	uint32_t *kids;
-	uint32_t nkids, kidcap;
+	uint32_t nkids;
+	size_t kidcap;
 };
 
 /* Builders: each returns the new node's index (>= 0) or a negative errno

@@ -18,6 +18,7 @@
 
 #include "cache.h"
 #include "err.h"
+#include "grow.h"
 
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err)
@@ -104,28 +105,20 @@ static int push_seg(struct view_io *io, const char *mem, int fd, uint64_t off,
 {
 	if (!len)
 		return 0;
-	if (io->nseg == io->segcap) {
-		size_t cap = io->segcap ? io->segcap * 2 : 64;
-		struct view_seg *s = realloc(io->segs, cap * sizeof(*s));
-		if (!s)
-			return sd_err(err, -ENOMEM, "out of memory");
-		io->segs = s;
-		io->segcap = cap;
-	}
+	int rc = sd_grow(&io->segs, &io->segcap, io->nseg + 1, sizeof(*io->segs), err);
+
+	if (rc < 0)
+		return rc;
 	io->segs[io->nseg++] = (struct view_seg){ mem, fd, off, len };
 	return 0;
 }
 
 static int push_pin(struct view_io *io, struct cache_chunk *c, char *err)
 {
-	if (io->npin == io->pincap) {
-		size_t cap = io->pincap ? io->pincap * 2 : 16;
-		struct cache_chunk **p = realloc(io->pins, cap * sizeof(*p));
-		if (!p)
-			return sd_err(err, -ENOMEM, "out of memory");
-		io->pins = p;
-		io->pincap = cap;
-	}
+	int rc = sd_grow(&io->pins, &io->pincap, io->npin + 1, sizeof(*io->pins), err);
+
+	if (rc < 0)
+		return rc;
 	io->pins[io->npin++] = c;
 	return 0;
 }
