@@ -65,10 +65,10 @@ $(BUILD)/sdafs: $(FS_OBJ) $(BUILD)/libsdafs.a
 $(BUILD)/mount.sdafs: $(BUILD)/obj/fs/mount_helper.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libsdafs.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.c tests/unit/testlib.h $(BUILD)/libsdafs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsdafs.a \
-		$(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/testlib.c \
+		$(BUILD)/libsdafs.a $(LDLIBS) -lcmocka
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT="-O1 -g" all $(UNIT_BIN:build/%=build/asan/%)

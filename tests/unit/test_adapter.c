@@ -4,15 +4,14 @@
  * conversion spec (§2.1-2.4, §3.1-3.2) describes it.
  *
  * Each test builds a real checkpoint under /tmp (config.json and one
- * model.safetensors written by write_shard() below), scans it, picks the
- * adapter from config.json the way a mount does, plans the view and asserts
- * on the plan: which names exist, their dtype and shape, and the recipe
- * that makes them (NULL when the bytes are the source's, unchanged).  JSON
- * in the fixtures is written with ' for " so it reads without escapes.
+ * model.safetensors, written by testlib's test_write_json() and
+ * test_write_shard()), scans it, picks the adapter from config.json the way
+ * a mount does, plans the view and asserts on the plan: which names exist,
+ * their dtype and shape, and the recipe that makes them (NULL when the bytes
+ * are the source's, unchanged).  JSON in the fixtures is written with ' for
+ * " so it reads without escapes.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,11 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
-#include <cjson/cJSON.h>
 
 #include "adapter.h"
 #include "dtype.h"
@@ -33,6 +29,7 @@
 #include "plan.h"
 #include "recipe.h"
 #include "source.h"
+#include "testlib.h"
 
 /* --- fixture ----------------------------------------------------------- */
 
@@ -51,22 +48,12 @@ static int setup(void **state)
 
 	if (!fx)
 		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/sdafs-test-adapter-XXXXXX");
-	if (!mkdtemp(fx->dir)) {
+	if (testdir_make(fx->dir, sizeof(fx->dir), "adapter") < 0) {
 		free(fx);
 		return -1;
 	}
 	*state = fx;
 	return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-			struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static int teardown(void **state)
@@ -79,102 +66,20 @@ static int teardown(void **state)
 	adapter_free(fx->adapter);
 	if (fx->scanned)
 		source_free(&fx->src);
-	rc = nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rc = testdir_remove(fx->dir);
 	free(fx);
 	return rc;
 }
 
-/* A tensor of the fixture checkpoint: shape is zero-terminated. */
-struct tspec {
-	const char *name;
-	const char *dtype;
-	uint64_t shape[4];
-};
-
 #define NT(a) (sizeof(a) / sizeof((a)[0]))
-
-static void write_file(const char *dir, const char *name, const void *bytes,
-		       size_t len)
-{
-	char path[512];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, bytes, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
-}
-
-/* A copy of text with every ' turned into " (free it). */
-static char *json_text(const char *text)
-{
-	char *json = strdup(text);
-
-	assert_non_null(json);
-	for (char *p = json; *p; p++)
-		if (*p == '\'')
-			*p = '"';
-	return json;
-}
-
-static void write_json(const char *dir, const char *name, const char *text)
-{
-	char *json = json_text(text);
-
-	write_file(dir, name, json, strlen(json));
-	free(json);
-}
-
-/* A valid safetensors file holding the tensors, in the order given. */
-static void write_shard(const char *dir, const char *name,
-			const struct tspec *t, size_t n)
-{
-	cJSON *root = cJSON_CreateObject();
-	uint64_t data = 0;
-
-	assert_non_null(root);
-	for (size_t i = 0; i < n; i++) {
-		cJSON *entry = cJSON_AddObjectToObject(root, t[i].name);
-		cJSON *shape = cJSON_CreateArray();
-		uint64_t bytes = dtype_size(dtype_parse(t[i].dtype));
-
-		assert_non_null(entry);
-		assert_non_null(shape);
-		for (int d = 0; d < 4 && t[i].shape[d]; d++) {
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
-			bytes *= t[i].shape[d];
-		}
-		cJSON_AddStringToObject(entry, "dtype", t[i].dtype);
-		cJSON_AddItemToObject(entry, "shape", shape);
-		double offsets[2] = { (double)data, (double)(data + bytes) };
-		cJSON_AddItemToObject(entry, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
-		data += bytes;
-	}
-	char *json = cJSON_PrintUnformatted(root);
-	assert_non_null(json);
-	size_t json_len = strlen(json);
-	uint64_t header_len = (json_len + 7) / 8 * 8;
-	size_t total = (size_t)(8 + header_len + data);
-	unsigned char *buf = calloc(1, total);
-	assert_non_null(buf);
-	for (int i = 0; i < 8; i++)
-		buf[i] = (unsigned char)(header_len >> (8 * i));
-	memcpy(buf + 8, json, json_len);
-	memset(buf + 8 + json_len, ' ', header_len - json_len);
-	write_file(dir, name, buf, total);
-	free(buf);
-	free(json);
-	cJSON_Delete(root);
-}
 
 /* Write config.json (unless config is NULL) and model.safetensors, scan. */
 static void scan_checkpoint(struct fixture *fx, const char *config,
-			    const struct tspec *t, size_t n)
+			    const struct test_tensor *t, size_t n)
 {
 	if (config)
-		write_json(fx->dir, "config.json", config);
-	write_shard(fx->dir, "model.safetensors", t, n);
+		test_write_json(fx->dir, "config.json", config);
+	test_write_shard(fx->dir, "model.safetensors", t, n, NULL);
 	if (source_scan(fx->dir, &fx->src, fx->err) < 0)
 		fail_msg("source_scan: %s", fx->err);
 	fx->scanned = true;
@@ -197,7 +102,7 @@ static const struct view_opts every_expert = {
 
 /* What a mount does: scan, choose the adapter from config.json, plan. */
 static int plan_checkpoint(struct fixture *fx, const char *config,
-			   const struct tspec *t, size_t n,
+			   const struct test_tensor *t, size_t n,
 			   const struct view_opts *o)
 {
 	scan_checkpoint(fx, config, t, n);
@@ -275,7 +180,7 @@ static void assert_mentions(const char *msg, const char *words)
 static void test_backbone_prefix_becomes_model(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer.in_proj.weight", "BF16", { 10, 6 } },
 		{ "backbone.layers.1.mixer.q_proj.weight", "F32", { 6, 6 } },
 	};
@@ -295,7 +200,7 @@ static void test_backbone_prefix_becomes_model(void **state)
 static void test_norm_f_becomes_norm_under_backbone(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.norm_f.weight", "BF16", { 6 } },
 		{ "backbone.norm_f.bias", "BF16", { 6 } },
 		{ "model.norm_f.weight", "BF16", { 6 } },
@@ -313,7 +218,7 @@ static void test_norm_f_becomes_norm_under_backbone(void **state)
 static void test_embeddings_become_embed_tokens_under_backbone(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.embeddings.weight", "BF16", { 16, 6 } },
 		{ "model.embeddings.weight", "BF16", { 16, 6 } },
 	};
@@ -329,7 +234,7 @@ static void test_embeddings_become_embed_tokens_under_backbone(void **state)
 static void test_peft_backbone_becomes_base_model_model_model(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "base_model.model.backbone.layers.0.mixer.in_proj.lora_A.weight", "F32", { 2, 6 } },
 		{ "base_model.model.backbone.norm_f.weight", "F32", { 6 } },
 		{ "base_model.model.backbone.embeddings.weight", "F32", { 16, 6 } },
@@ -345,7 +250,7 @@ static void test_peft_backbone_becomes_base_model_model_model(void **state)
 static void test_lm_head_is_unchanged(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "lm_head.weight", "BF16", { 16, 6 } },
 	};
 
@@ -361,7 +266,7 @@ static void test_lm_head_is_unchanged(void **state)
 static void test_mamba_fp32_params_move_to_holder_and_become_f32(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer.A_log", "BF16", { 4 } },
 		{ "backbone.layers.0.mixer.dt_bias", "BF16", { 4 } },
 		{ "backbone.layers.0.mixer.D", "F16", { 4 } },
@@ -385,7 +290,7 @@ static void test_mamba_fp32_params_move_to_holder_and_become_f32(void **state)
 static void test_f32_mamba_param_moves_without_a_recipe(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.1.mixer.D", "F32", { 4 } },
 		{ "mtp.layers.0.mixer.A_log", "F32", { 4 } },
 	};
@@ -400,7 +305,7 @@ static void test_f32_mamba_param_moves_without_a_recipe(void **state)
 static void test_holder_keys_and_longer_tails_are_not_moved(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer._fp32_params.A_log", "F32", { 4 } },
 		{ "backbone.layers.0.mixer.A_log_extra", "BF16", { 4 } },
 		{ "backbone.layers.0.mixer.norm.D", "BF16", { 4 } },
@@ -422,7 +327,7 @@ static void test_holder_keys_and_longer_tails_are_not_moved(void **state)
 static void test_key_under_a_holder_is_never_rerouted(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer._fp32_params.mixer.D", "F32", { 4 } },
 	};
 
@@ -433,7 +338,7 @@ static void test_key_under_a_holder_is_never_rerouted(void **state)
 static void test_integer_a_log_moves_but_is_not_cast(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer.A_log", "I32", { 4 } },
 	};
 
@@ -448,7 +353,7 @@ static void test_integer_a_log_moves_but_is_not_cast(void **state)
 static void test_layers_at_or_above_num_hidden_layers_are_dropped(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.1.norm.weight", "BF16", { 6 } },
 		{ "backbone.layers.2.norm.weight", "BF16", { 6 } },
 		{ "backbone.layers.10.norm.weight", "BF16", { 6 } },
@@ -470,7 +375,7 @@ static void test_layers_at_or_above_num_hidden_layers_are_dropped(void **state)
 static void test_mtp_and_peft_layers_are_never_truncated(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "mtp.layers.5.norm.weight", "BF16", { 6 } },
 		{ "base_model.model.backbone.layers.5.mixer.in_proj.lora_A.weight", "F32", { 2, 6 } },
 		{ "backbone.layers.5.norm.weight", "BF16", { 6 } },
@@ -485,7 +390,7 @@ static void test_mtp_and_peft_layers_are_never_truncated(void **state)
 static void test_without_num_hidden_layers_nothing_is_truncated(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.norm.weight", "BF16", { 6 } },
 		{ "backbone.layers.7.norm.weight", "BF16", { 6 } },
 		{ "model.layers.9.norm.weight", "BF16", { 6 } },
@@ -501,7 +406,7 @@ static void test_without_num_hidden_layers_nothing_is_truncated(void **state)
 static void test_zero_num_hidden_layers_truncates_nothing(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.3.norm.weight", "BF16", { 6 } },
 	};
 
@@ -516,7 +421,7 @@ static void test_experts_merge_into_grouped_tensors(void **state)
 {
 	struct fixture *fx = *state;
 	/* Stored out of order: the grouped tensor still stacks 0, 1, 2, 3. */
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		UP(0, 3, "BF16"), DOWN(0, 1, "BF16"), UP(0, 1, "BF16"), UP(0, 0, "BF16"),
 		DOWN(0, 0, "BF16"), UP(0, 2, "BF16"), DOWN(0, 3, "BF16"), DOWN(0, 2, "BF16"),
 		{ "backbone.layers.0.mixer.gate.weight", "BF16", { 4, 6 } },
@@ -547,7 +452,7 @@ static void test_experts_merge_into_grouped_tensors(void **state)
 static void test_gate_proj_of_non_gated_experts_is_ignored(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ EXPERT(0, 0, "gate_proj"), "BF16", { 3, 6 } },
 		{ EXPERT(0, 1, "gate_proj"), "BF16", { 3, 6 } },
@@ -564,7 +469,7 @@ static void test_gate_proj_of_non_gated_experts_is_ignored(void **state)
 static void test_scale_inv_keys_are_dropped_in_moe_models(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ "backbone.layers.0.mixer.in_proj.weight", "BF16", { 10, 6 } },
 		{ "backbone.layers.0.mixer.in_proj.weight_scale_inv", "F32", { 1 } },
@@ -585,7 +490,7 @@ static void test_scale_inv_keys_are_dropped_in_moe_models(void **state)
 static void test_expert_like_keys_outside_the_pattern_pass_through(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ "backbone.layers.0.mixer.experts.0.up_proj.bias", "BF16", { 3 } },
 		{ "backbone.layers.0.mixer.experts.0.fc1.weight", "BF16", { 3, 6 } },
@@ -602,7 +507,7 @@ static void test_expert_like_keys_outside_the_pattern_pass_through(void **state)
 static void test_experts_beyond_n_routed_experts_are_dropped(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"), UP(0, 4, "BF16"), DOWN(0, 4, "BF16"), UP(0, 17, "BF16"),
 	};
 
@@ -617,7 +522,7 @@ static void test_experts_beyond_n_routed_experts_are_dropped(void **state)
 static void test_mtp_experts_merge_under_the_mtp_prefix(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "mtp.layers.3.mixer.experts.0.up_proj.weight", "BF16", { 3, 6 } },
 		{ "mtp.layers.3.mixer.experts.1.up_proj.weight", "BF16", { 3, 6 } },
 		{ "mtp.layers.3.mixer.experts.2.up_proj.weight", "BF16", { 3, 6 } },
@@ -646,7 +551,7 @@ static void test_mtp_experts_merge_under_the_mtp_prefix(void **state)
 static void test_experts_are_cast_to_config_torch_dtype(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = { GROUP(0, "F32") };
+	static const struct test_tensor t[] = { GROUP(0, "F32") };
 
 	assert_int_equal(plan_checkpoint(fx, NEMOTRON_MOE, t, NT(t), &every_expert), 0);
 	assert_int_equal(fx->plan.dtype, SD_BF16);
@@ -660,7 +565,7 @@ static void test_experts_are_cast_to_config_torch_dtype(void **state)
 static void test_dtype_option_overrides_torch_dtype_for_experts(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = { GROUP(0, "BF16") };
+	static const struct test_tensor t[] = { GROUP(0, "BF16") };
 	const struct view_opts f16 = { .view = VIEW_NATIVE, .dtype = SD_F16 };
 
 	assert_int_equal(plan_checkpoint(fx, NEMOTRON_MOE, t, NT(t), &f16), 0);
@@ -674,7 +579,7 @@ static void test_dtype_option_overrides_torch_dtype_for_experts(void **state)
 static void test_experts_default_to_bfloat16_without_torch_dtype(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = { GROUP(0, "F32") };
+	static const struct test_tensor t[] = { GROUP(0, "F32") };
 
 	assert_int_equal(plan_checkpoint(fx, "{'architectures':['NemotronHForCausalLM'],"
 					 "'n_routed_experts':4}", t, NT(t), &every_expert), 0);
@@ -685,7 +590,7 @@ static void test_experts_default_to_bfloat16_without_torch_dtype(void **state)
 static void test_expert_dtype_never_casts_other_tensors(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ "backbone.layers.0.mixer.gate.weight", "F32", { 4, 6 } },
 		{ "backbone.layers.0.mixer.shared_experts.up_proj.weight", "BF16", { 3, 6 } },
@@ -714,7 +619,7 @@ static void test_expert_dtype_never_casts_other_tensors(void **state)
 static void test_dense_model_is_a_pure_rename(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.layers.0.mixer.up_proj.weight", "BF16", { 3, 6 } },
 		{ "backbone.layers.0.mixer.up_proj.weight_scale_inv", "F32", { 1 } },
 		{ EXPERT(0, 0, "up_proj"), "BF16", { 3, 6 } },
@@ -737,7 +642,7 @@ static void test_dense_model_is_a_pure_rename(void **state)
 static void test_missing_experts_are_an_error_naming_layer_projection_and_experts(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		UP(0, 0, "BF16"), UP(0, 1, "BF16"), UP(0, 3, "BF16"),
 		DOWN(0, 0, "BF16"), DOWN(0, 2, "BF16"),
 	};
@@ -752,7 +657,7 @@ static void test_missing_experts_are_an_error_naming_layer_projection_and_expert
 static void test_layer_without_expert_keys_is_not_checked(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ "backbone.layers.1.mixer.in_proj.weight", "BF16", { 10, 6 } },
 		{ "backbone.layers.1.mixer.gate.weight", "BF16", { 4, 6 } },
@@ -767,7 +672,7 @@ static void test_layer_without_expert_keys_is_not_checked(void **state)
 static void test_inconsistent_expert_shapes_are_an_error_naming_the_tensor(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		UP(0, 0, "BF16"), UP(0, 1, "BF16"), UP(0, 3, "BF16"),
 		{ EXPERT(0, 2, "up_proj"), "BF16", { 3, 5 } },
 		DOWN(0, 0, "BF16"), DOWN(0, 1, "BF16"), DOWN(0, 2, "BF16"), DOWN(0, 3, "BF16"),
@@ -781,7 +686,7 @@ static void test_inconsistent_expert_shapes_are_an_error_naming_the_tensor(void 
 static void test_two_sources_renamed_to_one_name_are_an_error(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ "backbone.norm_f.weight", "BF16", { 6 } },
 		{ "model.norm.weight", "BF16", { 6 } },
 	};
@@ -793,7 +698,7 @@ static void test_two_sources_renamed_to_one_name_are_an_error(void **state)
 static void test_two_sources_for_one_expert_are_an_error(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		GROUP(0, "BF16"),
 		{ "model.layers.0.mixer.experts.2.down_proj.weight", "BF16", { 6, 3 } },
 	};
@@ -827,7 +732,7 @@ static void test_ep_range_gives_the_remainder_to_the_first_ranks(void **state)
 static void test_ep_rank_sees_only_its_experts(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		UP(0, 0, "BF16"), UP(0, 1, "BF16"), UP(0, 2, "BF16"), UP(0, 3, "BF16"),
 		UP(0, 4, "BF16"), UP(0, 5, "BF16"), UP(0, 6, "BF16"), UP(0, 7, "BF16"),
 		DOWN(0, 0, "BF16"), DOWN(0, 1, "BF16"), DOWN(0, 2, "BF16"), DOWN(0, 3, "BF16"),
@@ -862,7 +767,7 @@ static void test_missing_experts_outside_the_rank_are_fine(void **state)
 {
 	struct fixture *fx = *state;
 	/* Experts 0..2 of 8: exactly rank 0's share of three ranks. */
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		UP(0, 0, "BF16"), UP(0, 1, "BF16"), UP(0, 2, "BF16"),
 		DOWN(0, 0, "BF16"), DOWN(0, 1, "BF16"), DOWN(0, 2, "BF16"),
 	};
@@ -884,7 +789,7 @@ static void test_missing_experts_outside_the_rank_are_fine(void **state)
 
 /* --- choosing the adapter ------------------------------------------------------ */
 
-static const struct tspec one_tensor[] = {
+static const struct test_tensor one_tensor[] = {
 	{ "backbone.embeddings.weight", "BF16", { 16, 6 } },
 };
 
@@ -957,7 +862,7 @@ static void test_no_config_json_is_an_error_mentioning_it(void **state)
 /* Loading table (with ' for ") fails with a message naming the file and words. */
 static void assert_load_fails(const char *table, const char *const *words)
 {
-	char *json = json_text(table);
+	char *json = test_json_text(table);
 	char err[SD_ERRLEN] = "";
 	struct adapter *a = NULL;
 
@@ -1058,13 +963,13 @@ static void test_custom_gated_table_concatenates_gate_then_up(void **state)
 		"'gate_and_up':'${prefix}layers.${layer}.block_sparse_moe.experts.gate_and_up_projs',"
 		"'down':'${prefix}layers.${layer}.block_sparse_moe.experts.down_projs'}]}";
 #define MX(e, w) "model.layers.0.block_sparse_moe.experts." #e "." w ".weight"
-	static const struct tspec t[] = {
+	static const struct test_tensor t[] = {
 		{ MX(0, "w1"), "BF16", { 3, 4 } }, { MX(0, "w2"), "BF16", { 4, 3 } },
 		{ MX(0, "w3"), "BF16", { 3, 4 } }, { MX(1, "w3"), "BF16", { 3, 4 } },
 		{ MX(1, "w1"), "BF16", { 3, 4 } }, { MX(1, "w2"), "BF16", { 4, 3 } },
 		{ "model.norm.weight", "BF16", { 4 } },
 	};
-	char *json = json_text(table);
+	char *json = test_json_text(table);
 
 	int rc = adapter_load(json, strlen(json), "mixtral_like.json", &fx->adapter, fx->err);
 	free(json);

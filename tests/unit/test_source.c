@@ -3,16 +3,15 @@
  * pass-through files and its tensors, and refuses a directory it cannot
  * trust with a message that names the directory, the file and the problem.
  *
- * Every case is a real directory under /tmp, built in the test: shards are
- * written by write_shard() below (8-byte length, JSON header padded with
- * spaces to a multiple of 8, contiguous data_offsets from 0, a data section
- * holding exactly the tensors), and JSON files by write_json(), which turns
- * ' into " so the fixtures read without escapes.  The directory is removed
- * by the teardown, whether the test passed or not.
+ * Every case is a real directory under /tmp, built in the test with
+ * testlib's helpers: shards are written by test_write_shard() (8-byte
+ * length, JSON header padded with spaces to a multiple of 8, contiguous
+ * data_offsets from 0, a data section holding exactly the tensors), and JSON
+ * files by test_write_json(), which turns ' into " so the fixtures read
+ * without escapes.  The directory is removed by the teardown, whether the
+ * test passed or not.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -25,11 +24,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <cjson/cJSON.h>
 
 #include "dtype.h"
 #include "err.h"
 #include "source.h"
+#include "testlib.h"
 
 /* --- fixture ----------------------------------------------------------- */
 
@@ -46,22 +45,12 @@ static int setup(void **state)
 
 	if (!fx)
 		return -1;
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/sdafs-test-source-XXXXXX");
-	if (!mkdtemp(fx->dir)) {
+	if (testdir_make(fx->dir, sizeof(fx->dir), "source") < 0) {
 		free(fx);
 		return -1;
 	}
 	*state = fx;
 	return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag,
-			struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static int teardown(void **state)
@@ -71,100 +60,14 @@ static int teardown(void **state)
 
 	if (fx->scanned)
 		source_free(&fx->src);
-	rc = nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rc = testdir_remove(fx->dir);
 	free(fx);
 	return rc;
 }
 
-/* A tensor of a fixture shard: shape is zero-terminated ({ 0 } is a scalar). */
-struct tspec {
-	const char *name;
-	const char *dtype;
-	uint64_t shape[4];
-};
-
-static void path_in(char *buf, size_t len, const char *dir, const char *name)
-{
-	int n = snprintf(buf, len, "%s/%s", dir, name);
-
-	assert_true(n > 0 && (size_t)n < len);
-}
-
-static void write_file(const char *dir, const char *name, const void *bytes,
-		       size_t len)
-{
-	char path[512];
-	int fd;
-
-	path_in(path, sizeof(path), dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, bytes, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
-}
-
-/* Write text with every ' turned into ". */
-static void write_json(const char *dir, const char *name, const char *text)
-{
-	char *json = strdup(text);
-
-	assert_non_null(json);
-	for (char *p = json; *p; p++)
-		if (*p == '\'')
-			*p = '"';
-	write_file(dir, name, json, strlen(json));
-	free(json);
-}
-
-/* Write a valid safetensors file holding the tensors, in the order given,
- * with patterned data.  Returns the header length N (padded). */
-static uint64_t write_shard(const char *dir, const char *name,
-			    const struct tspec *t, size_t n)
-{
-	cJSON *root = cJSON_CreateObject();
-	uint64_t data = 0;
-
-	assert_non_null(root);
-	for (size_t i = 0; i < n; i++) {
-		cJSON *entry = cJSON_AddObjectToObject(root, t[i].name);
-		cJSON *shape = cJSON_CreateArray();
-		uint64_t bytes = dtype_size(dtype_parse(t[i].dtype));
-
-		assert_non_null(entry);
-		assert_non_null(shape);
-		for (int d = 0; d < 4 && t[i].shape[d]; d++) {
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
-			bytes *= t[i].shape[d];
-		}
-		cJSON_AddStringToObject(entry, "dtype", t[i].dtype);
-		cJSON_AddItemToObject(entry, "shape", shape);
-		double offsets[2] = { (double)data, (double)(data + bytes) };
-		cJSON_AddItemToObject(entry, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
-		data += bytes;
-	}
-	char *json = cJSON_PrintUnformatted(root);
-	assert_non_null(json);
-	size_t json_len = strlen(json);
-	uint64_t header_len = (json_len + 7) / 8 * 8;
-	size_t total = (size_t)(8 + header_len + data);
-	unsigned char *buf = malloc(total);
-	assert_non_null(buf);
-	for (int i = 0; i < 8; i++)
-		buf[i] = (unsigned char)(header_len >> (8 * i));
-	memcpy(buf + 8, json, json_len);
-	memset(buf + 8 + json_len, ' ', header_len - json_len);
-	for (uint64_t i = 0; i < data; i++)
-		buf[8 + header_len + i] = (unsigned char)(i * 37 + 11);
-	write_file(dir, name, buf, total);
-	free(buf);
-	free(json);
-	cJSON_Delete(root);
-	return header_len;
-}
-
 static void make_subdir(char *buf, size_t len, const char *dir, const char *name)
 {
-	path_in(buf, len, dir, name);
+	test_path(buf, len, dir, name);
 	assert_int_equal(mkdir(buf, 0700), 0);
 }
 
@@ -206,13 +109,13 @@ static long file_index(const struct source *s, const char *name)
 	return -1;
 }
 
-static const struct tspec embed[] = {
+static const struct test_tensor embed[] = {
 	{ "backbone.embeddings.weight", "BF16", { 8, 4 } },
 };
-static const struct tspec norm[] = {
+static const struct test_tensor norm[] = {
 	{ "backbone.norm_f.weight", "BF16", { 4 } },
 };
-static const struct tspec head[] = {
+static const struct test_tensor head[] = {
 	{ "lm_head.weight", "BF16", { 8, 4 } },
 };
 
@@ -222,10 +125,10 @@ static void test_without_index_every_safetensors_file_is_a_weight_file(void **st
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "b.safetensors", head, 1);
-	write_shard(fx->dir, "a.safetensors", embed, 1);
-	write_json(fx->dir, "config.json", "{'model_type':'nemotron_h'}");
-	write_json(fx->dir, "tokenizer.json", "{'version':'1.0'}");
+	test_write_shard(fx->dir, "b.safetensors", head, 1, NULL);
+	test_write_shard(fx->dir, "a.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "config.json", "{'model_type':'nemotron_h'}");
+	test_write_json(fx->dir, "tokenizer.json", "{'version':'1.0'}");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_null(fx->src.index_name);
@@ -248,10 +151,10 @@ static void test_subdirectories_are_ignored(void **state)
 	struct fixture *fx = *state;
 	char sub[512];
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
 	make_subdir(sub, sizeof(sub), fx->dir, "original");
-	write_shard(sub, "consolidated.safetensors", head, 1);
-	write_json(sub, "params.json", "{}");
+	test_write_shard(sub, "consolidated.safetensors", head, 1, NULL);
+	test_write_json(sub, "params.json", "{}");
 	make_subdir(sub, sizeof(sub), fx->dir, "dir.safetensors");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
@@ -267,14 +170,14 @@ static void test_index_weight_map_names_the_weight_files(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model-00002-of-00002.safetensors", head, 1);
-	write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1);
-	write_shard(fx->dir, "stray.safetensors", norm, 1);
-	write_json(fx->dir, "config.json", "{}");
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'metadata':{'total_size':128},'weight_map':{"
-		   "'lm_head.weight':'model-00002-of-00002.safetensors',"
-		   "'backbone.embeddings.weight':'model-00001-of-00002.safetensors'}}");
+	test_write_shard(fx->dir, "model-00002-of-00002.safetensors", head, 1, NULL);
+	test_write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1, NULL);
+	test_write_shard(fx->dir, "stray.safetensors", norm, 1, NULL);
+	test_write_json(fx->dir, "config.json", "{}");
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'metadata':{'total_size':128},'weight_map':{"
+			"'lm_head.weight':'model-00002-of-00002.safetensors',"
+			"'backbone.embeddings.weight':'model-00001-of-00002.safetensors'}}");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_string_equal(fx->src.index_name, "model.safetensors.index.json");
@@ -294,9 +197,9 @@ static void test_weight_file_named_by_index_is_not_also_passed_through(void **st
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "weights.bin", embed, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{'backbone.embeddings.weight':'weights.bin'}}");
+	test_write_shard(fx->dir, "weights.bin", embed, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{'backbone.embeddings.weight':'weights.bin'}}");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_int_equal(fx->src.nweights, 1);
@@ -312,14 +215,14 @@ static void test_index_value_must_be_a_plain_file_name(void **state)
 	};
 	char sub[512];
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
 	make_subdir(sub, sizeof(sub), fx->dir, "sub");
-	write_shard(sub, "x.safetensors", embed, 1);
+	test_write_shard(sub, "x.safetensors", embed, 1, NULL);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char index[256], quoted[64];
 		snprintf(index, sizeof(index),
 			 "{'weight_map':{'backbone.embeddings.weight':'%s'}}", bad[i]);
-		write_json(fx->dir, "model.safetensors.index.json", index);
+		test_write_json(fx->dir, "model.safetensors.index.json", index);
 		snprintf(quoted, sizeof(quoted), "'%s'", bad[i]);
 		FAILS_MENTIONING(fx, fx->dir, "model.safetensors.index.json",
 				 "backbone.embeddings.weight", quoted,
@@ -331,11 +234,11 @@ static void test_index_naming_a_missing_file_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{"
-		   "'backbone.embeddings.weight':'model-00001-of-00002.safetensors',"
-		   "'lm_head.weight':'model-00002-of-00002.safetensors'}}");
+	test_write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{"
+			"'backbone.embeddings.weight':'model-00001-of-00002.safetensors',"
+			"'lm_head.weight':'model-00002-of-00002.safetensors'}}");
 
 	FAILS_MENTIONING(fx, fx->dir, "model-00002-of-00002.safetensors",
 			 "lm_head.weight", "not a regular file");
@@ -346,12 +249,12 @@ static void test_index_naming_a_fifo_is_an_error_and_does_not_hang(void **state)
 	struct fixture *fx = *state;
 	char fifo[512];
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	path_in(fifo, sizeof(fifo), fx->dir, "pipe.safetensors");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_path(fifo, sizeof(fifo), fx->dir, "pipe.safetensors");
 	assert_int_equal(mkfifo(fifo, 0600), 0);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{'backbone.embeddings.weight':'model.safetensors',"
-		   "'lm_head.weight':'pipe.safetensors'}}");
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{'backbone.embeddings.weight':'model.safetensors',"
+			"'lm_head.weight':'pipe.safetensors'}}");
 
 	alarm(20);      /* a blocking open of the FIFO would hang here */
 	FAILS_MENTIONING(fx, fx->dir, "pipe.safetensors", "not a regular file");
@@ -362,12 +265,12 @@ static void test_tensor_listed_for_one_file_but_stored_in_another_is_an_error(vo
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1);
-	write_shard(fx->dir, "model-00002-of-00002.safetensors", head, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{"
-		   "'backbone.embeddings.weight':'model-00002-of-00002.safetensors',"
-		   "'lm_head.weight':'model-00001-of-00002.safetensors'}}");
+	test_write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1, NULL);
+	test_write_shard(fx->dir, "model-00002-of-00002.safetensors", head, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{"
+			"'backbone.embeddings.weight':'model-00002-of-00002.safetensors',"
+			"'lm_head.weight':'model-00001-of-00002.safetensors'}}");
 
 	FAILS_MENTIONING(fx, fx->dir, "model.safetensors.index.json",
 			 "model-00001-of-00002.safetensors",
@@ -378,10 +281,10 @@ static void test_tensor_listed_in_index_but_in_no_file_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{'backbone.embeddings.weight':'model.safetensors',"
-		   "'backbone.norm_f.weight':'model.safetensors'}}");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{'backbone.embeddings.weight':'model.safetensors',"
+			"'backbone.norm_f.weight':'model.safetensors'}}");
 
 	FAILS_MENTIONING(fx, fx->dir, "backbone.norm_f.weight", "model.safetensors",
 			 "no such tensor");
@@ -391,8 +294,8 @@ static void test_same_tensor_in_two_shards_is_an_error_naming_both_files(void **
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1);
-	write_shard(fx->dir, "model-00002-of-00002.safetensors", embed, 1);
+	test_write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1, NULL);
+	test_write_shard(fx->dir, "model-00002-of-00002.safetensors", embed, 1, NULL);
 
 	FAILS_MENTIONING(fx, fx->dir, "backbone.embeddings.weight",
 			 "model-00001-of-00002.safetensors",
@@ -405,9 +308,9 @@ static void test_two_index_files_without_model_index_are_ambiguous(void **state)
 	static const char index[] =
 		"{'weight_map':{'backbone.embeddings.weight':'model.safetensors'}}";
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_json(fx->dir, "a.safetensors.index.json", index);
-	write_json(fx->dir, "b.safetensors.index.json", index);
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "a.safetensors.index.json", index);
+	test_write_json(fx->dir, "b.safetensors.index.json", index);
 
 	FAILS_MENTIONING(fx, fx->dir, "a.safetensors.index.json",
 			 "b.safetensors.index.json", "model.safetensors.index.json");
@@ -417,15 +320,15 @@ static void test_model_index_wins_over_other_index_files(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_shard(fx->dir, "other.safetensors", head, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{'backbone.embeddings.weight':'model.safetensors'}}");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_shard(fx->dir, "other.safetensors", head, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{'backbone.embeddings.weight':'model.safetensors'}}");
 	/* Both sort before model.safetensors.index.json. */
-	write_json(fx->dir, "a.safetensors.index.json",
-		   "{'weight_map':{'lm_head.weight':'other.safetensors'}}");
-	write_json(fx->dir, "b.safetensors.index.json",
-		   "{'weight_map':{'lm_head.weight':'other.safetensors'}}");
+	test_write_json(fx->dir, "a.safetensors.index.json",
+			"{'weight_map':{'lm_head.weight':'other.safetensors'}}");
+	test_write_json(fx->dir, "b.safetensors.index.json",
+			"{'weight_map':{'lm_head.weight':'other.safetensors'}}");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_string_equal(fx->src.index_name, "model.safetensors.index.json");
@@ -437,7 +340,7 @@ static void test_directory_without_weight_files_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_json(fx->dir, "config.json", "{'model_type':'nemotron_h'}");
+	test_write_json(fx->dir, "config.json", "{'model_type':'nemotron_h'}");
 
 	FAILS_MENTIONING(fx, fx->dir, fx->dir, "no safetensors weight files");
 }
@@ -448,8 +351,8 @@ static void test_malformed_shard_header_names_directory_and_file(void **state)
 	/* The length field claims 4096 header bytes in a 24-byte file. */
 	static const unsigned char truncated[24] = { 0x00, 0x10, 0, 0, 0, 0, 0, 0, '{', '}' };
 
-	write_shard(fx->dir, "a.safetensors", embed, 1);
-	write_file(fx->dir, "b.safetensors", truncated, sizeof(truncated));
+	test_write_shard(fx->dir, "a.safetensors", embed, 1, NULL);
+	test_write_file(fx->dir, "b.safetensors", truncated, sizeof(truncated));
 
 	FAILS_MENTIONING(fx, fx->dir, "b.safetensors", "header length");
 	assert_memory_equal(fx->err, fx->dir, strlen(fx->dir));
@@ -459,8 +362,8 @@ static void test_config_that_is_not_json_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_json(fx->dir, "config.json", "{'architectures': [");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "config.json", "{'architectures': [");
 
 	FAILS_MENTIONING(fx, fx->dir, fx->dir, "config.json", "JSON");
 }
@@ -469,9 +372,9 @@ static void test_weight_map_that_is_not_an_object_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':['model.safetensors']}");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':['model.safetensors']}");
 
 	FAILS_MENTIONING(fx, fx->dir, "model.safetensors.index.json", "weight_map");
 }
@@ -480,9 +383,9 @@ static void test_index_value_that_is_not_a_string_is_an_error(void **state)
 {
 	struct fixture *fx = *state;
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{'backbone.embeddings.weight':1}}");
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{'backbone.embeddings.weight':1}}");
 
 	FAILS_MENTIONING(fx, fx->dir, "model.safetensors.index.json",
 			 "backbone.embeddings.weight", "not a file name");
@@ -499,11 +402,11 @@ static void test_shard_symlinked_into_another_directory_is_followed(void **state
 	make_subdir(blobs, sizeof(blobs), fx->dir, "blobs");
 	make_subdir(snapshots, sizeof(snapshots), fx->dir, "snapshots");
 	make_subdir(rev, sizeof(rev), snapshots, "0123abcd");
-	uint64_t n = write_shard(blobs, "5f2e6a", embed, 1);
-	write_json(blobs, "9c41d0", "{'model_type':'nemotron_h'}");
-	path_in(link, sizeof(link), rev, "model.safetensors");
+	uint64_t n = test_write_shard(blobs, "5f2e6a", embed, 1, NULL);
+	test_write_json(blobs, "9c41d0", "{'model_type':'nemotron_h'}");
+	test_path(link, sizeof(link), rev, "model.safetensors");
 	assert_int_equal(symlink("../../blobs/5f2e6a", link), 0);
-	path_in(link, sizeof(link), rev, "config.json");
+	test_path(link, sizeof(link), rev, "config.json");
 	assert_int_equal(symlink("../../blobs/9c41d0", link), 0);
 
 	assert_int_equal(scan(fx, rev), 0);
@@ -513,7 +416,7 @@ static void test_shard_symlinked_into_another_directory_is_followed(void **state
 	assert_int_equal(fx->src.nfiles, 2);
 	assert_string_equal(fx->src.files[1].name, "config.json");
 	assert_non_null(fx->src.config);
-	path_in(blob, sizeof(blob), blobs, "5f2e6a");
+	test_path(blob, sizeof(blob), blobs, "5f2e6a");
 	struct stat st;
 	assert_int_equal(stat(blob, &st), 0);
 	assert_int_equal(fx->src.files[0].ino, st.st_ino);
@@ -525,12 +428,12 @@ static void test_symlink_to_directory_and_fifo_are_not_weight_files(void **state
 	struct fixture *fx = *state;
 	char sub[512], link[512], fifo[512];
 
-	write_shard(fx->dir, "model.safetensors", embed, 1);
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
 	make_subdir(sub, sizeof(sub), fx->dir, "elsewhere");
-	write_shard(sub, "inner.safetensors", head, 1);
-	path_in(link, sizeof(link), fx->dir, "x.safetensors");
+	test_write_shard(sub, "inner.safetensors", head, 1, NULL);
+	test_path(link, sizeof(link), fx->dir, "x.safetensors");
 	assert_int_equal(symlink("elsewhere", link), 0);
-	path_in(fifo, sizeof(fifo), fx->dir, "y.safetensors");
+	test_path(fifo, sizeof(fifo), fx->dir, "y.safetensors");
 	assert_int_equal(mkfifo(fifo, 0600), 0);
 
 	alarm(20);      /* opening the FIFO would block */
@@ -547,17 +450,19 @@ static void test_symlink_to_directory_and_fifo_are_not_weight_files(void **state
 static void test_source_find_locates_each_tensor_in_its_file(void **state)
 {
 	struct fixture *fx = *state;
-	static const struct tspec first[] = {
+	static const struct test_tensor first[] = {
 		{ "backbone.embeddings.weight", "BF16", { 8, 4 } },
 		{ "backbone.layers.0.mixer.D", "F32", { 3 } },
 	};
-	static const struct tspec second[] = {
+	static const struct test_tensor second[] = {
 		{ "lm_head.weight", "F16", { 2, 3, 5 } },
 		{ "backbone.layers.0.mixer.scale", "I64", { 0 } },
 	};
 
-	uint64_t n1 = write_shard(fx->dir, "model-00001-of-00002.safetensors", first, 2);
-	uint64_t n2 = write_shard(fx->dir, "model-00002-of-00002.safetensors", second, 2);
+	uint64_t n1 = test_write_shard(fx->dir, "model-00001-of-00002.safetensors",
+				       first, 2, NULL);
+	uint64_t n2 = test_write_shard(fx->dir, "model-00002-of-00002.safetensors",
+				       second, 2, NULL);
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_int_equal(fx->src.ntensors, 4);
@@ -612,13 +517,15 @@ static void test_header_bytes_read_counts_each_weight_header(void **state)
 {
 	struct fixture *fx = *state;
 
-	uint64_t n1 = write_shard(fx->dir, "model-00001-of-00002.safetensors", embed, 1);
-	uint64_t n2 = write_shard(fx->dir, "model-00002-of-00002.safetensors", head, 1);
-	write_shard(fx->dir, "unlisted.safetensors", norm, 1);
-	write_json(fx->dir, "model.safetensors.index.json",
-		   "{'weight_map':{"
-		   "'backbone.embeddings.weight':'model-00001-of-00002.safetensors',"
-		   "'lm_head.weight':'model-00002-of-00002.safetensors'}}");
+	uint64_t n1 = test_write_shard(fx->dir, "model-00001-of-00002.safetensors",
+				       embed, 1, NULL);
+	uint64_t n2 = test_write_shard(fx->dir, "model-00002-of-00002.safetensors",
+				       head, 1, NULL);
+	test_write_shard(fx->dir, "unlisted.safetensors", norm, 1, NULL);
+	test_write_json(fx->dir, "model.safetensors.index.json",
+			"{'weight_map':{"
+			"'backbone.embeddings.weight':'model-00001-of-00002.safetensors',"
+			"'lm_head.weight':'model-00002-of-00002.safetensors'}}");
 
 	assert_int_equal(scan(fx, fx->dir), 0);
 	assert_int_equal(fx->src.header_bytes_read, (8 + n1) + (8 + n2));

@@ -12,7 +12,6 @@
  * header and index are parsed with cJSON.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +29,7 @@
 
 #include "cache.h"
 #include "err.h"
+#include "testlib.h"
 #include "view.h"
 
 /* ---- the source checkpoint ---------------------------------------------------- */
@@ -160,57 +160,27 @@ struct fixture {
 	char err[SD_ERRLEN];
 };
 
-static void write_file(const struct fixture *f, const char *name, const void *bytes,
-		       size_t len)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, bytes, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
-}
-
-/* The weight file as a safetensors writer makes it: an 8-byte little-endian
- * header length, the JSON header space-padded to a multiple of 8, then the
- * tensors' data back to back in table order. */
+/* The weight file as a safetensors writer makes it, __metadata__ first,
+ * each source element holding its src_value(). */
 static void write_weights(struct fixture *f)
 {
-	cJSON *h = cJSON_CreateObject();
-	uint64_t off = 0;
+	struct test_tensor t[NSRC];
+	uint64_t nbytes = 0;
 
-	cJSON_AddStringToObject(cJSON_AddObjectToObject(h, "__metadata__"), "format", "pt");
-	for (int t = 0; t < NSRC; t++) {
-		cJSON *e = cJSON_AddObjectToObject(h, SOURCE[t].name);
-		cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-		cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
-		cJSON_AddStringToObject(e, "dtype", "BF16");
-		for (int d = 0; d < SOURCE[t].ndim; d++)
-			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)SOURCE[t].shape[d]));
-		cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-		off += 2 * src_elems(t);
-		cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+	for (int i = 0; i < NSRC; i++) {
+		t[i] = (struct test_tensor){ .name = SOURCE[i].name, .dtype = "BF16" };
+		for (int d = 0; d < SOURCE[i].ndim; d++)
+			t[i].shape[d] = SOURCE[i].shape[d];
+		nbytes += 2 * src_elems(i);
 	}
-	char *json = cJSON_PrintUnformatted(h);
-	assert_non_null(json);
-	cJSON_Delete(h);
-	size_t n = strlen(json), padded = (n + 7) & ~(size_t)7;
-	size_t total = 8 + padded + off;
-	unsigned char *buf = malloc(total);
-	assert_non_null(buf);
-	for (int b = 0; b < 8; b++)
-		buf[b] = (unsigned char)((uint64_t)padded >> (8 * b));
-	memcpy(buf + 8, json, n);
-	memset(buf + 8 + n, ' ', padded - n);
-	f->data_start = 8 + padded;
-	unsigned char *p = buf + f->data_start;
-	for (int t = 0; t < NSRC; t++)
-		for (uint64_t k = 0; k < src_elems(t); k++, p += 2)
-			put16(p, src_value(t, k));
-	write_file(f, WEIGHTS, buf, total);
-	free(buf);
-	free(json);
+	unsigned char *data = malloc(nbytes), *p = data;
+	assert_non_null(data);
+	for (int i = 0; i < NSRC; i++)
+		for (uint64_t k = 0; k < src_elems(i); k++, p += 2)
+			put16(p, src_value(i, k));
+	const struct test_shard shard = { .metadata = "{'format':'pt'}", .data = data };
+	f->data_start = 8 + test_write_shard(f->dir, WEIGHTS, t, NSRC, &shard);
+	free(data);
 }
 
 static int setup(void **state)
@@ -219,12 +189,11 @@ static int setup(void **state)
 
 	if (!f)
 		return -1;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sdafs-test-view-XXXXXX");
-	if (!mkdtemp(f->dir))
+	if (testdir_make(f->dir, sizeof(f->dir), "view") < 0)
 		return -1;
 	*state = f;
-	write_file(f, "config.json", CONFIG, strlen(CONFIG));
-	write_file(f, "tokenizer.json", TOKENIZER, strlen(TOKENIZER));
+	test_write_file(f->dir, "config.json", CONFIG, strlen(CONFIG));
+	test_write_file(f->dir, "tokenizer.json", TOKENIZER, strlen(TOKENIZER));
 	write_weights(f);
 	return 0;
 }
@@ -232,19 +201,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	static const char *const files[] = { "config.json", "tokenizer.json", WEIGHTS };
-	char path[128];
 
 	if (f->open) {
 		view_io_release(&f->v, &f->io);
 		view_close(&f->v);
 	}
 	view_io_free(&f->io);
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-		unlink(path);
-	}
-	int rc = rmdir(f->dir);
+	int rc = testdir_remove(f->dir);
 	free(f);
 	return rc;
 }

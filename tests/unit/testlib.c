@@ -1,0 +1,141 @@
+/*
+ * testlib.c — the unit tests' shared fixture helpers (see testlib.h).
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "dtype.h"
+#include "testlib.h"
+
+int testdir_make(char *buf, size_t len, const char *tag)
+{
+	int n = snprintf(buf, len, "/tmp/sdafs-test-%s-XXXXXX", tag);
+
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	return mkdtemp(buf) ? 0 : -1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+			struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int testdir_remove(const char *dir)
+{
+	return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void test_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+
+	assert_true(n > 0 && (size_t)n < len);
+}
+
+void test_write_file(const char *dir, const char *name, const void *bytes,
+		     size_t len)
+{
+	char path[512];
+	int fd;
+
+	test_path(path, sizeof(path), dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, bytes, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+char *test_json_text(const char *text)
+{
+	char *json = strdup(text);
+
+	assert_non_null(json);
+	for (char *p = json; *p; p++)
+		if (*p == '\'')
+			*p = '"';
+	return json;
+}
+
+void test_write_json(const char *dir, const char *name, const char *text)
+{
+	char *json = test_json_text(text);
+
+	test_write_file(dir, name, json, strlen(json));
+	free(json);
+}
+
+uint64_t test_write_shard(const char *dir, const char *name,
+			  const struct test_tensor *t, size_t n,
+			  const struct test_shard *opt)
+{
+	static const struct test_shard defaults;
+	cJSON *root = cJSON_CreateObject();
+	uint64_t data = 0;
+
+	if (!opt)
+		opt = &defaults;
+	assert_non_null(root);
+	if (opt->metadata) {
+		char *text = test_json_text(opt->metadata);
+		cJSON *meta = cJSON_Parse(text);
+
+		assert_non_null(meta);
+		free(text);
+		cJSON_AddItemToObject(root, "__metadata__", meta);
+	}
+	for (size_t i = 0; i < n; i++) {
+		cJSON *entry = cJSON_AddObjectToObject(root, t[i].name);
+		cJSON *shape = cJSON_CreateArray();
+		uint64_t bytes = dtype_size(dtype_parse(t[i].dtype));
+
+		assert_non_null(entry);
+		assert_non_null(shape);
+		for (int d = 0; d < 4 && t[i].shape[d]; d++) {
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
+			bytes *= t[i].shape[d];
+		}
+		cJSON_AddStringToObject(entry, "dtype", t[i].dtype);
+		cJSON_AddItemToObject(entry, "shape", shape);
+		double offsets[2] = { (double)data, (double)(data + bytes) };
+		cJSON_AddItemToObject(entry, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
+		data += bytes;
+	}
+	char *json = cJSON_PrintUnformatted(root);
+	assert_non_null(json);
+	size_t json_len = strlen(json);
+	uint64_t header_len = (json_len + 7) / 8 * 8;
+	size_t total = (size_t)(8 + header_len + data);
+	unsigned char *buf = malloc(total);
+	assert_non_null(buf);
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)(header_len >> (8 * i));
+	memcpy(buf + 8, json, json_len);
+	memset(buf + 8 + json_len, ' ', header_len - json_len);
+	if (opt->data)
+		memcpy(buf + 8 + header_len, opt->data, (size_t)data);
+	else
+		for (uint64_t i = 0; i < data; i++)
+			buf[8 + header_len + i] = (unsigned char)(i * 37 + 11);
+	test_write_file(dir, name, buf, total);
+	free(buf);
+	free(json);
+	cJSON_Delete(root);
+	return header_len;
+}

@@ -1,0 +1,62 @@
+/*
+ * testlib.h — fixture helpers the unit tests share: a temporary directory
+ * under /tmp and its removal, files and JSON written into it, and
+ * safetensors shards laid out as a safetensors writer lays them out.
+ *
+ * The writers fail the running cmocka test when anything goes wrong, so a
+ * test can call them without checking.  JSON given to them is written with
+ * ' for " so fixtures read without escapes.  testlib.c is compiled into
+ * every unit test by the Makefile; it is not a test itself.
+ */
+#ifndef SDAFS_TESTLIB_H
+#define SDAFS_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Make a fresh directory /tmp/sdafs-test-<tag>-XXXXXX and put its path in
+ * buf.  Returns 0, or -1 when it cannot be made (a setup returns -1 then). */
+int testdir_make(char *buf, size_t len, const char *tag);
+
+/* Remove dir and everything below it; returns 0 or what nftw returned. */
+int testdir_remove(const char *dir);
+
+/* buf = dir/name; the test fails when it does not fit. */
+void test_path(char *buf, size_t len, const char *dir, const char *name);
+
+/* Write len bytes as the file dir/name, replacing any file there. */
+void test_write_file(const char *dir, const char *name, const void *bytes,
+		     size_t len);
+
+/* A copy of text with every ' turned into " (free it). */
+char *test_json_text(const char *text);
+
+/* Write text as the file dir/name, every ' turned into ". */
+void test_write_json(const char *dir, const char *name, const char *text);
+
+/* A tensor of a fixture shard: shape is zero-terminated ({ 0 } is a scalar). */
+struct test_tensor {
+	const char *name;
+	const char *dtype;
+	uint64_t shape[4];
+};
+
+/* What a shard holds besides its tensors; a NULL struct means all defaults. */
+struct test_shard {
+	const char *metadata;   /* the __metadata__ object as JSON with ' for ",
+				 * or NULL for none */
+	const void *data;       /* the tensors' bytes back to back, in table
+				 * order, or NULL for patterned bytes
+				 * (byte i of the data section == i * 37 + 11) */
+};
+
+/* Write a valid safetensors file dir/name holding the n tensors in the
+ * order given: an 8-byte little-endian header length, the JSON header
+ * (__metadata__ first, when there is one) space-padded to a multiple of 8,
+ * then the data section with contiguous data_offsets from 0.  Returns the
+ * padded header length N, so the data begins at byte 8 + N. */
+uint64_t test_write_shard(const char *dir, const char *name,
+			  const struct test_tensor *t, size_t n,
+			  const struct test_shard *opt);
+
+#endif
