@@ -11,6 +11,7 @@
 #ifndef SDAFS_ADAPTER_H
 #define SDAFS_ADAPTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dtype.h"
@@ -19,9 +20,13 @@
 
 enum view_kind { VIEW_AUTO, VIEW_NATIVE, VIEW_HF };
 
+/* Directions of conversion: the rule list a plan is made with. */
+enum { DIR_TO_NATIVE, DIR_TO_HF, DIR_COUNT };
+
 struct view_opts {
 	enum view_kind view;
 	const char *adapter;    /* a built-in's name, or NULL: from config.json */
+	const char *adapter_file;       /* a table to use instead of a built-in */
 	enum sd_dtype dtype;    /* SD_DTYPE_INVALID: auto (config torch_dtype) */
 	long ep_rank, ep_size;  /* ep_size 0: every expert */
 };
@@ -31,6 +36,8 @@ struct adapter;
 /* Parse a table; what names it in messages (a file name). */
 int adapter_load(const char *json, size_t len, const char *what,
 		 struct adapter **out, char *err);
+/* Read and parse the table in a file (-o adapter_file=). */
+int adapter_load_file(const char *path, struct adapter **out, char *err);
 void adapter_free(struct adapter *a);
 const char *adapter_name(const struct adapter *a);
 
@@ -39,16 +46,26 @@ const char *adapter_name(const struct adapter *a);
 int adapter_choose(const struct source *s, const char *name,
 		   struct adapter **out, char *err);
 
-/* The built-in tables, for --list-adapters. */
+/* True when the table's architectures / model_types match config.json. */
+bool adapter_matches_config(const struct adapter *a, const struct source *s);
+
+/* The built-in tables, for --list-adapters and messages. */
 size_t adapter_builtin_count(void);
+void adapter_supported(char *buf, size_t len);
 int adapter_builtin(size_t i, struct adapter **out, char *err);
 const char *adapter_description(const struct adapter *a);
 /* Comma-separated architectures the table matches (static buffer per call). */
 void adapter_architectures(const struct adapter *a, char *buf, size_t len);
 
-/* Build the view plan for source s. */
+/* Which layout the source is in, from its tensor names alone: *dir is
+ * DIR_TO_NATIVE for an HF checkpoint, DIR_TO_HF for a native one.  A
+ * checkpoint with keys of both layouts, or of neither, is an error. */
+int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
+		   char *err);
+
+/* Build the view plan for source s in direction dir. */
 int adapter_plan(const struct adapter *a, const struct source *s,
-		 const struct view_opts *o, struct plan *out, char *err);
+		 const struct view_opts *o, int dir, struct plan *out, char *err);
 
 /* Automodel's expert range of one EP rank: the first E mod size ranks get
  * one expert more.  size 0 means all experts. */

@@ -1,13 +1,17 @@
 /*
  * adapter_apply.c — running an adapter table over a source: the plan.
  *
- * One pass over the source tensors applies the rules to each name.  Tensors
- * claimed by merge_experts are filed by layer; after the pass every layer
- * must hold every expert of this view's range (Automodel refuses a
- * checkpoint with missing experts, and so do we, naming them), and each
- * layer becomes two grouped tensors whose recipes stack transposed experts.
+ * Each source tensor becomes an *item*: a name plus the recipe built so
+ * far (none while the bytes are the source's).  The item runs down the
+ * rules of the chosen direction in order.  A rename rewrites the name and
+ * may transpose, slice or cast; a split turns one item into several that
+ * carry on from the next rule, so a split grouped tensor still meets the
+ * renames after it; a route hands the rest of the name to another adapter;
+ * merge and join file the item into a group that is built once every
+ * tensor has been seen (adapter_groups.c).  An item that reaches the end of
+ * the list is an output tensor.
  */
-#include "adapter_impl.h"
+#include "adapter_apply.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,29 +21,10 @@
 
 #include "err.h"
 
-struct xgroup {
-	char *names[2];         /* gate_and_up, down */
-	long *src[3];           /* [PROJ_*][expert] -> source tensor, or -1 */
-	size_t anchor;          /* the first member seen: where the group sits */
-	const struct rule *rule;        /* the merge rule that made it */
-};
+/* --- names -------------------------------------------------------------- */
 
-struct apply {
-	const struct adapter *a;
-	const struct source *s;
-	struct plan *p;
-	uint64_t experts, layers;
-	unsigned long ep_start, ep_end;
-	enum sd_dtype dtype;
-	struct xgroup *groups;
-	size_t ngroups, cap;
-	struct strmap by_name;  /* gate_and_up name -> group */
-	pcre2_match_data *md;
-	char *err;
-};
-
-static int substitute(const pcre2_code *re, const char *subject, const char *repl,
-		      char **out, char *err)
+int apply_substitute(const pcre2_code *re, const char *subject, const char *repl,
+		     char **out, char *err)
 {
 	PCRE2_SIZE len = strlen(subject) + strlen(repl) + 64;
 
@@ -75,20 +60,32 @@ static int substitute(const pcre2_code *re, const char *subject, const char *rep
 	}
 }
 
-static bool cond_holds(const struct apply *ap, const struct rule *r)
+/* A template with ${expert} replaced by e, then the rule's own groups. */
+static int expert_name(const struct rule *r, const char *tmpl, const char *subject,
+		       uint64_t e, char **out, char *err)
 {
-	return r->cond == COND_ALWAYS || (r->cond == COND_MOE) == (ap->experts > 0);
+	const char *hole = strstr(tmpl, "${expert}");
+	char *t;
+	int rc;
+
+	if (!hole)
+		return apply_substitute(r->re, subject, tmpl, out, err);
+	size_t n = strlen(tmpl) + 24;
+	if (!(t = malloc(n)))
+		return sd_err(err, -ENOMEM, "out of memory");
+	snprintf(t, n, "%.*s%" PRIu64 "%s", (int)(hole - tmpl), tmpl, e, hole + 9);
+	rc = expert_name(r, t, subject, e, out, err);
+	free(t);
+	return rc;
 }
 
-/* Capture group n of the last match as a decimal number; UINT64_MAX when it
- * is unset, empty, not a number or longer than 9 digits. */
-static uint64_t group_number(const struct apply *ap, const char *subject, int n)
+uint64_t apply_group_number(const struct apply *ap, const char *subject, int n)
 {
 	PCRE2_SIZE *ov = pcre2_get_ovector_pointer(ap->md);
 	size_t i0 = ov[2 * n], i1 = ov[2 * n + 1];
 	uint64_t v = 0;
 
-	if (i0 == PCRE2_UNSET || i1 - i0 > 9 || i0 == i1)
+	if (n < 0 || i0 == PCRE2_UNSET || i1 - i0 > 9 || i0 == i1)
 		return UINT64_MAX;
 	for (size_t i = i0; i < i1; i++) {
 		if (subject[i] < '0' || subject[i] > '9')
@@ -98,339 +95,478 @@ static uint64_t group_number(const struct apply *ap, const char *subject, int n)
 	return v;
 }
 
-static void group_text(const struct apply *ap, const struct rule *r,
-		       const char *subject, const char *group, char *buf, size_t len)
+void apply_group_text(const struct apply *ap, const struct rule *r,
+		      const char *subject, const char *group, char *buf, size_t len)
 {
 	int n = pcre2_substring_number_from_name(r->re, (PCRE2_SPTR)group);
 	PCRE2_SIZE *ov = pcre2_get_ovector_pointer(ap->md);
-	size_t i0 = ov[2 * n], i1 = ov[2 * n + 1];
 
 	buf[0] = '\0';
+	if (n < 0)
+		return;
+	size_t i0 = ov[2 * n], i1 = ov[2 * n + 1];
 	if (i0 != PCRE2_UNSET && i1 - i0 < len) {
 		memcpy(buf, subject + i0, i1 - i0);
 		buf[i1 - i0] = '\0';
 	}
 }
 
-static struct xgroup *find_group(struct apply *ap, const struct rule *r,
-				 const char *name, size_t src, int *rc)
-{
-	char *names[2] = { NULL, NULL };
-	size_t gi;
+/* --- items -------------------------------------------------------------- */
 
-	*rc = substitute(r->re, name, r->gate_and_up, &names[0], ap->err);
-	if (*rc < 0)
-		return NULL;
-	if (strmap_get(&ap->by_name, names[0], &gi)) {
-		free(names[0]);
-		return &ap->groups[gi];
+struct item {
+	char *name;
+	size_t src;             /* the source tensor it starts from */
+	struct recipe *r;       /* NULL: the source bytes unchanged */
+	int node;               /* its current node in r */
+};
+
+static void item_free(struct item *it)
+{
+	free(it->name);
+	if (it->r) {
+		recipe_free(it->r);
+		free(it->r);
 	}
-	if ((*rc = substitute(r->re, name, r->down, &names[1], ap->err)) < 0) {
-		free(names[0]);
-		return NULL;
-	}
-	if (ap->ngroups == ap->cap) {
-		size_t cap = ap->cap ? ap->cap * 2 : 16;
-		struct xgroup *g = realloc(ap->groups, cap * sizeof(*g));
-		if (!g)
-			goto nomem;
-		ap->groups = g;
-		ap->cap = cap;
-	}
-	struct xgroup *g = &ap->groups[ap->ngroups];
-	memset(g, 0, sizeof(*g));
-	g->names[0] = names[0];
-	g->names[1] = names[1];
-	g->anchor = src;
-	g->rule = r;
-	for (int k = 0; k < 3; k++) {
-		if (!(g->src[k] = malloc(ap->experts * sizeof(long))))
-			goto nomem_g;
-		for (uint64_t e = 0; e < ap->experts; e++)
-			g->src[k][e] = -1;
-	}
-	ap->ngroups++;
-	if ((*rc = strmap_put(&ap->by_name, g->names[0], ap->ngroups - 1, NULL)) < 0) {
-		sd_err(ap->err, *rc, "out of memory");
-		return NULL;
-	}
-	return g;
-nomem_g:
-	ap->ngroups++;          /* so the partial group is freed with the rest */
-	*rc = sd_err(ap->err, -ENOMEM, "out of memory");
-	return NULL;
-nomem:
-	free(names[0]);
-	free(names[1]);
-	*rc = sd_err(ap->err, -ENOMEM, "out of memory");
-	return NULL;
+	memset(it, 0, sizeof(*it));
 }
 
-/* File tensor src (whose current name matched merge rule r) in its group. */
-static int claim_expert(struct apply *ap, const struct rule *r, const char *name,
-			size_t src)
+static int item_recipe(struct apply *ap, struct item *it)
 {
-	char proj[64];
-	int rc, role = -1;
-	int en = pcre2_substring_number_from_name(r->re, (PCRE2_SPTR)"expert");
-	uint64_t e = group_number(ap, name, en);
-
-	group_text(ap, r, name, "proj", proj, sizeof(proj));
-	for (int k = 0; k < 3; k++)
-		if (!strcmp(proj, r->proj[k]))
-			role = k;
-	if (role < 0)
-		return sd_err(ap->err, -EINVAL, "tensor '%s': projection '%s' is none of %s, %s, %s",
-			      ap->s->tensors[src].name, proj, r->proj[0], r->proj[1], r->proj[2]);
-	if (role == PROJ_GATE && !r->gated)
-		return 0;       /* non-gated experts ignore gate weights */
-	if (e >= ap->experts)
-		return 0;       /* not an expert of this model: Automodel skips it */
-	struct xgroup *g = find_group(ap, r, name, src, &rc);
-	if (!g)
-		return rc;
-	if (g->src[role][e] >= 0)
-		return sd_err(ap->err, -EINVAL, "tensors '%s' and '%s' are both expert %" PRIu64 "'s %s of %s",
-			      ap->s->tensors[g->src[role][e]].name, ap->s->tensors[src].name,
-			      e, proj, g->names[0]);
-	g->src[role][e] = (long)src;
-	return 0;
+	if (it->r)
+		return 0;
+	if (!(it->r = calloc(1, sizeof(*it->r))))
+		return sd_err(ap->err, -ENOMEM, "out of memory");
+	it->node = rx_src(it->r, ap->s, it->src, ap->err);
+	return it->node < 0 ? it->node : 0;
 }
 
-static void shape_node(struct rx_node *n, const struct src_tensor *t)
+static const struct rx_node *item_shape(const struct apply *ap, const struct item *it,
+					struct rx_node *tmp)
 {
-	memset(n, 0, sizeof(*n));
-	n->op = RX_SRC;
-	n->dtype = t->dtype;
-	n->ndim = t->ndim;
-	memcpy(n->shape, t->shape, sizeof(n->shape));
+	const struct src_tensor *t = &ap->s->tensors[it->src];
+
+	if (it->r)
+		return &it->r->nodes[it->node];
+	memset(tmp, 0, sizeof(*tmp));
+	tmp->dtype = t->dtype;
+	tmp->ndim = t->ndim;
+	memcpy(tmp->shape, t->shape, sizeof(tmp->shape));
+	return tmp;
 }
 
-static int emit_plain(struct apply *ap, const char *name, size_t src,
-		      enum sd_dtype cast)
+/* Apply one recipe operation to the item; op is one of the rx_* builders
+ * taking (recipe, node, a, b). */
+static int item_cast(struct apply *ap, struct item *it, enum sd_dtype to)
 {
-	const struct src_tensor *t = &ap->s->tensors[src];
-	struct rx_node shape;
-	struct recipe *r = NULL;
+	struct rx_node tmp;
+	const struct rx_node *n = item_shape(ap, it, &tmp);
 	int rc;
 
-	shape_node(&shape, t);
-	if (cast != SD_DTYPE_INVALID && cast != t->dtype) {
-		if (!dtype_is_castable_float(t->dtype))
-			return sd_err(ap->err, -EINVAL, "tensor '%s': cannot cast %s to %s",
-				      t->name, dtype_name(t->dtype), dtype_name(cast));
-		if (!(r = calloc(1, sizeof(*r))))
+	if (to == SD_DTYPE_INVALID || n->dtype == to || !dtype_is_float(n->dtype))
+		return 0;
+	if (!dtype_is_castable_float(n->dtype))
+		return sd_err(ap->err, -EINVAL, "tensor '%s': cannot cast %s to %s",
+			      ap->s->tensors[it->src].name, dtype_name(n->dtype), dtype_name(to));
+	if ((rc = item_recipe(ap, it)) < 0)
+		return rc;
+	it->node = rx_cast(it->r, it->node, to, ap->err);
+	return it->node < 0 ? it->node : 0;
+}
+
+static int item_transpose(struct apply *ap, struct item *it)
+{
+	int rc = item_recipe(ap, it);
+
+	if (rc < 0)
+		return rc;
+	it->node = rx_transpose_last2(it->r, it->node, ap->err);
+	return it->node < 0 ? it->node : 0;
+}
+
+/* Keep dim 0 rows [ep_start, ep_end): this rank's experts of a grouped tensor. */
+static int item_ep_slice(struct apply *ap, struct item *it)
+{
+	struct rx_node tmp;
+	const struct rx_node *n = item_shape(ap, it, &tmp);
+	int rc;
+
+	if (ap->ep_end - ap->ep_start == ap->cfg.experts)
+		return 0;
+	if (n->ndim < 1 || n->shape[0] != ap->cfg.experts)
+		return sd_err(ap->err, -EINVAL, "tensor '%s': expected its first dimension to be the %" PRIu64 " experts, got %" PRIu64,
+			      ap->s->tensors[it->src].name, ap->cfg.experts, n->ndim ? n->shape[0] : 0);
+	if ((rc = item_recipe(ap, it)) < 0)
+		return rc;
+	it->node = rx_slice0(it->r, it->node, ap->ep_start, ap->ep_end, ap->err);
+	return it->node < 0 ? it->node : 0;
+}
+
+/* The shape operations a rename, join or split_last rule asks for. */
+static int apply_shape_ops(struct apply *ap, const struct rule *r, struct item *it)
+{
+	int rc = 0;
+
+	if (r->ep_slice && (rc = item_ep_slice(ap, it)) < 0)
+		return rc;
+	if (r->transpose && (rc = item_transpose(ap, it)) < 0)
+		return rc;
+	return item_cast(ap, it, r->cast_adapter ? ap->cfg.dtype : r->cast);
+}
+
+static int emit(struct apply *ap, struct item *it)
+{
+	struct rx_node tmp;
+	char *name = it->name;
+	int rc;
+
+	/* An explicit dtype in an HF view casts every floating tensor, except
+	 * those Automodel keeps in F32. */
+	if (ap->cfg.dir == DIR_TO_HF && ap->o->dtype != SD_DTYPE_INVALID &&
+	    !(ap->cfg.a->keep_f32 && pcre2_match(ap->cfg.a->keep_f32, (PCRE2_SPTR)name,
+						 PCRE2_ZERO_TERMINATED, 0, 0, ap->md, NULL) >= 0) &&
+	    (rc = item_cast(ap, it, ap->o->dtype)) < 0)
+		return rc;
+	if (ap->prefix[0]) {
+		size_t n = strlen(ap->prefix) + strlen(it->name) + 1;
+		if (!(name = malloc(n)))
 			return sd_err(ap->err, -ENOMEM, "out of memory");
-		int x = rx_src(r, ap->s, src, ap->err);
-		if (x < 0 || (x = rx_cast(r, x, cast, ap->err)) < 0) {
-			recipe_free(r);
-			free(r);
-			return x;
-		}
-		shape = *rx_root(r);
+		snprintf(name, n, "%s%s", ap->prefix, it->name);
 	}
-	if ((rc = plan_add(ap->p, name, &shape, (uint32_t)src, r, ap->err)) < 0 && r) {
-		recipe_free(r);
-		free(r);
-	}
+	rc = plan_add(ap->p, name, item_shape(ap, it, &tmp), (uint32_t)it->src, it->r, ap->err);
+	if (name != it->name)
+		free(name);
+	if (rc == 0)
+		it->r = NULL;   /* the plan owns the recipe now */
 	return rc;
 }
 
-/* Run one source tensor down the rules. */
-static int apply_rules(struct apply *ap, size_t src)
-{
-	const struct src_tensor *t = &ap->s->tensors[src];
-	char *name = strdup(t->name);
-	enum sd_dtype cast = SD_DTYPE_INVALID;
-	int rc = 0;
+/* --- the rule loop ------------------------------------------------------ */
 
-	if (!name)
+static int run_item(struct apply *ap, struct item *it, size_t from);
+
+static bool cond_holds(const struct apply *ap, const struct rule *r)
+{
+	return r->cond == COND_ALWAYS || (r->cond == COND_MOE) == (ap->cfg.experts > 0);
+}
+
+static int need_source(struct apply *ap, const struct item *it)
+{
+	if (it->r)
+		return sd_err(ap->err, -EINVAL, "tensor '%s': a rule that groups or splits experts must come before any transpose or cast of it",
+			      ap->s->tensors[it->src].name);
+	return 0;
+}
+
+/* One per-expert tensor of a split: expert e of it, the gate (part 0) or up
+ * (part 1) half when gated, transposed back to [out, in]. */
+static int split_one(struct apply *ap, const struct rule *r, const struct item *it,
+		     uint64_t e, int proj, size_t next)
+{
+	const struct src_tensor *t = &ap->s->tensors[it->src];
+	uint64_t I = ap->cfg.moe_inter;
+	struct item d = { .src = it->src };
+	int rc;
+
+	if ((rc = expert_name(r, r->names[proj], it->name, e, &d.name, ap->err)) < 0 ||
+	    (rc = item_recipe(ap, &d)) < 0)
+		goto out;
+	d.node = rx_index0(d.r, d.node, e, ap->err);
+	if (d.node >= 0 && r->gated && proj != PROJ_DOWN)
+		d.node = proj == PROJ_GATE ? rx_slice_last(d.r, d.node, 0, I, ap->err) :
+			 rx_slice_last(d.r, d.node, I, t->shape[2], ap->err);
+	if (d.node >= 0)
+		d.node = rx_transpose_last2(d.r, d.node, ap->err);
+	rc = d.node < 0 ? d.node : run_item(ap, &d, next);
+out:
+	item_free(&d);
+	return rc;
+}
+
+/* split_experts: one grouped [E, H, X] tensor -> per-expert tensors with
+ * global expert ids, gate before up.  *passed: the rule let it through. */
+static int split_experts(struct apply *ap, const struct rule *r, struct item *it,
+			 size_t next, bool *passed)
+{
+	const struct src_tensor *t = &ap->s->tensors[it->src];
+	uint64_t I = ap->cfg.moe_inter;
+	bool down = r->names[PROJ_DOWN] != NULL;
+	int rc;
+
+	*passed = false;
+	if ((rc = need_source(ap, it)) < 0)
+		return rc;
+	if (down && !(t->ndim == 3 && t->shape[1] == I)) {
+		*passed = true;         /* Automodel passes it through unchanged */
+		return 0;
+	}
+	if (t->ndim != 3 || t->shape[0] != ap->cfg.experts)
+		return sd_err(ap->err, -EINVAL, "tensor '%s': expected [%" PRIu64 " experts, ., .], got %d dims with first dimension %" PRIu64,
+			      t->name, ap->cfg.experts, t->ndim, t->ndim ? t->shape[0] : 0);
+	if (r->gated && !down && !(I > 0 && I < t->shape[2]))
+		return sd_err(ap->err, -EINVAL, "tensor '%s': cannot split gate and up at moe_intermediate_size %" PRIu64 " of a last dimension of %" PRIu64,
+			      t->name, I, t->shape[2]);
+	for (uint64_t e = ap->ep_start; e < ap->ep_end; e++) {
+		if (down)
+			rc = split_one(ap, r, it, e, PROJ_DOWN, next);
+		else if (r->gated && (rc = split_one(ap, r, it, e, PROJ_GATE, next)) == 0)
+			rc = split_one(ap, r, it, e, PROJ_UP, next);
+		else if (!r->gated)
+			rc = split_one(ap, r, it, e, PROJ_UP, next);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* split_last: one tensor -> the parts before and after moe_intermediate_size
+ * on the last dim. */
+static int split_last(struct apply *ap, const struct rule *r, struct item *it, size_t next)
+{
+	const struct src_tensor *t = &ap->s->tensors[it->src];
+	uint64_t I = ap->cfg.moe_inter, last = t->ndim ? t->shape[t->ndim - 1] : 0;
+	int rc;
+
+	if ((rc = need_source(ap, it)) < 0)
+		return rc;
+	if (!(I > 0 && I < last))
+		return sd_err(ap->err, -EINVAL, "tensor '%s': cannot cut its last dimension of %" PRIu64 " at moe_intermediate_size %" PRIu64,
+			      t->name, last, I);
+	for (int k = 0; k < 2; k++) {
+		struct item d = { .src = it->src };
+		if ((rc = apply_substitute(r->re, it->name, r->groups[k], &d.name, ap->err)) < 0 ||
+		    (rc = item_recipe(ap, &d)) < 0 ||
+		    (rc = item_ep_slice(ap, &d)) < 0) {
+			item_free(&d);
+			return rc;
+		}
+		d.node = rx_slice_last(d.r, d.node, k ? I : 0, k ? last : I, ap->err);
+		if (d.node < 0) {
+			rc = d.node;
+			item_free(&d);
+			return rc;
+		}
+		struct rule ops = *r;
+		ops.ep_slice = false;   /* done above, before the cut */
+		if ((rc = apply_shape_ops(ap, &ops, &d)) == 0)
+			rc = run_item(ap, &d, next);
+		item_free(&d);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int route(struct apply *ap, size_t ri, const struct rule *r, struct item *it)
+{
+	char rest[ST_MAX_NAME + 1];
+	int rc;
+
+	if (!ap->subs[ri]) {
+		char prefix[512];
+		snprintf(prefix, sizeof(prefix), "%s%s", ap->prefix, r->route_prefix);
+		if ((rc = apply_new(&ap->subs[ri], r->sub, ap->s, ap->o, ap->p, r->route_root,
+				    ap->cfg.dir, prefix, ap->err)) < 0)
+			return rc;
+	}
+	apply_group_text(ap, r, it->name, "rest", rest, sizeof(rest));
+	if (!rest[0])
+		return sd_err(ap->err, -EINVAL, "tensor '%s': nothing left after the route prefix",
+			      ap->s->tensors[it->src].name);
+	free(it->name);
+	if (!(it->name = strdup(rest)))
 		return sd_err(ap->err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < ap->a->nrules; i++) {
-		const struct rule *r = &ap->a->rules[i];
+	return run_item(ap->subs[ri], it, 0);
+}
+
+static int run_item(struct apply *ap, struct item *it, size_t from)
+{
+	const struct adapter *a = ap->cfg.a;
+	int d = ap->cfg.dir;
+	int rc;
+
+	for (size_t i = from; i < a->nrules[d]; i++) {
+		const struct rule *r = &a->rules[d][i];
+		bool passed;
 		if (!cond_holds(ap, r))
 			continue;
-		if (pcre2_match(r->re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0,
+		if (pcre2_match(r->re, (PCRE2_SPTR)it->name, PCRE2_ZERO_TERMINATED, 0, 0,
 				ap->md, NULL) < 0)
 			continue;
 		switch (r->op) {
 		case RULE_TRUNCATE:
-			if (ap->layers > 0 && group_number(ap, name, 1) >= ap->layers)
-				goto out;       /* a layer the model does not have */
+			if (ap->cfg.layers > 0 &&
+			    apply_group_number(ap, it->name, 1) >= ap->cfg.layers)
+				return 0;       /* a layer the model does not have */
 			break;
 		case RULE_RENAME: {
 			char *renamed;
-			if ((rc = substitute(r->re, name, r->to, &renamed, ap->err)) < 0)
-				goto out;
-			free(name);
-			name = renamed;
-			if (r->cast != SD_DTYPE_INVALID && dtype_is_float(t->dtype))
-				cast = r->cast;
+			if ((rc = apply_substitute(r->re, it->name, r->to, &renamed, ap->err)) < 0)
+				return rc;
+			free(it->name);
+			it->name = renamed;
+			if ((rc = apply_shape_ops(ap, r, it)) < 0)
+				return rc;
 			break;
 		}
 		case RULE_DROP:
-			goto out;
+			return 0;
 		case RULE_MERGE:
-			rc = claim_expert(ap, r, name, src);
-			goto out;
+			if ((rc = need_source(ap, it)) < 0)
+				return rc;
+			return apply_claim_expert(ap, r, it->name, it->src);
+		case RULE_JOIN:
+			if ((rc = need_source(ap, it)) < 0)
+				return rc;
+			return apply_claim_part(ap, r, it->name, it->src);
+		case RULE_SPLIT:
+			if ((rc = split_experts(ap, r, it, i + 1, &passed)) < 0 || !passed)
+				return rc;
+			break;
+		case RULE_SPLIT_LAST:
+			return split_last(ap, r, it, i + 1);
+		case RULE_ROUTE:
+			return route(ap, i, r, it);
 		}
 	}
-	rc = emit_plain(ap, name, src, cast);
-out:
-	free(name);
-	return rc;
+	return emit(ap, it);
 }
 
-/* Name the experts a group lacks, or return 0. */
-static int check_complete(struct apply *ap, const struct xgroup *g)
+/* --- one application ---------------------------------------------------- */
+
+int apply_new(struct apply **out, const struct adapter *a, const struct source *s,
+	      const struct view_opts *o, struct plan *p, const char *root, int dir,
+	      const char *prefix, char *err)
 {
-	char list[768];
-	size_t o = 0, missing = 0;
+	struct apply *ap = calloc(1, sizeof(*ap));
+	uint32_t maxgroups = 1;
+	int rc;
 
-	list[0] = '\0';
-	for (int k = g->rule->gated ? PROJ_GATE : PROJ_UP; k <= PROJ_DOWN; k++) {
-		size_t here = 0;
-		for (uint64_t e = ap->ep_start; e < ap->ep_end; e++) {
-			if (g->src[k][e] >= 0)
-				continue;
-			if (o >= sizeof(list))
-				;
-			else if (here)
-				o += (size_t)snprintf(list + o, sizeof(list) - o,
-						      ", %" PRIu64, e);
-			else
-				o += (size_t)snprintf(list + o, sizeof(list) - o,
-						      "%s%s of experts %" PRIu64,
-						      missing ? "; " : "", g->rule->proj[k], e);
-			here++;
-			missing++;
-		}
+	*out = NULL;
+	if (!ap)
+		return sd_err(err, -ENOMEM, "out of memory");
+	ap->s = s;
+	ap->o = o;
+	ap->p = p;
+	ap->err = err;
+	ap->subs = calloc(a->nrules[dir] + 1, sizeof(*ap->subs));
+	ap->prefix = strdup(prefix);
+	if (!ap->subs || !ap->prefix) {
+		apply_free(ap);
+		return sd_err(err, -ENOMEM, "out of memory");
 	}
-	if (!missing)
-		return 0;
-	return sd_err(ap->err, -EINVAL,
-		      "expert weights missing from the checkpoint: %s (from tensors like '%s') lacks %zu weights: %s; every MoE layer needs experts %lu..%lu (n_routed_experts = %" PRIu64 ")",
-		      g->names[0], ap->s->tensors[g->anchor].name, missing, list,
-		      ap->ep_start, ap->ep_end - 1, ap->experts);
-}
-
-static int build_group(struct apply *ap, const struct xgroup *g)
-{
-	bool gated = g->rule->gated;
-
-	for (int which = 0; which < 2; which++) {
-		struct recipe *r = calloc(1, sizeof(*r));
-		uint64_t n = ap->ep_end - ap->ep_start;
-		int *kids = calloc(n + 1, sizeof(int));
-		int x = 0, rc = 0;
-
-		if (!r || !kids) {
-			free(r);
-			free(kids);
-			return sd_err(ap->err, -ENOMEM, "out of memory");
-		}
-		for (uint64_t e = ap->ep_start; e < ap->ep_end && x >= 0; e++) {
-			int part[2], nparts = 0;
-			int roles[2] = { which ? PROJ_DOWN : gated ? PROJ_GATE : PROJ_UP, PROJ_UP };
-			int count = (!which && gated) ? 2 : 1;
-			for (int k = 0; k < count && x >= 0; k++) {
-				size_t src = (size_t)g->src[roles[k]][e];
-				if (ap->s->tensors[src].ndim != 2) {
-					x = sd_err(ap->err, -EINVAL, "expert tensor '%s' has %d dims; a 2-D [out, in] weight is expected",
-						   ap->s->tensors[src].name, ap->s->tensors[src].ndim);
-					break;
-				}
-				x = rx_src(r, ap->s, src, ap->err);
-				if (x >= 0)
-					x = rx_transpose_last2(r, x, ap->err);
-				part[nparts++] = x;
-			}
-			/* Cast each part on its own: experts stored in different
-			 * dtypes end up as PyTorch's promoting stack + .to() makes
-			 * them, and chunks stay one expert each. */
-			for (int k = 0; k < nparts && x >= 0; k++)
-				if (r->nodes[part[k]].dtype != ap->dtype)
-					x = part[k] = rx_cast(r, part[k], ap->dtype, ap->err);
-			if (x >= 0 && nparts == 2)
-				x = rx_concat_last(r, part, 2, ap->err);
-			else if (x >= 0)
-				x = part[0];
-			kids[e - ap->ep_start] = x;
-		}
-		if (x >= 0)
-			x = rx_stack0(r, kids, (uint32_t)n, ap->err);
-		free(kids);
-		if (x < 0) {
-			sd_err_prefix(ap->err, "cannot build '%s'", g->names[which]);
-			rc = x;
-		} else {
-			rc = plan_add(ap->p, g->names[which], rx_root(r),
-				      (uint32_t)g->anchor, r, ap->err);
-		}
-		if (rc < 0) {
-			recipe_free(r);
-			free(r);
-			return rc;
-		}
+	if ((rc = apply_cfg_init(&ap->cfg, a, s, root, dir, o, err)) < 0) {
+		apply_free(ap);
+		return rc;
 	}
+	ep_range(ap->cfg.experts, o->ep_rank, ap->cfg.experts ? o->ep_size : 0,
+		 &ap->ep_start, &ap->ep_end);
+	if (ap->cfg.experts && ap->ep_end == ap->ep_start) {
+		apply_free(ap);
+		return sd_err(err, -EINVAL, "ep_rank=%ld of ep_size=%ld holds no expert (the model has %" PRIu64 ")",
+			      o->ep_rank, o->ep_size, ap->cfg.experts);
+	}
+	for (size_t i = 0; i < a->nrules[dir]; i++) {
+		uint32_t c = 0;
+		pcre2_pattern_info(a->rules[dir][i].re, PCRE2_INFO_CAPTURECOUNT, &c);
+		if (c + 1 > maxgroups)
+			maxgroups = c + 1;
+	}
+	if (!(ap->md = pcre2_match_data_create(maxgroups, NULL))) {
+		apply_free(ap);
+		return sd_err(err, -ENOMEM, "out of memory");
+	}
+	if (!p->experts && ap->cfg.experts) {
+		p->experts = ap->cfg.experts;
+		p->ep_start = ap->ep_start;
+		p->ep_end = ap->ep_end;
+		p->dtype = ap->cfg.dtype;
+	}
+	*out = ap;
 	return 0;
 }
 
-static void free_groups(struct apply *ap)
+/* Build the groups of this application and of its routes. */
+static int finish(struct apply *ap)
 {
-	for (size_t i = 0; i < ap->ngroups; i++) {
-		free(ap->groups[i].names[0]);
-		free(ap->groups[i].names[1]);
-		for (int k = 0; k < 3; k++)
-			free(ap->groups[i].src[k]);
-	}
-	free(ap->groups);
-	strmap_free(&ap->by_name);
+	int rc = apply_build_groups(ap);
+
+	for (size_t i = 0; rc == 0 && i < ap->cfg.a->nrules[ap->cfg.dir]; i++)
+		if (ap->subs[i])
+			rc = finish(ap->subs[i]);
+	return rc;
+}
+
+void apply_free(struct apply *ap)
+{
+	if (!ap)
+		return;
+	for (size_t i = 0; ap->subs && i < ap->cfg.a->nrules[ap->cfg.dir]; i++)
+		apply_free(ap->subs[i]);
+	free(ap->subs);
+	apply_free_groups(ap);
+	pcre2_match_data_free(ap->md);
+	free(ap->prefix);
+	free(ap);
+}
+
+int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
+		   char *err)
+{
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+	long seen[DIR_COUNT] = { -1, -1 };
+
+	if (!md)
+		return sd_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < s->ntensors; i++)
+		for (int d = 0; d < DIR_COUNT; d++)
+			if (seen[d] < 0 && a->detect[d] &&
+			    pcre2_match(a->detect[d], (PCRE2_SPTR)s->tensors[i].name,
+					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+				seen[d] = (long)i;
+	pcre2_match_data_free(md);
+	if (seen[DIR_TO_NATIVE] >= 0 && seen[DIR_TO_HF] >= 0)
+		return sd_err(err, -EINVAL,
+			      "%s: the checkpoint mixes HF keys (e.g. '%s') and native keys (e.g. '%s') of %s; it is neither layout",
+			      s->dir, s->tensors[seen[DIR_TO_NATIVE]].name,
+			      s->tensors[seen[DIR_TO_HF]].name, a->name);
+	for (int d = 0; d < DIR_COUNT; d++)
+		if (seen[d] >= 0) {
+			*dir = d;
+			return 0;
+		}
+	return sd_err(err, -EINVAL,
+		      "%s: no tensor name looks like %s in either the HF or the native layout (first key: '%s'); check -o adapter= (see sdafs --list-adapters)",
+		      s->dir, a->name, s->ntensors ? s->tensors[0].name : "(none)");
 }
 
 int adapter_plan(const struct adapter *a, const struct source *s,
-		 const struct view_opts *o, struct plan *out, char *err)
+		 const struct view_opts *o, int dir, struct plan *out, char *err)
 {
-	struct apply ap = { .a = a, .s = s, .p = out, .err = err };
+	struct apply *ap;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->adapter, sizeof(out->adapter), "%s", a->name);
-	out->direction = "hf->native";
-	if ((rc = config_count(a, s, "experts", &ap.experts, err)) < 0 ||
-	    (rc = config_count(a, s, "layers", &ap.layers, err)) < 0 ||
-	    (rc = config_dtype(a, s, &ap.dtype, err)) < 0)
-		return rc;
-	if (o->dtype != SD_DTYPE_INVALID)
-		ap.dtype = o->dtype;
+	out->direction = dir == DIR_TO_NATIVE ? "hf->native" : "native->hf";
+	out->dtype = SD_DTYPE_INVALID;
 	if (o->ep_size < 0 || o->ep_rank < 0 || (o->ep_size && o->ep_rank >= o->ep_size))
 		return sd_err(err, -EINVAL, "ep_rank=%ld, ep_size=%ld: need 0 <= ep_rank < ep_size",
 			      o->ep_rank, o->ep_size);
-	ep_range(ap.experts, o->ep_rank, ap.experts ? o->ep_size : 0,
-		 &ap.ep_start, &ap.ep_end);
-	out->dtype = ap.dtype;
-	out->experts = ap.experts;
-	out->ep_start = ap.ep_start;
-	out->ep_end = ap.ep_end;
-	if (ap.experts && ap.ep_end == ap.ep_start)
-		return sd_err(err, -EINVAL, "ep_rank=%ld of ep_size=%ld holds no expert (the model has %" PRIu64 ")",
-			      o->ep_rank, o->ep_size, ap.experts);
-	uint32_t maxgroups = 1;
-	for (size_t i = 0; i < a->nrules; i++) {
-		uint32_t c = 0;
-		pcre2_pattern_info(a->rules[i].re, PCRE2_INFO_CAPTURECOUNT, &c);
-		if (c + 1 > maxgroups)
-			maxgroups = c + 1;
+	if (!a->rules[dir])
+		return sd_err(err, -ENOTSUP, "adapter %s has no %s rules", a->name,
+			      dir == DIR_TO_NATIVE ? "hf_to_native" : "native_to_hf");
+	if ((rc = apply_new(&ap, a, s, o, out, NULL, dir, "", err)) < 0)
+		return rc;
+	if (out->dtype == SD_DTYPE_INVALID)
+		out->dtype = ap->cfg.dtype;
+	for (size_t i = 0; i < s->ntensors && rc == 0; i++) {
+		struct item it = { .name = strdup(s->tensors[i].name), .src = i };
+		rc = it.name ? run_item(ap, &it, 0) : sd_err(err, -ENOMEM, "out of memory");
+		item_free(&it);
 	}
-	if (!(ap.md = pcre2_match_data_create(maxgroups, NULL)))
-		return sd_err(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < s->ntensors && rc == 0; i++)
-		rc = apply_rules(&ap, i);
-	for (size_t i = 0; i < ap.ngroups && rc == 0; i++)
-		if ((rc = check_complete(&ap, &ap.groups[i])) == 0)
-			rc = build_group(&ap, &ap.groups[i]);
-	pcre2_match_data_free(ap.md);
-	free_groups(&ap);
+	if (rc == 0)
+		rc = finish(ap);
+	apply_free(ap);
 	if (rc < 0) {
 		plan_free(out);
 		return rc;

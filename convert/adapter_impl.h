@@ -1,6 +1,7 @@
 /*
  * adapter_impl.h — the in-memory form of an adapter table, shared by the
- * loader (adapter.c) and the engine that applies it (adapter_apply.c).
+ * loader (adapter.c) and the engine that applies it (adapter_apply.c,
+ * adapter_groups.c).
  */
 #ifndef SDAFS_ADAPTER_IMPL_H
 #define SDAFS_ADAPTER_IMPL_H
@@ -9,36 +10,67 @@
 #include <pcre2.h>
 
 #include "adapter.h"
+#include "grow.h"
 
-enum rule_op { RULE_TRUNCATE, RULE_RENAME, RULE_DROP, RULE_MERGE };
+enum rule_op {
+	RULE_TRUNCATE,  /* drop layers at or past a config count */
+	RULE_RENAME,    /* rename, optionally transpose / slice experts / cast */
+	RULE_DROP,
+	RULE_MERGE,     /* per-expert tensors -> grouped [E, ...] tensors */
+	RULE_SPLIT,     /* grouped tensors -> per-expert tensors */
+	RULE_JOIN,      /* named parts -> one tensor joined on the last dim */
+	RULE_SPLIT_LAST,/* one tensor -> parts cut on the last dim */
+	RULE_ROUTE,     /* a prefix handled by another adapter */
+};
 enum rule_cond { COND_ALWAYS, COND_MOE, COND_DENSE };
+enum { PROJ_GATE, PROJ_UP, PROJ_DOWN };
 
 struct rule {
 	enum rule_op op;
 	enum rule_cond cond;
 	pcre2_code *re;
-	char *to;               /* rename: replacement ($1, ${name}) */
-	enum sd_dtype cast;     /* rename: cast floating tensors to this */
-	char *below;            /* truncate: config key of the layer count */
-	bool gated;             /* merge: gate and up both go into gate_and_up */
-	char *gate_and_up, *down;       /* merge: output name templates */
-	char *proj[3];          /* merge: names of the gate, up, down projections */
+	char *to;               /* rename, join: output name template */
+	enum sd_dtype cast;     /* cast floating tensors to this ... */
+	bool cast_adapter;      /* ... or to the adapter dtype */
+	bool transpose;         /* swap the last two dims */
+	bool ep_slice;          /* keep this rank's experts of dim 0 */
+	char *below;            /* truncate: config parameter of the layer count */
+	bool gated;             /* merge, split: gate and up share gate_and_up */
+	char *names[3];         /* merge: projection names; split: output
+				 * templates; join: part names (2) */
+	char *groups[2];        /* merge: gate_and_up and down templates;
+				 * split_last: the two output templates */
+	char *route_prefix;     /* route: prefix put back on the outputs */
+	char *route_root;       /* route: config.json object the sub-adapter reads */
+	struct adapter *sub;    /* route: the adapter the prefix goes to */
 };
 
 struct adapter {
 	char *name, *description;
-	cJSON *table;           /* the parsed JSON, kept for names below */
+	cJSON *table;           /* the parsed JSON; names above point into it */
 	const cJSON *architectures, *model_types, *config;
 	const char *config_root;
-	struct rule *rules;
-	size_t nrules;
+	pcre2_code *detect[DIR_COUNT];  /* keys only a checkpoint of that layout has */
+	pcre2_code *keep_f32;   /* output names an explicit dtype never casts */
+	struct rule *rules[DIR_COUNT];
+	size_t nrules[DIR_COUNT];
 };
 
-enum { PROJ_GATE, PROJ_UP, PROJ_DOWN };
+/* The parameters of one application of a table (a route makes another). */
+struct apply_cfg {
+	const struct adapter *a;
+	const cJSON *config;    /* the config.json object it reads */
+	int dir;
+	uint64_t experts, layers, moe_inter;
+	enum sd_dtype dtype;    /* adapter dtype */
+};
 
-int config_count(const struct adapter *a, const struct source *s,
-		 const char *param, uint64_t *out, char *err);
-int config_dtype(const struct adapter *a, const struct source *s,
-		 enum sd_dtype *out, char *err);
+int apply_cfg_init(struct apply_cfg *c, const struct adapter *a,
+		   const struct source *s, const char *root, int dir,
+		   const struct view_opts *o, char *err);
+int adapter_load_depth(const char *json, size_t len, const char *what,
+		       int depth, struct adapter **out, char *err);
+int adapter_builtin_named(const char *name, int depth, struct adapter **out,
+			  char *err);
 
 #endif

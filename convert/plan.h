@@ -29,7 +29,7 @@ struct plan {
 	size_t n, cap;
 	struct strmap by_name;
 	char adapter[64];       /* which adapter made it */
-	const char *direction;  /* "hf->native" */
+	const char *direction;  /* "hf->native" or "native->hf" */
 	enum sd_dtype dtype;    /* the adapter dtype used for merged experts */
 	uint64_t ep_start, ep_end, experts;    /* expert range shown; experts 0 if dense */
 };

@@ -20,24 +20,41 @@
 #include "err.h"
 #include "grow.h"
 
+/* The source's layout decides the direction; view= only confirms it. */
+static int choose_direction(const struct adapter *a, const struct source *s,
+			    enum view_kind view, int *dir, char *err)
+{
+	int rc = adapter_detect(a, s, dir, err);
+
+	if (rc < 0)
+		return rc;
+	if (view == VIEW_NATIVE && *dir == DIR_TO_HF)
+		return sd_err(err, -EINVAL, "%s is already in the native layout of %s; use view=hf (or view=auto) to see it as HF",
+			      s->dir, adapter_name(a));
+	if (view == VIEW_HF && *dir == DIR_TO_NATIVE)
+		return sd_err(err, -EINVAL, "%s is already in the HF layout of %s; use view=native (or view=auto) to see it as native",
+			      s->dir, adapter_name(a));
+	return 0;
+}
+
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err)
 {
 	struct adapter *a = NULL;
-	int rc;
+	int rc, dir;
 
 	memset(v, 0, sizeof(*v));
 	v->opts = *o;
 	if ((rc = source_scan(src, &v->src, err)) < 0)
 		return rc;
-	if (o->view == VIEW_HF) {
-		rc = sd_err(err, -ENOTSUP, "%s: view=hf (native -> HF) is not supported yet; this version converts HF checkpoints to the native layout (view=native)",
-			    src);
+	if (o->adapter_file)
+		rc = adapter_load_file(o->adapter_file, &a, err);
+	else
+		rc = adapter_choose(&v->src, o->adapter, &a, err);
+	if (rc < 0)
 		goto fail;
-	}
-	if ((rc = adapter_choose(&v->src, o->adapter, &a, err)) < 0)
-		goto fail;
-	rc = adapter_plan(a, &v->src, o, &v->plan, err);
+	if ((rc = choose_direction(a, &v->src, o->view, &dir, err)) == 0)
+		rc = adapter_plan(a, &v->src, o, dir, &v->plan, err);
 	adapter_free(a);
 	if (rc < 0) {
 		sd_err_prefix(err, "%s", src);

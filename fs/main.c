@@ -30,7 +30,7 @@
 
 struct cmdline {
 	char *src, *mountpoint;
-	char *view, *adapter, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
+	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters;
@@ -40,7 +40,8 @@ enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
 
 #define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
 static const struct fuse_opt cmd_opts[] = {
-	OPT("view=%s", view), OPT("adapter=%s", adapter), OPT("dtype=%s", dtype),
+	OPT("view=%s", view), OPT("adapter=%s", adapter),
+	OPT("adapter_file=%s", adapter_file), OPT("dtype=%s", dtype),
 	OPT("cache_size=%s", cache_size), OPT("backend=%s", backend),
 	OPT("ep_rank=%s", ep_rank), OPT("ep_size=%s", ep_size),
 	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
@@ -60,10 +61,11 @@ static void usage(FILE *out)
 "       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
 "       sdafs --list-adapters\n"
 "\n"
-"Mount the HuggingFace checkpoint directory SRC (config.json, *.safetensors,\n"
-"optional model.safetensors.index.json) at MOUNTPOINT as NeMo Automodel's native\n"
-"layout.  Nothing is converted until it is read; a read converts only the\n"
-"chunks it touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
+"Mount the checkpoint directory SRC (config.json, *.safetensors, optional\n"
+"model.safetensors.index.json) at MOUNTPOINT in the other layout: a HuggingFace\n"
+"checkpoint as NeMo Automodel's native layout, a native one as HuggingFace.\n"
+"Nothing is converted until it is read; a read converts only the chunks it\n"
+"touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
 "\n"
 "  -f                   stay in the foreground\n"
 "  -d                   debug: foreground with libfuse request tracing\n"
@@ -73,11 +75,14 @@ static void usage(FILE *out)
 "  -h, --help           this text;  -V, --version  the version\n"
 "\n"
 "options (-o a,b,c):\n"
-"  view=auto|native|hf  direction (auto: native for an HF source; hf: not yet)\n"
+"  view=auto|native|hf  the layout to show (auto: the other one than SRC's)\n"
 "  adapter=NAME         model family (default: from config.json)\n"
+"  adapter_file=PATH    a model family described as a JSON rule table\n"
 "  dtype=auto|bf16|fp16|fp32\n"
-"                       dtype of merged expert tensors (auto: config torch_dtype,\n"
-"                       bfloat16 when absent); Mamba A_log/dt_bias/D are F32\n"
+"                       native view: dtype of merged expert tensors (auto: config\n"
+"                       torch_dtype, bfloat16 when absent); HF view: auto casts\n"
+"                       nothing, a dtype casts every float tensor except those\n"
+"                       Automodel keeps in F32 (Mamba A_log/dt_bias/D, router bias)\n"
 "  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 256M)\n"
 "  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts\n"
 "  backend=auto|cpu     conversion backend (this build: cpu)\n"
@@ -159,6 +164,11 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 	memset(o, 0, sizeof(*o));
 	o->dtype = SD_DTYPE_INVALID;
 	o->adapter = c->adapter;
+	o->adapter_file = c->adapter_file;
+	if (c->adapter && c->adapter_file) {
+		fprintf(stderr, "sdafs: give adapter= or adapter_file=, not both\n");
+		return -1;
+	}
 	*cache = DEFAULT_CACHE;
 	if (c->view) {
 		if (!strcmp(c->view, "auto"))
@@ -381,7 +391,8 @@ out:
 
 static void free_cmdline(struct cmdline *c)
 {
-	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->dtype,
+	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter,
+			     &c->adapter_file, &c->dtype,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

@@ -91,7 +91,7 @@ static int make_plan(struct fixture *fx, const struct view_opts *o)
 	if (fx->planned)
 		plan_free(&fx->plan);
 	fx->err[0] = '\0';
-	int rc = adapter_plan(fx->adapter, &fx->src, o, &fx->plan, fx->err);
+	int rc = adapter_plan(fx->adapter, &fx->src, o, DIR_TO_NATIVE, &fx->plan, fx->err);
 	fx->planned = rc == 0;
 	return rc;
 }
@@ -899,14 +899,14 @@ static void test_load_refuses_unknown_op(void **state)
 {
 	(void)state;
 	LOAD_FAILS_MENTIONING(TABLE("{'op':'frobnicate','match':'^y$'}"),
-			      "rule 1", "frobnicate");
+			      "hf_to_native rule 2", "frobnicate");
 }
 
 static void test_load_refuses_bad_regex_quoting_it(void **state)
 {
 	(void)state;
 	LOAD_FAILS_MENTIONING(TABLE("{'op':'rename','match':'^(unclosed[.]weight','to':'x'}"),
-			      "rule 1", "^(unclosed[.]weight");
+			      "hf_to_native rule 2", "^(unclosed[.]weight");
 }
 
 static void test_load_refuses_merge_without_named_groups(void **state)
@@ -915,20 +915,20 @@ static void test_load_refuses_merge_without_named_groups(void **state)
 	LOAD_FAILS_MENTIONING(TABLE("{'op':'merge_experts',"
 				    "'match':'^(.*)layers[.]([0-9]+)[.]experts[.]([0-9]+)[.](up|down)$',"
 				    "'gate_and_up':'g','down':'d'}"),
-			      "rule 1", "named group");
+			      "hf_to_native rule 2", "named group");
 }
 
 static void test_load_refuses_rename_without_to(void **state)
 {
 	(void)state;
-	LOAD_FAILS_MENTIONING(TABLE("{'op':'rename','match':'^y$'}"), "rule 1", "\"to\"");
+	LOAD_FAILS_MENTIONING(TABLE("{'op':'rename','match':'^y$'}"), "hf_to_native rule 2", "\"to\"");
 }
 
 static void test_load_refuses_unknown_condition(void **state)
 {
 	(void)state;
 	LOAD_FAILS_MENTIONING(TABLE("{'op':'drop','match':'^y$','if':'sometimes'}"),
-			      "rule 1", "\"if\"");
+			      "hf_to_native rule 2", "\"if\"");
 }
 
 static void test_builtin_tables_all_load(void **state)
