@@ -212,9 +212,11 @@ static int load_route(const struct ctx *c, const cJSON *j, struct rule *r, int d
 		return rc;
 	if (depth >= MAX_ROUTE_DEPTH)
 		rc = bad(c, "routes nest deeper than %s levels (a loop?)", "4", "");
-	else if ((rc = adapter_builtin_named(name, depth + 1, &r->sub, c->err)) < 0)
+	else if ((rc = adapter_builtin_named(name, depth + 1, &r->sub, c->err)) < 0) {
 		sd_err_prefix(c->err, "%s: %s rule %zu: route to '%s'", c->what, c->list,
 			      c->idx, name);
+		rc = -EINVAL;   /* a bad table, not a missing file */
+	}
 	free(name);
 	if (rc < 0 || (rc = get_string(c, j, "prefix", true, &r->route_prefix)) < 0 ||
 	    (rc = get_string(c, j, "config_root", false, &r->route_root)) < 0)

@@ -35,6 +35,7 @@ int apply_substitute(const pcre2_code *re, const char *subject, const char *repl
 		PCRE2_SIZE got = len;
 		int rc = pcre2_substitute(re, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED,
 					  0, PCRE2_SUBSTITUTE_UNSET_EMPTY |
+					  PCRE2_SUBSTITUTE_EXTENDED |
 					  PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL, NULL,
 					  (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED,
 					  (PCRE2_UCHAR *)buf, &got);
@@ -335,7 +336,7 @@ static int split_last(struct apply *ap, const struct rule *r, struct item *it, s
 		struct item d = { .src = it->src };
 		if ((rc = apply_substitute(r->re, it->name, r->groups[k], &d.name, ap->err)) < 0 ||
 		    (rc = item_recipe(ap, &d)) < 0 ||
-		    (rc = item_ep_slice(ap, &d)) < 0) {
+		    (r->ep_slice && (rc = item_ep_slice(ap, &d)) < 0)) {
 			item_free(&d);
 			return rc;
 		}
@@ -524,19 +525,23 @@ int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
 				seen[d] = (long)i;
 	pcre2_match_data_free(md);
-	if (seen[DIR_TO_NATIVE] >= 0 && seen[DIR_TO_HF] >= 0)
+	if (seen[DIR_TO_NATIVE] >= 0 && seen[DIR_TO_HF] < 0)
+		*dir = DIR_TO_NATIVE;
+	else if (seen[DIR_TO_HF] >= 0 && seen[DIR_TO_NATIVE] < 0)
+		*dir = DIR_TO_HF;
+	else {
+		char supported[1024];
+		adapter_supported(supported, sizeof(supported));
+		if (seen[DIR_TO_NATIVE] >= 0)
+			return sd_err(err, -EINVAL,
+				      "%s: the checkpoint mixes HF keys (e.g. '%s') and native keys (e.g. '%s') of %s, so it is in neither layout; supported adapters: %s",
+				      s->dir, s->tensors[seen[DIR_TO_NATIVE]].name,
+				      s->tensors[seen[DIR_TO_HF]].name, a->name, supported);
 		return sd_err(err, -EINVAL,
-			      "%s: the checkpoint mixes HF keys (e.g. '%s') and native keys (e.g. '%s') of %s; it is neither layout",
-			      s->dir, s->tensors[seen[DIR_TO_NATIVE]].name,
-			      s->tensors[seen[DIR_TO_HF]].name, a->name);
-	for (int d = 0; d < DIR_COUNT; d++)
-		if (seen[d] >= 0) {
-			*dir = d;
-			return 0;
-		}
-	return sd_err(err, -EINVAL,
-		      "%s: no tensor name looks like %s in either the HF or the native layout (first key: '%s'); check -o adapter= (see sdafs --list-adapters)",
-		      s->dir, a->name, s->ntensors ? s->tensors[0].name : "(none)");
+			      "%s: no tensor name fits %s in either the HF or the native layout (first key: '%s'); supported adapters: %s (choose with -o adapter=, or describe the family with -o adapter_file=)",
+			      s->dir, a->name, s->ntensors ? s->tensors[0].name : "(none)", supported);
+	}
+	return 0;
 }
 
 int adapter_plan(const struct adapter *a, const struct source *s,

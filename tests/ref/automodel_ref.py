@@ -1,28 +1,57 @@
 #!/usr/bin/python3
-"""Independent reference for NeMo Automodel's NemotronV3 `from_hf` (HF -> native).
+"""Independent reference for NeMo Automodel's state-dict adapters, both directions.
 
-Given a HuggingFace Nemotron-H checkpoint directory, compute the native state
-dict Automodel would hold after loading it: {key: (dtype, shape, bytes)}.
-Written straight from shared/conversion-spec.md sections 2.2, 2.4 and 3, as
-plain dict/numpy code, so it can serve as the oracle for sdafs' native view.
+Given a checkpoint directory, compute the state dict Automodel would produce:
+  from_hf: an HF checkpoint -> the native state dict the model holds after loading it;
+  to_hf:   a native checkpoint (native keys, the HF config.json) -> the HF checkpoint a
+           consolidated save writes (conversion plus the saved-dtype rules).
+Result: {key: lazy Tensor (dtype, shape, array)}.  Written straight from
+shared/conversion-spec.md (sections 2, 3, 4, 5, 8, 9) as plain dict/numpy code, so it
+can serve as the oracle for sdafs' views; it knows nothing about sdafs.
 
-from_hf order (spec 3.2):
-  1. drop (backbone|model).layers.N.* with N >= num_hidden_layers
-  2. set mtp.* aside
-  3. rename (norm_f -> norm, embeddings -> embed_tokens, backbone. -> model.),
-     route A_log/dt_bias/D into mixer._fp32_params., upcast them to F32
-  4. MoE config (n_routed_experts present): merge routed experts
-     up_proj[I,H]  -> gate_and_up_projs[E,H,I] (GU[e] = up_e^T)
-     down_proj[H,I] -> down_projs[E,I,H]       (D[e]  = down_e^T)
-     cast the stacked tensors to the adapter dtype, drop every *_scale_inv,
-     ignore gate_proj (relu2 is non-gated); dense: no merge at all
-  5. mtp.*: strip "mtp.", route/upcast, merge the same way, re-prefix "mtp."
+Families (--family, or auto from config.json architectures[0] / model_type; a config
+naming neither means nemotron_h):
+  nemotron_h     NemotronHForCausalLM (spec 3): backbone.<->model., norm_f/embeddings,
+                 Mamba A_log/dt_bias/D in mixer._fp32_params (F32), truncation at
+                 num_hidden_layers, non-gated (relu2) experts merged/split through the
+                 mixin with SEG mixer.experts and prefix backbone. / mtp.
+  nemotron_omni  NemotronH_Nano_Omni_Reasoning_V3 (spec 5): mlp1.{0,1,3} <->
+                 vision_projector.{norm,linear1,linear2}, sound_encoder.encoder.X <->
+                 sound_encoder.X, language_model.* through the Nemotron-H rules built on
+                 llm_config, everything else unchanged.
+  step3p5        Step3p5ForCausalLM (spec 4): grouped HF moe.{gate,up}_proj [E,I,H] <->
+                 moe.experts.gate_and_up_projs [E,H,2I], moe.down_proj [E,H,I] <->
+                 moe.experts.down_projs [E,I,H], moe.router_bias <->
+                 moe.gate.e_score_correction_bias (legacy native moe.gate.bias -> router_bias).
+  qwen3_moe      Qwen3MoeForCausalLM (spec 8): gated mixin, SEG mlp.experts.
+  mixtral        MixtralForCausalLM: gated mixin, SEG block_sparse_moe.experts with the
+                 projections w1 (gate), w3 (up), w2 (down).
 
-Tensors stay lazy (memory-mapped sources, merged groups built on demand), so a
+dtype (--dtype):
+  from_hf: auto = merged expert tensors are cast to the adapter dtype (config torch_dtype,
+           llm_config.torch_dtype for Omni, default bf16); bf16/fp16/fp32 override that
+           adapter dtype.  Nothing else is cast (Nemotron Mamba scalars are upcast to F32).
+  to_hf:   auto = nothing is cast except what Automodel forces to F32 (Nemotron and the
+           Omni LLM: Mamba A_log/dt_bias/D and every key containing e_score_correction_bias);
+           bf16/fp16/fp32 = every floating tensor is cast to it, except the tensors kept in
+           F32 (the forced ones, and Step3p5's router bias), which become F32.  FP8 and
+           integer tensors are never cast.  Keys matching .*_extra_state.* are excluded (the
+           checkpointer's exclude_key_regex).
+
+Expert parallelism (--ep-rank R --ep-size N, range rule of spec 2.4):
+  from_hf: the native view of rank R holds only its experts (grouped dim 0 = end-start).
+  to_hf:   the HF view of rank R holds only its experts: per-expert keys with global ids
+           (mixin families), or the rank's [start:end] slice of each grouped tensor under
+           its usual name (step3p5).  A grouped native tensor may hold all E experts (it is
+           sliced) or exactly the rank's experts (taken as the rank's local shard).
+
+Tensors stay lazy (memory-mapped sources, merged or split tensors built on demand), so a
 large checkpoint can be checked one tensor at a time.
 
-CLI: automodel_ref.py SRCDIR [--dtype auto|bf16|fp16|fp32] [--out DIR]
-                             [--view DIR [--shards N]] [--ep-rank R --ep-size N] [--quiet]
+CLI: automodel_ref.py SRCDIR [--family auto|nemotron_h|nemotron_omni|step3p5|qwen3_moe|mixtral]
+                             [--direction from_hf|to_hf] [--dtype auto|bf16|fp16|fp32]
+                             [--out DIR] [--view DIR [--shards N]]
+                             [--ep-rank R --ep-size N] [--quiet]
 """
 
 import argparse
@@ -41,6 +70,37 @@ import safetensors_lite as st  # noqa: E402
 SEG = "mixer.experts"
 FP32_NAMES = ("A_log", "dt_bias", "D")
 DTYPE_ARG = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
+CASTABLE = ("BF16", "F16", "F32", "F64")      # the floating dtypes the reference casts
+EXCLUDE_KEY_RE = re.compile(r".*_extra_state.*")
+
+FAMILIES = ("nemotron_h", "nemotron_omni", "step3p5", "qwen3_moe", "mixtral")
+DIRECTIONS = ("from_hf", "to_hf")
+ARCHITECTURES = {
+    "NemotronHForCausalLM": "nemotron_h",
+    "NemotronH_Nano_Omni_Reasoning_V3": "nemotron_omni",
+    "Step3p5ForCausalLM": "step3p5",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "MixtralForCausalLM": "mixtral",
+}
+MODEL_TYPES = {
+    "nemotron_h": "nemotron_h",
+    "NemotronH_Nano_Omni_Reasoning_V3": "nemotron_omni",
+    "step3p5": "step3p5",
+    "qwen3_moe": "qwen3_moe",
+    "mixtral": "mixtral",
+}
+
+# Projection names of one expert, by role.
+HF_PROJS = {"gate": "gate_proj", "up": "up_proj", "down": "down_proj"}
+MIXTRAL_PROJS = {"gate": "w1", "up": "w3", "down": "w2"}
+
+# The gated mixin families: SEG, projection names, config keys for E and I.
+MIXIN_FAMILIES = {
+    "qwen3_moe": {"seg": "mlp.experts", "projs": HF_PROJS,
+                  "experts": ("num_experts",), "inter": ("moe_intermediate_size",)},
+    "mixtral": {"seg": "block_sparse_moe.experts", "projs": MIXTRAL_PROJS,
+                "experts": ("num_local_experts",), "inter": ("intermediate_size",)},
+}
 
 
 # ---------------------------------------------------------------- tensors
@@ -73,23 +133,57 @@ def cast_tensor(t, dtype):
     return Tensor(dtype, t.shape, lambda: st.cast(t.array(), t.dtype, dtype))
 
 
+def derived(t, shape, fn, dtype=None):
+    """A tensor computed from t's array by fn (slicing/transposing), then cast to dtype."""
+    dtype = dtype or t.dtype
+
+    def build():
+        a = np.ascontiguousarray(fn(np.asarray(t.array())))
+        return st.cast(a, t.dtype, dtype) if dtype != t.dtype else a
+
+    return Tensor(dtype, shape, build)
+
+
 def stack_transposed(parts, dtype):
     """torch.stack([p.transpose(0, 1) for p in parts], out=empty(..., dtype=dtype)).
 
     Stacking into an output of another dtype casts each element, so a per-expert
     cast is the same thing (and allows experts stored in different dtypes)."""
-    for p in parts:
-        if len(p.shape) != 2 or p.shape != parts[0].shape:
-            raise ValueError("experts of one group differ in shape: %s vs %s" % (p.shape, parts[0].shape))
-    r, c = parts[0].shape
+    return stack_cat_transposed([[p] for p in parts], dtype)
+
+
+def stack_cat_transposed(groups, dtype):
+    """Per expert e: cat([p.T for p in groups[e]], dim=-1); stacked on dim 0, cast to dtype.
+
+    groups[e] is e.g. [gate_e [I,H], up_e [I,H]] -> [H, 2I]; all experts alike."""
+    first = groups[0]
+    for g in groups:
+        if len(g) != len(first) or any(len(p.shape) != 2 or p.shape != q.shape for p, q in zip(g, first)):
+            raise ValueError("experts of one group differ in shape: %s vs %s"
+                             % ([p.shape for p in g], [q.shape for q in first]))
+    rows = first[0].shape[1]
+    widths = [p.shape[0] for p in first]
+    if any(p.shape[1] != rows for p in first):
+        raise ValueError("projections to concatenate differ in their input dim: %s" % [p.shape for p in first])
+    cols = sum(widths)
 
     def build():
-        out = np.empty((len(parts), c, r), dtype=st.STORAGE[dtype])
-        for e, p in enumerate(parts):
-            out[e] = st.cast(np.ascontiguousarray(np.asarray(p.array()).T), p.dtype, dtype)
+        out = np.empty((len(groups), rows, cols), dtype=st.STORAGE[dtype])
+        for e, g in enumerate(groups):
+            at = 0
+            for p, w in zip(g, widths):
+                out[e, :, at:at + w] = st.cast(np.ascontiguousarray(np.asarray(p.array()).T), p.dtype, dtype)
+                at += w
         return out
 
-    return Tensor(dtype, (len(parts), c, r), build)
+    return Tensor(dtype, (len(groups), rows, cols), build)
+
+
+def put(d, key, value):
+    """d[key] = value, refusing a second tensor for one key (the result would depend on order)."""
+    if key in d:
+        raise ValueError("two tensors map to the key %s" % key)
+    d[key] = value
 
 
 # ---------------------------------------------------------------- loading
@@ -100,8 +194,9 @@ def load_config(srcdir):
 
 
 def load_hf_state_dict(srcdir):
-    """HF key -> Tensor.  Uses model.safetensors.index.json when present (each key read
-    from the file the index names), else every *.safetensors file in SRCDIR."""
+    """key -> Tensor of a checkpoint directory (HF or native keys alike).  Uses
+    model.safetensors.index.json when present (each key read from the file the index
+    names), else every *.safetensors file in SRCDIR."""
     idx_path = os.path.join(srcdir, "model.safetensors.index.json")
     files = {}
     sd = {}
@@ -126,6 +221,27 @@ def load_hf_state_dict(srcdir):
     return sd
 
 
+load_state_dict = load_hf_state_dict
+
+
+def detect_family(config, family="auto"):
+    """The adapter family: explicit, or from architectures[0] / model_type (none: nemotron_h)."""
+    if family and family != "auto":
+        if family not in FAMILIES:
+            raise ValueError("unknown family %r (use one of %s)" % (family, ", ".join(FAMILIES)))
+        return family
+    archs = config.get("architectures") or []
+    if archs and archs[0] in ARCHITECTURES:
+        return ARCHITECTURES[archs[0]]
+    mt = config.get("model_type")
+    if mt in MODEL_TYPES:
+        return MODEL_TYPES[mt]
+    if not archs and mt is None:
+        return "nemotron_h"
+    raise ValueError("architecture %r (model_type %r) is not supported by the reference; families: %s"
+                     % (archs[0] if archs else None, mt, ", ".join(FAMILIES)))
+
+
 def adapter_dtype(config, override="auto"):
     """The dtype merged experts are cast to: --dtype, else config torch_dtype, else bf16."""
     if override and override != "auto":
@@ -141,19 +257,45 @@ def adapter_dtype(config, override="auto"):
     return st.TORCH_DTYPE_NAMES[name]
 
 
+def family_adapter_dtype(config, family, override="auto"):
+    """adapter_dtype of the config the family's (inner) adapter is built on."""
+    if family == "nemotron_omni":
+        return adapter_dtype(config.get("llm_config") or {}, override)
+    return adapter_dtype(config, override)
+
+
 def n_routed_experts(config):
     """None for dense Nemotron-H (no n_routed_experts in config.json)."""
     e = config.get("n_routed_experts")
     return None if e is None else int(e)
 
 
-# ---------------------------------------------------------------- key rules (spec 3.1)
+def config_int(config, keys, what):
+    for k in keys:
+        if config.get(k) is not None:
+            return int(config[k])
+    raise ValueError("config.json has no %s (%s)" % (what, " / ".join(keys)))
+
+
+# ---------------------------------------------------------------- Nemotron key rules (spec 3.1)
 
 def hf_key_to_native(key):
     key = re.sub(r"^((?:base_model\.model\.)?backbone)\.norm_f\.weight$", r"\1.norm.weight", key)
     key = re.sub(r"^((?:base_model\.model\.)?backbone)\.embeddings\.weight$", r"\1.embed_tokens.weight", key)
     return re.sub(r"^(?P<outer>base_model\.model\.)?backbone\.",
                   lambda m: (m.group("outer") or "") + "model.", key)
+
+
+def strip_fp32_holder(key):
+    return re.sub(r"(\.mixer)\._fp32_params\.", r"\1.", key)
+
+
+def native_key_to_hf(key):
+    """_native_key_to_hf, rules in order."""
+    key = strip_fp32_holder(key)
+    key = re.sub(r"^model\.", "backbone.", key)
+    key = re.sub(r"^backbone\.norm\.weight$", "backbone.norm_f.weight", key)
+    return re.sub(r"^backbone\.embed_tokens\.weight$", "backbone.embeddings.weight", key)
 
 
 def route_fp32_holder(key):
@@ -180,7 +322,7 @@ def upcast_fp32(key, t):
     return t
 
 
-# ---------------------------------------------------------------- expert merge (spec 2.2, 2.4)
+# ---------------------------------------------------------------- expert ranges (spec 2.4)
 
 def expert_range(n_experts, ep=None):
     """Half-open expert range [start, end) of EP rank ep=(rank, size) (spec 2.4); all without ep."""
@@ -195,21 +337,41 @@ def expert_range(n_experts, ep=None):
     return start, start + n
 
 
-def validate_experts(sd, n_experts, ep=None):
-    """_validate_expert_availability (non-gated: up, down) for all experts or one EP rank's."""
+def grouped_rows(shape0, n_experts, ep):
+    """[(row in the native tensor, global expert id)] a split emits.
+
+    All E rows: every expert, or the rank's range under EP.  Under EP a tensor holding
+    exactly the rank's experts is the rank's local shard (a DTensor's local part)."""
+    start, end = expert_range(n_experts, ep)
+    if shape0 == n_experts:
+        return [(e, e) for e in range(start, end)]
+    if ep is not None and shape0 == end - start:
+        return [(e - start, e) for e in range(start, end)]
+    raise ValueError("Expected first dimension to be E, got %d" % shape0)
+
+
+# ---------------------------------------------------------------- MoE mixin (spec 2.2 - 2.4)
+
+def required_roles(gated):
+    return ("gate", "up", "down") if gated else ("up", "down")
+
+
+def validate_experts(sd, n_experts, ep=None, seg=SEG, gated=False, projs=HF_PROJS):
+    """_validate_expert_availability for all experts or one EP rank's."""
     start, end = expert_range(n_experts, ep)
     required = list(range(start, end))
     rank_info = "" if ep is None else " (rank %d)" % ep[0]
     key_prefix = ""
     for key in sd:
-        if "." + SEG + "." in key and "layers." in key:
+        if "." + seg + "." in key and "layers." in key:
             key_prefix = key[:key.index("layers.")]
             break
     prefixes = ["model.language_model.", "model.", "language_model.", ""]
     if key_prefix and key_prefix not in prefixes:
         prefixes.insert(0, key_prefix)
+    names = "|".join(re.escape(projs[r]) for r in ("gate", "up", "down"))
     pattern = ("(?P<prefix>" + "|".join(re.escape(p) for p in prefixes) + r")layers\.(\d+)\."
-               + re.escape(SEG) + r"\.\d+\.(gate_proj|up_proj|down_proj)\.weight")
+               + re.escape(seg) + r"\.\d+\.(" + names + r")\.weight")
     layers = {}
     for key in sd:
         m = re.match(pattern, key)
@@ -221,10 +383,10 @@ def validate_experts(sd, n_experts, ep=None):
     total = 0
     for layer, pfxs in layers.items():
         for prefix in pfxs:
-            for proj in ("up_proj", "down_proj"):
+            for role in required_roles(gated):
                 total += len(required)
                 for e in required:
-                    k = "%slayers.%d.%s.%d.%s.weight" % (prefix, layer, SEG, e, proj)
+                    k = "%slayers.%d.%s.%d.%s.weight" % (prefix, layer, seg, e, projs[role])
                     if k not in sd:
                         missing.append(k)
     if missing:
@@ -236,43 +398,102 @@ def validate_experts(sd, n_experts, ep=None):
                " (and %d more)" % (len(missing) - 5) if len(missing) > 5 else ""))
 
 
-def merge_experts(sd, n_experts, dtype, ep=None):
-    """_from_hf_w_merged_experts for non-gated (relu2) experts, no LoRA keys.  With ep=(rank, size)
-    only that rank's experts are stacked (shape [end-start, ...]), as under an EP device mesh."""
-    validate_experts(sd, n_experts, ep)
+def merge_experts(sd, n_experts, dtype, ep=None, seg=SEG, gated=False, projs=HF_PROJS):
+    """_from_hf_w_merged_experts (no LoRA keys).  gated: GU[e] = cat(gate_e^T, up_e^T, -1);
+    non-gated: GU[e] = up_e^T (gate ignored); D[e] = down_e^T; stacked tensors cast to
+    dtype; every other *_scale_inv dropped.  With ep=(rank, size) only that rank's
+    experts are stacked (shape [end-start, ...]), as under an EP device mesh."""
+    validate_experts(sd, n_experts, ep, seg, gated, projs)
     start, end = expert_range(n_experts, ep)
+    role_of = {v: k for k, v in projs.items()}
+    names = "|".join(re.escape(projs[r]) for r in ("gate", "up", "down"))
     expert_re = re.compile(r"(?P<prefix>(?:model\.)?(?:language_model\.)?)layers\.(\d+)\."
-                           + re.escape(SEG) + r"\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight")
+                           + re.escape(seg) + r"\.(\d+)\.(" + names + r")\.weight")
     out = {}
     groups = {}
     for key, value in sd.items():
-        if "." + SEG + "." in key and key.endswith(".weight"):
+        if "." + seg + "." in key and key.endswith(".weight"):
             m = expert_re.match(key)
             if m is None:
-                out[key] = value
+                put(out, key, value)
                 continue
-            prefix, layer, e, which = m.group("prefix") or "", m.group(2), int(m.group(3)), m.group(4)
-            native = "%slayers.%s.%s.%s" % (prefix, layer, SEG,
-                                           "down_projs" if which == "down_proj" else "gate_and_up_projs")
+            prefix, layer, e, role = m.group("prefix") or "", m.group(2), int(m.group(3)), role_of[m.group(4)]
+            native = "%slayers.%s.%s.%s" % (prefix, layer, seg,
+                                           "down_projs" if role == "down" else "gate_and_up_projs")
             if not (start <= e < end):
                 continue                    # not this rank's expert: dropped
-            if which == "gate_proj":
+            if role == "gate" and not gated:
                 continue                    # non-gated: gate_proj is ignored
             group = groups.setdefault(native, {})
-            group[e] = value
-            if len(group) == end - start:
-                out[native] = stack_transposed([group[i] for i in sorted(group)], dtype)
+            if role == "down" or not gated:
+                group[e] = value
+                complete = len(group) == end - start
+            else:
+                group.setdefault(e, {})[role] = value
+                complete = len(group) == end - start and all(len(v) == 2 for v in group.values())
+            if complete:
+                ids = sorted(group)
+                if role == "down" or not gated:
+                    put(out, native, stack_transposed([group[i] for i in ids], dtype))
+                else:
+                    put(out, native, stack_cat_transposed([[group[i]["gate"], group[i]["up"]] for i in ids], dtype))
                 del groups[native]
         elif not key.endswith("_scale_inv"):
-            out[key] = value
+            put(out, key, value)
     return out
 
 
-# ---------------------------------------------------------------- from_hf (spec 3.2)
+def split_experts(fqn, t, hf_prefix, n_experts, inter, ep=None, seg=SEG, gated=False, projs=HF_PROJS):
+    """_convert_single_merged_expert_to_hf_split_experts: a list of (HF key, Tensor), or
+    None when fqn is not a grouped expert tensor the mixin converts (the caller passes it on)."""
+    if fqn.endswith("." + seg + ".gate_and_up_projs"):
+        kind = "gate_and_up"
+    elif fqn.endswith("." + seg + ".down_projs"):
+        if not (len(t.shape) == 3 and t.shape[1] == inter):
+            return None                     # shape mismatch: passes through under its native name
+        kind = "down"
+    else:
+        return None
+    m = re.search(r"layers\.(\d+)", fqn)
+    if m is None:
+        raise ValueError("%s: no layers.N in a grouped expert key" % fqn)
+    layer = m.group(1)
+    if len(t.shape) != 3:
+        raise ValueError("%s: grouped expert tensor must be 3-D, got shape %s" % (fqn, list(t.shape)))
+    rows = grouped_rows(t.shape[0], n_experts, ep)
+    out = []
+    base = "%slayers.%s.%s." % (hf_prefix, layer, seg)
+    _, a, b = t.shape
+    for row, e in rows:
+        if kind == "down":
+            out.append((base + "%d.%s.weight" % (e, projs["down"]),
+                        derived(t, (b, a), lambda x, r=row: x[r].T)))
+        elif gated:
+            if b < inter:
+                raise ValueError("%s: last dim %d is smaller than the split point %d" % (fqn, b, inter))
+            out.append((base + "%d.%s.weight" % (e, projs["gate"]),
+                        derived(t, (inter, a), lambda x, r=row: x[r][:, :inter].T)))
+            out.append((base + "%d.%s.weight" % (e, projs["up"]),
+                        derived(t, (b - inter, a), lambda x, r=row: x[r][:, inter:].T)))
+        else:
+            out.append((base + "%d.%s.weight" % (e, projs["up"]),
+                        derived(t, (b, a), lambda x, r=row: x[r].T)))
+    return out
 
-def from_hf(hf_sd, config, dtype="auto", ep=None):
-    """HF state dict (key -> Tensor) -> native state dict (key -> Tensor).
-    ep: optional (rank, size) expert-parallel slice."""
+
+def model_prefix_of(sd, marker):
+    """_hf_prefix for a stateless to_hf: "" when the first (sorted) native key containing
+    marker starts with layers. (an adapter whose from_hf saw unprefixed keys), else "model."."""
+    for key in sorted(sd):
+        if marker in key:
+            return "" if key.startswith("layers.") else "model."
+    return "model."
+
+
+# ---------------------------------------------------------------- Nemotron-H (spec 3)
+
+def nemotron_from_hf(hf_sd, config, dtype="auto", ep=None):
+    """HF state dict -> native state dict (spec 3.2)."""
     target = adapter_dtype(config, dtype)
     n_exp = n_routed_experts(config)
     hf_sd = dict(hf_sd)
@@ -291,7 +512,7 @@ def from_hf(hf_sd, config, dtype="auto", ep=None):
     renamed = {}
     for key, value in backbone.items():
         nk = route_fp32_holder(hf_key_to_native(key))
-        renamed[nk] = upcast_fp32(nk, value)
+        put(renamed, nk, upcast_fp32(nk, value))
 
     merged = renamed if n_exp is None else merge_experts(renamed, n_exp, target, ep)
 
@@ -299,23 +520,317 @@ def from_hf(hf_sd, config, dtype="auto", ep=None):
         stripped = {}
         for key, value in mtp.items():
             sk = route_fp32_holder(key[len("mtp."):])
-            stripped[sk] = upcast_fp32(sk, value)
+            put(stripped, sk, upcast_fp32(sk, value))
         # Dense + MTP: Automodel itself would dereference moe_config=None here;
         # the natural meaning (no merge) is used.
         merged_mtp = stripped if n_exp is None else merge_experts(stripped, n_exp, target, ep)
         for key, value in merged_mtp.items():
-            merged["mtp." + key] = value
+            put(merged, "mtp." + key, value)
     return merged
 
 
-def expected_tensors(srcdir, dtype="auto", ep=None):
-    """Native key -> lazy Tensor for the checkpoint in srcdir."""
-    return from_hf(load_hf_state_dict(srcdir), load_config(srcdir), dtype, ep)
+def nemotron_to_hf(sd, config, ep=None):
+    """native state dict -> HF state dict (spec 3.3), before the saved-dtype rules."""
+    n_exp = n_routed_experts(config)
+    inter = None if n_exp is None else config_int(config, ("moe_intermediate_size",), "moe_intermediate_size")
+    out = {}
+    for fqn, t in sd.items():
+        if fqn.startswith("mtp."):
+            key = strip_fp32_holder(fqn)
+            res = split_experts(key, t, "mtp.", n_exp, inter, ep) if n_exp is not None else None
+            if res is None:
+                res = [(key, t)]
+        else:
+            res = split_experts(fqn, t, "backbone.", n_exp, inter, ep) if n_exp is not None else None
+            if res is None:
+                res = [(fqn, t)]
+            res = [(native_key_to_hf(k), v) for k, v in res]
+        for k, v in res:
+            put(out, k, upcast_fp32(k, v))
+    return out
 
 
-def expected_state_dict(srcdir, dtype="auto", ep=None):
-    """Native key -> (dtype, shape, raw bytes)."""
-    return {k: (t.dtype, t.shape, t.tobytes()) for k, t in expected_tensors(srcdir, dtype, ep).items()}
+def nemotron_forced_f32(hf_key):
+    """forced_hf_dtype_mapping (spec 3.4): Mamba fp32 keys and *e_score_correction_bias*."""
+    return is_fp32_key(hf_key) or "e_score_correction_bias" in hf_key
+
+
+# ---------------------------------------------------------------- NemotronOmni (spec 5)
+
+OMNI_TABLE = {
+    "mlp1.0.weight": "vision_projector.norm.weight",
+    "mlp1.1.weight": "vision_projector.linear1.weight",
+    "mlp1.3.weight": "vision_projector.linear2.weight",
+}
+OMNI_TABLE_REV = {v: k for k, v in OMNI_TABLE.items()}
+LLM = "language_model."
+SOUND_HF = "sound_encoder.encoder."
+SOUND_NATIVE = "sound_encoder."
+
+
+def omni_from_hf(hf_sd, config, dtype="auto", ep=None):
+    llm_cfg = config.get("llm_config") or {}
+    out = {}
+    llm = {}
+    for key, value in hf_sd.items():
+        if key.startswith(LLM):
+            llm[key[len(LLM):]] = value
+        elif key in OMNI_TABLE:
+            put(out, OMNI_TABLE[key], value)
+        elif key.startswith(SOUND_HF):
+            put(out, SOUND_NATIVE + key[len(SOUND_HF):], value)
+        else:
+            put(out, key, value)           # vision_model.*, sound_projection.*, other mlp1.*, ...
+    for key, value in nemotron_from_hf(llm, llm_cfg, dtype, ep).items():
+        put(out, LLM + key, value)
+    return out
+
+
+def omni_to_hf(sd, config, ep=None):
+    llm_cfg = config.get("llm_config") or {}
+    out = {}
+    llm = {}
+    for key, value in sd.items():
+        if key.startswith(LLM):
+            llm[key[len(LLM):]] = value
+        elif key in OMNI_TABLE_REV:
+            put(out, OMNI_TABLE_REV[key], value)
+        elif key.startswith(SOUND_NATIVE):
+            put(out, SOUND_HF + key[len(SOUND_NATIVE):], value)
+        else:
+            put(out, key, value)
+    for key, value in nemotron_to_hf(llm, llm_cfg, ep).items():
+        put(out, LLM + key, value)
+    return out
+
+
+def omni_forced_f32(hf_key):
+    return hf_key.startswith(LLM) and nemotron_forced_f32(hf_key[len(LLM):])
+
+
+# ---------------------------------------------------------------- Step3p5 (spec 4)
+
+STEP_P = r"(?P<prefix>(?:model\.)?(?:language_model\.)?)layers\.(?P<layer>\d+)\.moe\."
+STEP_EXPERT_RE = re.compile(STEP_P + r"(?P<proj>gate_proj|up_proj|down_proj)\.weight")
+STEP_BIAS_RE = re.compile(STEP_P + r"router_bias")
+
+
+def step_experts(config):
+    return config_int(config, ("moe_num_experts", "num_experts"), "moe_num_experts")
+
+
+def step_inter(config):
+    return config_int(config, ("moe_intermediate_size", "intermediate_size"), "moe_intermediate_size")
+
+
+def step_rows(t, n_experts, ep, key):
+    """Rows of a grouped Step3p5 tensor for EP (a plain tensor is sliced [start:end])."""
+    if ep is None:
+        return slice(None), t.shape[0]
+    start, end = expert_range(n_experts, ep)
+    if t.shape[0] == n_experts:
+        return slice(start, end), end - start
+    if t.shape[0] == end - start:
+        return slice(None), end - start
+    raise ValueError("%s: dim 0 is %d, expected moe_num_experts=%d (or the rank's %d)"
+                     % (key, t.shape[0], n_experts, end - start))
+
+
+def grouped_transpose(t, key, n_experts, ep, dtype=None, lo=None, hi=None):
+    """t[rows, :, lo:hi].transpose(1, 2), cast to dtype; t is [E, a, b]."""
+    if len(t.shape) != 3:
+        raise ValueError("%s: expected a 3-D grouped tensor, got shape %s" % (key, list(t.shape)))
+    rows, n = step_rows(t, n_experts, ep, key)
+    _, a, b = t.shape
+    lo = 0 if lo is None else lo
+    hi = b if hi is None else hi
+    return derived(t, (n, hi - lo, a), lambda x: x[rows][:, :, lo:hi].transpose(0, 2, 1), dtype)
+
+
+def step_from_hf(hf_sd, config, dtype="auto", ep=None):
+    target = adapter_dtype(config, dtype)
+    n_exp = step_experts(config) if ep is not None else None
+    out = {}
+    pending = {}
+    for key, value in hf_sd.items():
+        m = STEP_EXPERT_RE.match(key) or STEP_BIAS_RE.match(key)
+        if m and m.end() != len(key):
+            # spec 11.6: the adapter's regexes have no $ anchor, so it would take this key
+            # for the expert weight / router bias; what it then does depends on key order.
+            raise ValueError("%s: Step3p5 would read this key as %s (unanchored regex, spec 11.6); "
+                             "the reference does not model that" % (key, m.group(0)))
+        if m is None:
+            put(out, key, value)
+            continue
+        prefix, layer = m.group("prefix") or "", m.group("layer")
+        base = "%slayers.%s.moe." % (prefix, layer)
+        if "proj" not in m.groupdict():
+            put(out, base + "gate.e_score_correction_bias", value)     # rename, no cast
+            continue
+        proj = m.group("proj")
+        if proj == "down_proj":
+            put(out, base + "experts.down_projs", grouped_transpose(value, key, n_exp, ep, target))
+            continue
+        pair = pending.setdefault((prefix, layer), {})
+        if proj in pair:
+            raise ValueError("%s appears twice" % key)
+        pair[proj] = (key, value)
+        if len(pair) == 2:
+            (gk, g), (uk, u) = pair["gate_proj"], pair["up_proj"]
+            if len(g.shape) != 3 or g.shape != u.shape:
+                raise ValueError("%s %s and %s %s must be equal 3-D shapes"
+                                 % (gk, list(g.shape), uk, list(u.shape)))
+            gt = grouped_transpose(g, gk, n_exp, ep)
+            ut = grouped_transpose(u, uk, n_exp, ep)
+            put(out, base + "experts.gate_and_up_projs", stack_grouped_cat(gt, ut, target))
+            del pending[(prefix, layer)]
+    return out                              # a lone gate or up emits nothing, silently
+
+
+def stack_grouped_cat(a, b, dtype):
+    """cat([a, b], dim=-1) of two [n, x, y] tensors (possibly different dtypes), cast to dtype."""
+    n, x, y1 = a.shape
+    y2 = b.shape[2]
+
+    def build():
+        out = np.empty((n, x, y1 + y2), dtype=st.STORAGE[dtype])
+        out[:, :, :y1] = st.cast(np.ascontiguousarray(a.array()), a.dtype, dtype)
+        out[:, :, y1:] = st.cast(np.ascontiguousarray(b.array()), b.dtype, dtype)
+        return out
+
+    return Tensor(dtype, (n, x, y1 + y2), build)
+
+
+def step_to_hf(sd, config, ep=None):
+    inter = step_inter(config)
+    n_exp = step_experts(config) if ep is not None else None
+    prefix = model_prefix_of(sd, ".moe.experts.gate_and_up_projs")
+    out = {}
+    for fqn, t in sd.items():
+        m = re.search(r"layers\.(\d+)", fqn)
+        if m is None:
+            put(out, fqn, t)
+            continue
+        base = "%slayers.%s.moe." % (prefix, m.group(1))
+        if ".moe.experts.gate_and_up_projs" in fqn:
+            if len(t.shape) != 3 or t.shape[2] < inter:
+                raise ValueError("%s: shape %s cannot be split at moe_intermediate_size %d"
+                                 % (fqn, list(t.shape), inter))
+            put(out, base + "gate_proj.weight", grouped_transpose(t, fqn, n_exp, ep, lo=0, hi=inter))
+            put(out, base + "up_proj.weight", grouped_transpose(t, fqn, n_exp, ep, lo=inter))
+        elif ".moe.experts.down_projs" in fqn:
+            put(out, base + "down_proj.weight", grouped_transpose(t, fqn, n_exp, ep))
+        elif ".moe.gate.e_score_correction_bias" in fqn or ".moe.gate.bias" in fqn:
+            put(out, base + "router_bias", t)
+        else:
+            put(out, fqn, t)
+    return out
+
+
+def step_kept_f32(hf_key):
+    """Step3p5 keeps its router bias in fp32 (spec 4, dtype); nothing is forced."""
+    return hf_key.endswith(".moe.router_bias") or "e_score_correction_bias" in hf_key
+
+
+# ---------------------------------------------------------------- qwen3_moe / mixtral (gated mixin)
+
+def mixin_params(config, family):
+    f = MIXIN_FAMILIES[family]
+    return (f["seg"], f["projs"], config_int(config, f["experts"], f["experts"][0]),
+            config_int(config, f["inter"], f["inter"][0]))
+
+
+def mixin_from_hf(hf_sd, config, family, dtype="auto", ep=None):
+    seg, projs, n_exp, _ = mixin_params(config, family)
+    return merge_experts(hf_sd, n_exp, adapter_dtype(config, dtype), ep, seg, True, projs)
+
+
+def mixin_to_hf(sd, config, family, ep=None):
+    seg, projs, n_exp, inter = mixin_params(config, family)
+    prefix = model_prefix_of(sd, "." + seg + ".gate_and_up_projs")
+    out = {}
+    for fqn, t in sd.items():
+        res = split_experts(fqn, t, prefix, n_exp, inter, ep, seg, True, projs)
+        for k, v in res if res is not None else [(fqn, t)]:
+            put(out, k, v)
+    return out
+
+
+# ---------------------------------------------------------------- dispatch
+
+def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):
+    """HF state dict (key -> Tensor) -> native state dict (key -> Tensor).
+    ep: optional (rank, size) expert-parallel slice."""
+    family = detect_family(config, family)
+    if family == "nemotron_h":
+        return nemotron_from_hf(hf_sd, config, dtype, ep)
+    if family == "nemotron_omni":
+        return omni_from_hf(hf_sd, config, dtype, ep)
+    if family == "step3p5":
+        return step_from_hf(hf_sd, config, dtype, ep)
+    return mixin_from_hf(hf_sd, config, family, dtype, ep)
+
+
+def forced_f32(family, hf_key):
+    if family == "nemotron_h":
+        return nemotron_forced_f32(hf_key)
+    if family == "nemotron_omni":
+        return omni_forced_f32(hf_key)
+    return False
+
+
+def kept_f32(family, hf_key):
+    return forced_f32(family, hf_key) or (family == "step3p5" and step_kept_f32(hf_key))
+
+
+def hf_dtype(family, hf_key, dtype, cur):
+    """The dtype an HF view stores a converted tensor in (see the module docstring)."""
+    if cur not in CASTABLE:
+        return cur
+    if forced_f32(family, hf_key):
+        return "F32"
+    if dtype and dtype != "auto":
+        return "F32" if kept_f32(family, hf_key) else DTYPE_ARG[dtype]
+    return cur
+
+
+def to_hf(native_sd, config, dtype="auto", ep=None, family="auto"):
+    """native state dict (key -> Tensor) -> HF state dict as saved (conversion, then the
+    forced-F32 / --dtype rules, then exclude .*_extra_state.*)."""
+    family = detect_family(config, family)
+    if family == "nemotron_h":
+        hf = nemotron_to_hf(native_sd, config, ep)
+    elif family == "nemotron_omni":
+        hf = omni_to_hf(native_sd, config, ep)
+    elif family == "step3p5":
+        hf = step_to_hf(native_sd, config, ep)
+    else:
+        hf = mixin_to_hf(native_sd, config, family, ep)
+    out = {}
+    for k, t in hf.items():
+        if EXCLUDE_KEY_RE.match(k):
+            continue
+        out[k] = cast_tensor(t, hf_dtype(family, k, dtype, t.dtype))
+    return out
+
+
+def convert(sd, config, direction="from_hf", dtype="auto", ep=None, family="auto"):
+    if direction == "from_hf":
+        return from_hf(sd, config, dtype, ep, family)
+    if direction == "to_hf":
+        return to_hf(sd, config, dtype, ep, family)
+    raise ValueError("direction must be from_hf or to_hf, not %r" % direction)
+
+
+def expected_tensors(srcdir, dtype="auto", ep=None, family="auto", direction="from_hf"):
+    """Converted key -> lazy Tensor for the checkpoint in srcdir."""
+    return convert(load_hf_state_dict(srcdir), load_config(srcdir), direction, dtype, ep, family)
+
+
+def expected_state_dict(srcdir, dtype="auto", ep=None, family="auto", direction="from_hf"):
+    """Converted key -> (dtype, shape, raw bytes)."""
+    return {k: (t.dtype, t.shape, t.tobytes())
+            for k, t in expected_tensors(srcdir, dtype, ep, family, direction).items()}
 
 
 def add_ep_args(p):
@@ -331,6 +846,20 @@ def ep_from_args(p, a):
     if a.ep_size < 1 or not 0 <= a.ep_rank < a.ep_size:
         p.error("need 0 <= --ep-rank < --ep-size")
     return (a.ep_rank, a.ep_size)
+
+
+def add_conversion_args(p):
+    """--family, --direction, --dtype, --ep-*: shared by automodel_ref and check_view."""
+    p.add_argument("--family", choices=("auto",) + FAMILIES, default="auto",
+                   help="adapter family (auto: from config.json architectures / model_type)")
+    p.add_argument("--direction", choices=DIRECTIONS, default="from_hf",
+                   help="from_hf: SRCDIR is an HF checkpoint, the result native (default); "
+                        "to_hf: SRCDIR is a native checkpoint, the result HF")
+    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                   help="from_hf: adapter dtype of merged experts (auto: config torch_dtype, default bf16); "
+                        "to_hf: cast every floating tensor to it except those kept in F32 "
+                        "(auto: only Automodel's forced F32)")
+    add_ep_args(p)
 
 
 # ---------------------------------------------------------------- output
@@ -368,37 +897,42 @@ def write_view(viewdir, srcdir, tensors, shards):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description="Expected NeMo Automodel native state dict of an HF Nemotron-H checkpoint.")
+    p = argparse.ArgumentParser(description="Expected NeMo Automodel conversion (from_hf: HF -> native, "
+                                            "to_hf: native -> HF) of a checkpoint directory.")
     p.add_argument("srcdir")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
-                   help="adapter dtype for merged experts (auto: config torch_dtype, default bf16)")
     p.add_argument("--out", metavar="DIR", help="write the expected state dict as DIR/model.safetensors")
-    p.add_argument("--view", metavar="DIR", help="write a complete native view (shards + index + other files)")
+    p.add_argument("--view", metavar="DIR", help="write a complete converted view (shards + index + other files)")
     p.add_argument("--shards", type=int, default=2, help="number of files for --view (default 2)")
     p.add_argument("--quiet", action="store_true", help="no per-tensor listing")
-    add_ep_args(p)
+    add_conversion_args(p)
     a = p.parse_args(argv)
     ep = ep_from_args(p, a)
     try:
-        tensors = expected_tensors(a.srcdir, a.dtype, ep)
+        config = load_config(a.srcdir)
+        family = detect_family(config, a.family)
+        tensors = expected_tensors(a.srcdir, a.dtype, ep, family, a.direction)
+        total = 0
+        for k in sorted(tensors):
+            t = tensors[k]
+            n = st.nbytes(t.dtype, t.shape)
+            total += n
+            if not a.quiet:
+                digest = hashlib.blake2b(t.tobytes(), digest_size=8).hexdigest()
+                print("%s\t%s\t%s\t%s" % (k, t.dtype, list(t.shape), digest))
+        if a.direction == "from_hf":
+            print("automodel_ref: %d tensors, %d bytes (adapter dtype %s)"
+                  % (len(tensors), total, family_adapter_dtype(config, family, a.dtype)), file=sys.stderr)
+        else:
+            print("automodel_ref: %d tensors, %d bytes (%s to_hf, dtype %s)"
+                  % (len(tensors), total, family, a.dtype), file=sys.stderr)
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            write_single(os.path.join(a.out, "model.safetensors"), tensors)
+        if a.view:
+            write_view(a.view, a.srcdir, tensors, a.shards)
     except (RuntimeError, ValueError, st.FormatError, OSError) as e:
         print("automodel_ref: %s" % e, file=sys.stderr)
         return 1
-    total = 0
-    for k in sorted(tensors):
-        t = tensors[k]
-        n = st.nbytes(t.dtype, t.shape)
-        total += n
-        if not a.quiet:
-            digest = hashlib.blake2b(t.tobytes(), digest_size=8).hexdigest()
-            print("%s\t%s\t%s\t%s" % (k, t.dtype, list(t.shape), digest))
-    print("automodel_ref: %d tensors, %d bytes (adapter dtype %s)"
-          % (len(tensors), total, adapter_dtype(load_config(a.srcdir), a.dtype)), file=sys.stderr)
-    if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        write_single(os.path.join(a.out, "model.safetensors"), tensors)
-    if a.view:
-        write_view(a.view, a.srcdir, tensors, a.shards)
     return 0
 
 

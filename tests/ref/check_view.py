@@ -1,8 +1,14 @@
 #!/usr/bin/python3
-"""Verify a native view directory (an sdafs mount, or a copy of one) against the reference.
+"""Verify a converted view directory (an sdafs mount, or a copy of one) against the reference.
 
-  check_view.py VIEWDIR SRCDIR [--dtype auto|bf16|fp16|fp32] [--ep-rank R --ep-size N]
-                [--max-report N]
+  check_view.py VIEWDIR SRCDIR [--family auto|nemotron_h|nemotron_omni|step3p5|qwen3_moe|mixtral]
+                [--direction from_hf|to_hf] [--dtype auto|bf16|fp16|fp32]
+                [--ep-rank R --ep-size N] [--max-report N]
+
+The expected content is automodel_ref's conversion of SRCDIR in --direction:
+from_hf (default) when SRCDIR is an HF checkpoint and VIEWDIR its native view,
+to_hf when SRCDIR is a native checkpoint and VIEWDIR its HF view.  --family,
+--dtype and --ep-* mean what they mean for automodel_ref.py.
 
 Checks, printing one line per failure and a summary (exit 0 only if all pass):
   (a) every top-level *.safetensors in VIEWDIR parses: header length bounded and a
@@ -11,8 +17,8 @@ Checks, printing one line per failure and a summary (exit 0 only if all pass):
   (b) model.safetensors.index.json exists; its weight_map lists every tensor exactly
       once with the file that holds it, names no missing tensor or file, and
       metadata.total_size is the sum of the tensor byte sizes;
-  (c) tensor names equal the reference's (automodel_ref.from_hf on SRCDIR) exactly,
-      and every tensor's dtype, shape and bytes are identical;
+  (c) tensor names equal the reference's exactly, and every tensor's dtype, shape
+      and bytes are identical;
   (d) every other file of SRCDIR (all but top-level *.safetensors and
       model.safetensors.index.json) is in VIEWDIR with identical bytes, and VIEWDIR
       holds nothing else.
@@ -211,11 +217,11 @@ def check_other_files(viewdir, srcdir, view_files, view_dirs, rep):
     return len(passthrough)
 
 
-def check(viewdir, srcdir, dtype="auto", limit=200, ep=None):
+def check(viewdir, srcdir, dtype="auto", limit=200, ep=None, family="auto", direction="from_hf"):
     """Run every check; returns the number of failures."""
     rep = Report(limit)
     try:
-        expected = ref.expected_tensors(srcdir, dtype, ep)
+        expected = ref.expected_tensors(srcdir, dtype, ep, family, direction)
     except (RuntimeError, ValueError, st.FormatError, OSError) as e:
         rep.fail("reference: cannot convert %s: %s" % (srcdir, e))
         return rep.count
@@ -232,16 +238,15 @@ def check(viewdir, srcdir, dtype="auto", limit=200, ep=None):
 
 
 def main(argv):
-    p = argparse.ArgumentParser(description="Verify a native view directory against the reference converter.")
+    p = argparse.ArgumentParser(description="Verify a converted view directory against the reference converter.")
     p.add_argument("viewdir")
     p.add_argument("srcdir")
-    p.add_argument("--dtype", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
-                   help="the dtype= option the view was mounted with (default auto)")
     p.add_argument("--max-report", type=int, default=200, help="failure lines to print (default 200)")
-    ref.add_ep_args(p)
+    ref.add_conversion_args(p)
     a = p.parse_args(argv)
     ep = ref.ep_from_args(p, a)
-    return 0 if check(a.viewdir, a.srcdir, a.dtype, a.max_report, ep) == 0 else 1
+    fails = check(a.viewdir, a.srcdir, a.dtype, a.max_report, ep, a.family, a.direction)
+    return 0 if fails == 0 else 1
 
 
 if __name__ == "__main__":
