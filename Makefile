@@ -35,6 +35,8 @@ FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/obj/%.o)
 ADAPTERS  := $(wildcard convert/adapters/*.json)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# the independent reference checks itself against hand-computed values
+REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py
 
 .PHONY: all deps check unit integration demo install uninstall clean asan
 
@@ -83,6 +85,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) asan
 	CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(UNIT_BIN:build/%=build/asan/%)
+	prove --exec /usr/bin/python3 $(REF_TESTS)
 	SDAFS_BUILD=$(CURDIR)/build/asan SDAFS_FAST_BUILD=$(CURDIR)/build prove tests/integration/*.t
 
 demo: deps all
