@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "grow.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 
@@ -167,6 +168,55 @@ out:
 	return rc;
 }
 
+/* Note in f->srcs every source file the recipe (or identity) of t reads. */
+static int note_sources(struct vfile *f, const struct plan_tensor *t,
+			const struct source *s, bool *seen, size_t *cap, char *err)
+{
+	size_t n = t->recipe ? t->recipe->nnodes : 1;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct rx_node *x = t->recipe ? &t->recipe->nodes[i] : NULL;
+		if (x && x->op != RX_SRC)
+			continue;
+		uint32_t sf = s->tensors[x ? x->a : t->src].file;
+		if (seen[sf])
+			continue;
+		int rc = sd_grow(&f->srcs, cap, f->nsrcs + 1, sizeof(*f->srcs), err);
+		if (rc < 0)
+			return rc;
+		seen[sf] = true;
+		f->srcs[f->nsrcs++] = sf;
+	}
+	return 0;
+}
+
+static int collect_sources(struct layout *l, const struct plan *p,
+			   const struct source *s, char *err)
+{
+	bool *seen = calloc(s->nfiles + 1, sizeof(*seen));
+	int rc = 0;
+
+	if (!seen)
+		return sd_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		struct vfile *f = &l->files[i];
+		size_t cap = 0;
+		if (f->kind == VF_SOURCE) {
+			if (!(f->srcs = malloc(sizeof(*f->srcs))))
+				rc = sd_err(err, -ENOMEM, "out of memory");
+			else
+				f->srcs[f->nsrcs++] = f->src_file;
+			continue;
+		}
+		for (size_t k = 0; k < f->nslots && rc == 0; k++)
+			rc = note_sources(f, &p->tensors[f->slots[k].tensor], s, seen, &cap, err);
+		for (size_t k = 0; k < f->nsrcs; k++)
+			seen[f->srcs[k]] = false;
+	}
+	free(seen);
+	return rc;
+}
+
 int layout_build(const struct plan *p, const struct source *s,
 		 struct layout *out, char *err)
 {
@@ -224,6 +274,7 @@ int layout_build(const struct plan *p, const struct source *s,
 		f->src_file = (uint32_t)i;
 		f->size = s->files[i].size;
 	}
+	rc = collect_sources(l, p, s, err);
 out:
 	free(order);
 	free(file_of);
@@ -245,6 +296,7 @@ void layout_free(struct layout *l)
 		free(l->files[i].name);
 		free(l->files[i].mem);
 		free(l->files[i].slots);
+		free(l->files[i].srcs);
 	}
 	free(l->files);
 	strmap_free(&l->by_name);

@@ -34,6 +34,8 @@ struct vfile {
 	size_t mem_len;
 	struct vslot *slots;    /* VF_WEIGHTS: by offset */
 	size_t nslots;
+	uint32_t *srcs;         /* the source files its bytes come from */
+	size_t nsrcs;
 };
 
 struct layout {

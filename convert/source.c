@@ -381,6 +381,37 @@ fail:
 	return rc;
 }
 
+static bool same_file(const struct src_file *f, const struct stat *st)
+{
+	return (uint64_t)st->st_size == f->size && st->st_ino == f->ino &&
+	       st->st_dev == f->dev && st->st_mtim.tv_sec == f->mtime.tv_sec &&
+	       st->st_mtim.tv_nsec == f->mtime.tv_nsec;
+}
+
+int source_check(struct source *s, uint32_t fi, bool *first, char *err)
+{
+	struct src_file *f = &s->files[fi];
+	struct stat st;
+	const char *why = NULL;
+
+	if (first)
+		*first = false;
+	if (atomic_load(&f->damaged))
+		why = "changed since it was mounted";
+	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st))
+		why = "was modified or truncated since it was mounted";
+	else if (fstatat(s->dirfd, f->name, &st, 0) < 0)
+		why = "was deleted or renamed since it was mounted";
+	else if (!same_file(f, &st))
+		why = "was replaced since it was mounted";
+	if (!why)
+		return 0;
+	if (!atomic_exchange(&f->damaged, true) && first)
+		*first = true;
+	return sd_err(err, -EIO, "source file %s/%s %s; its view reads fail until you remount",
+		      s->dir, f->name, why);
+}
+
 long source_find(const struct source *s, const char *name)
 {
 	size_t v;

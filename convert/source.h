@@ -10,6 +10,7 @@
 #ifndef SDAFS_SOURCE_H
 #define SDAFS_SOURCE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +32,7 @@ struct src_file {
 	ino_t ino;
 	bool is_weights;        /* a safetensors file whose tensors we use */
 	cJSON *metadata;        /* its __metadata__, or NULL */
+	atomic_bool damaged;    /* changed, replaced or deleted since the scan */
 };
 
 struct src_tensor {
@@ -59,6 +61,15 @@ struct source {
 
 int source_scan(const char *dir, struct source *out, char *err);
 void source_free(struct source *s);
+/*
+ * Is file f still the file that was scanned?  Compares size, mtime and
+ * inode of the open descriptor and of the name in the directory (a file
+ * truncated, rewritten, replaced by rename or deleted all fail).  Once a
+ * file has failed it stays failed.  0, or -EIO with a message naming it;
+ * *first (may be NULL) says whether this call found the change.
+ */
+int source_check(struct source *s, uint32_t f, bool *first, char *err);
+
 /* Index of the tensor called name, or -1. */
 long source_find(const struct source *s, const char *name);
 /* True when name is a plain file name: no '/', not "." or "..", not empty. */

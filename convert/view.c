@@ -206,6 +206,26 @@ static int read_weights(struct view *v, const struct vfile *f, uint64_t off,
 	return 0;
 }
 
+int view_check_sources(struct view *v, size_t file, bool *first, char *err)
+{
+	const struct vfile *f = &v->layout.files[file];
+	bool found = false;
+
+	if (first)
+		*first = false;
+	for (size_t i = 0; i < f->nsrcs; i++) {
+		int rc = source_check(&v->src, f->srcs[i], &found, err);
+		if (found) {
+			atomic_fetch_add(&v->stats.source_changes, 1);
+			if (first)
+				*first = true;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
 int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	      struct view_io *io, char *err)
 {
@@ -216,6 +236,10 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	io->nseg = 0;
 	io->npin = 0;
 	atomic_fetch_add(&v->stats.reads, 1);
+	if ((rc = view_check_sources(v, file, NULL, err)) < 0) {
+		atomic_fetch_add(&v->stats.read_errors, 1);
+		return rc;
+	}
 	if (off >= f->size)
 		return 0;
 	if (end > f->size || end < off)
@@ -325,6 +349,7 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(j, "bytes_converted", (double)atomic_load(&v->stats.bytes_converted));
 	cJSON_AddNumberToObject(j, "reads", (double)atomic_load(&v->stats.reads));
 	cJSON_AddNumberToObject(j, "read_errors", (double)atomic_load(&v->stats.read_errors));
+	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));
 	cJSON_AddItemToObject(j, "cache", c);
 	cJSON_AddNumberToObject(c, "hits", (double)cs.hits);
 	cJSON_AddNumberToObject(c, "misses", (double)cs.misses);

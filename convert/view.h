@@ -12,6 +12,7 @@
 #define SDAFS_VIEW_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct view_stats {
 	_Atomic uint64_t bytes_converted;
 	_Atomic uint64_t reads;
 	_Atomic uint64_t read_errors;
+	_Atomic uint64_t source_changes;        /* source files found changed */
 };
 
 struct view {
@@ -65,6 +67,14 @@ void view_close(struct view *v);
  * total of the segment lengths is the number of bytes available. */
 int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	      struct view_io *io, char *err);
+/*
+ * Are the source files of view file `file` still the ones scanned?  view_read
+ * checks before it reads; callers check again after reading source bytes
+ * and before replying, so a file changed in between is never served mixed.
+ * 0, or -EIO with a message; *first says this call found the change.
+ */
+int view_check_sources(struct view *v, size_t file, bool *first, char *err);
+
 /* Release the pins of the last view_read on io (after replying). */
 void view_io_release(struct view *v, struct view_io *io);
 void view_io_free(struct view_io *io);

@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <fuse_lowlevel.h>
@@ -26,9 +27,20 @@ struct sdafs {
 	struct timespec mounted_at;
 	atomic_flag readahead_raised;
 	struct fuse_session *se;
+	/* the source watcher (watch.c) */
+	pthread_t watch_thread;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	bool watch_stop, watching;
 };
 
 extern const struct fuse_lowlevel_ops sdafs_ops;
+
+/* The inode of layout file i. */
+fuse_ino_t sdafs_file_ino(size_t i);
+
+int watch_start(struct sdafs *fs);
+void watch_stop(struct sdafs *fs);
 
 /* Log a line: stderr in the foreground, syslog once detached. */
 void sd_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -378,7 +378,10 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	max_threads = max_threads ? max_threads : 16;
 	fuse_loop_cfg_set_max_threads(cfg, max_threads);
 	fuse_loop_cfg_set_idle_threads(cfg, max_threads);      /* no thread churn */
+	if (watch_start(fs) < 0)
+		sd_log("cannot start the source watcher; changed sources are still caught on read");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
+	watch_stop(fs);
 	fuse_loop_cfg_destroy(cfg);
 out_unmount:
 	fuse_session_unmount(fs->se);

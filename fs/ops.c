@@ -60,6 +60,11 @@ static struct sdafs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+fuse_ino_t sdafs_file_ino(size_t i)
+{
+	return FIRST_FILE_INO + i;
+}
+
 static fuse_ino_t stats_ino(const struct sdafs *fs)
 {
 	return FIRST_FILE_INO + fs->view.layout.n;
@@ -384,6 +389,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	if (rc == 0)
 		rc = build_iov(fs, t, &niov, err);
+	if (rc == 0)    /* changed while we read it: never reply mixed bytes */
+		rc = view_check_sources(&fs->view, (size_t)f, NULL, err);
 	if (rc < 0) {
 		sd_log("read of %s at %lld (%zu bytes) failed: %s",
 		       fs->view.layout.files[f].name, (long long)off, size, err);

@@ -16,9 +16,10 @@ ok $? "a single-reader copy of the view equals the reference" || diag "$T/expect
 
 for mode in buffered direct_io; do
 	opts="-o cache_size=300K"
-	[ $mode = direct_io ] && opts="$opts,direct_io"
+	mm="--mmap"     # mmap readers mixed with read readers
+	[ $mode = direct_io ] && opts="$opts,direct_io" && mm=""
 	mount_view "$T/src" "$T/$mode" $opts
-	$PY "$REPO/tests/integration/stress_read.py" "$T/$mode" "$T/expected" --threads 8 --reads 200 >"$T/$mode.out" 2>&1
+	$PY "$REPO/tests/integration/stress_read.py" "$T/$mode" "$T/expected" --threads 8 --reads 200 $mm >"$T/$mode.out" 2>&1
 	ok $? "$mode: 8 threads x 200 random reads, every byte right under eviction ($(cat "$T/$mode.out"))" || diag "$T/$mode.out"
 	ev=$(stat_field "$T/$mode" cache.evictions)
 	[ "$ev" -gt 0 ]
