@@ -117,13 +117,66 @@ DEFINE_TRANSPOSE(transpose16, uint16_t)
 DEFINE_TRANSPOSE(transpose32, uint32_t)
 DEFINE_TRANSPOSE(transpose64, uint64_t)
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* An 8x8 block of 16-bit elements transposed in registers: three rounds of
+ * interleaving (16-, 32-, 64-bit) turn rows into columns. */
+static void transpose8x8_16(const uint16_t *s, size_t sld, uint16_t *d, size_t dld)
+{
+	__m128i a[8], b[8], c[8];
+
+	for (int i = 0; i < 8; i++)
+		a[i] = _mm_loadu_si128((const __m128i *)(s + (size_t)i * sld));
+	for (int i = 0; i < 4; i++) {
+		b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+		b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
+	}
+	for (int i = 0; i < 2; i++) {
+		c[4 * i + 0] = _mm_unpacklo_epi32(b[4 * i + 0], b[4 * i + 2]);
+		c[4 * i + 1] = _mm_unpackhi_epi32(b[4 * i + 0], b[4 * i + 2]);
+		c[4 * i + 2] = _mm_unpacklo_epi32(b[4 * i + 1], b[4 * i + 3]);
+		c[4 * i + 3] = _mm_unpackhi_epi32(b[4 * i + 1], b[4 * i + 3]);
+	}
+	for (int i = 0; i < 4; i++) {
+		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i) * dld),
+				 _mm_unpacklo_epi64(c[i], c[i + 4]));
+		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i + 1) * dld),
+				 _mm_unpackhi_epi64(c[i], c[i + 4]));
+	}
+}
+
+/* 16-bit transpose: 8x8 register blocks walked in 64x64 tiles (so both
+ * sides stay in L1), the ragged right and bottom edges element by element. */
+static void transpose16_blocked(const uint16_t *src, size_t rows, size_t cols,
+				size_t src_ld, uint16_t *dst, size_t dst_ld)
+{
+	size_t r8 = rows & ~(size_t)7, c8 = cols & ~(size_t)7;
+
+	for (size_t r0 = 0; r0 < r8; r0 += 64)
+		for (size_t c0 = 0; c0 < c8; c0 += 64)
+			for (size_t r = r0; r < r0 + 64 && r < r8; r += 8)
+				for (size_t c = c0; c < c0 + 64 && c < c8; c += 8)
+					transpose8x8_16(src + r * src_ld + c, src_ld,
+							dst + c * dst_ld + r, dst_ld);
+	if (c8 < cols)
+		transpose16(src + c8, r8, cols - c8, src_ld, dst + c8 * dst_ld, dst_ld);
+	if (r8 < rows)
+		transpose16(src + r8 * src_ld, rows - r8, cols, src_ld, dst + r8, dst_ld);
+}
+#endif
+
 /* dst[c][r] = src[r][c] for a rows x cols block; leading dims in elements. */
 static void transpose(const void *src, size_t rows, size_t cols, size_t src_ld,
 		      void *dst, size_t dst_ld, size_t es)
 {
 	switch (es) {
 	case 1: transpose8(src, rows, cols, src_ld, dst, dst_ld); break;
+#if defined(__SSE2__)
+	case 2: transpose16_blocked(src, rows, cols, src_ld, dst, dst_ld); break;
+#else
 	case 2: transpose16(src, rows, cols, src_ld, dst, dst_ld); break;
+#endif
 	case 4: transpose32(src, rows, cols, src_ld, dst, dst_ld); break;
 	default: transpose64(src, rows, cols, src_ld, dst, dst_ld); break;
 	}
