@@ -38,7 +38,7 @@ for c in "${cases[@]}"; do
 	missing=""
 	IFS='|' read -ra want <<<"$words"
 	for w in "${want[@]}"; do grep -qF -- "$w" "$T/err" || missing="$missing [$w]"; done
-	[ -z "$missing" ] && ! grep -qE "AddressSanitizer|runtime error" "$T/err"
+	[ -z "$missing" ] && ! grep -qE "ERROR: AddressSanitizer|runtime error" "$T/err"
 	ok $? "$kind: the message says what is wrong" || { echo "#   missing:$missing"; diag "$T/err"; }
 	"$SDAFS" --inspect "$T/bad" >/dev/null 2>"$T/err2"
 	[ $? -ne 0 ] && cmp -s <(head -c 200 "$T/err") <(head -c 200 "$T/err2")

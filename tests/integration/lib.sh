@@ -77,7 +77,7 @@ unmount_view() {
 		wait "$pid" || rc=1
 		unset 'MOUNTS[i]' 'PIDS[i]'
 	done
-	if grep -qE "AddressSanitizer|runtime error|LeakSanitizer" "$mnt.log" 2>/dev/null; then
+	if grep -qE "ERROR: AddressSanitizer|runtime error|ERROR: LeakSanitizer" "$mnt.log" 2>/dev/null; then
 		diag "$mnt.log"
 		rc=1
 	fi

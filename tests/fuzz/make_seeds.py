@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Write the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/).
+
+Seeds come from the project's own fixture generator (tests/fixtures/
+gen_checkpoint.py), run for every family in both layouts at the smallest
+sizes it allows, and from the adapter tables (convert/adapters/*.json,
+examples/adapters/*.json):
+
+  fuzz_safetensors     the header JSON of each generated shard, plus a few
+                       hand-written edge cases (empty, scalar, zero-sized)
+  fuzz_adapter_table   each table as it is
+  fuzz_checkpoint      opts byte | config.json | FF 00 | index | FF 00 | header
+                       [| FF 00 | adapter table, for the example families]
+                       (see tests/fuzz/fuzz_checkpoint.c); JSON texts are
+                       minified so that every seed stays a few KB
+
+Usage: make_seeds.py [CORPUS_DIR]   (default: tests/fuzz/corpus next to this file)
+"""
+
+import glob
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+GEN = os.path.join(ROOT, "tests", "fixtures", "gen_checkpoint.py")
+SHARD = "model-00001-of-00001.safetensors"
+INDEX = "model.safetensors.index.json"
+SEP = b"\xff\x00"
+
+SMALL = ["--shards", "1", "--hidden", "16", "--vocab", "8", "--experts", "2", "--moe-inter", "4"]
+# (family, layout, extra generator options, opts byte, keep the index)
+CHECKPOINTS = [
+    ("nemotron_h", "hf", ["--pattern", "ME"], 0x00, True),
+    ("nemotron_h", "native", ["--pattern", "ME"], 0x00, True),
+    ("nemotron_h", "hf", ["--pattern", "ME", "--torch-dtype", "float32"], 0x14, False),  # dtype BF16, EP 1
+    ("step3p5", "hf", ["--layers", "2"], 0x00, True),
+    ("step3p5", "native", ["--layers", "2"], 0x00, True),
+    ("nemotron_omni", "hf", ["--pattern", "ME"], 0x00, False),
+    ("qwen3_moe", "hf", ["--layers", "2"], 0x6C, True),     # dtype F32, EP rank 1 of 3
+    ("qwen3_moe", "native", ["--layers", "2"], 0x00, True),
+    ("mixtral", "hf", ["--layers", "1"], 0x08, False),      # dtype F16
+    ("mixtral", "native", ["--layers", "1"], 0x02, True),   # view=hf
+]
+
+# Headers no generator writes: empty, metadata only, a scalar, a zero-sized
+# tensor between two others, and every dtype once.
+EDGE_HEADERS = {
+    "empty": b"{}",
+    "metadata-only": b'{"__metadata__":{"format":"pt"}}',
+    "scalar": b'{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}',
+    "zero-sized": b'{"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},'
+                  b'"z":{"dtype":"F16","shape":[0,3],"data_offsets":[4,4]},'
+                  b'"b":{"dtype":"U8","shape":[1,1,1],"data_offsets":[4,5]}}',
+    "dtypes": b"{" + b",".join(
+        b'"t%d":{"dtype":"%s","shape":[1],"data_offsets":[%d,%d]}' % (i, d.encode(), i * 8, i * 8 + n)
+        + (b',"p%d":{"dtype":"U8","shape":[%d],"data_offsets":[%d,%d]}' % (i, 8 - n, i * 8 + n, i * 8 + 8)
+           if n < 8 else b"")
+        for i, (d, n) in enumerate([("BOOL", 1), ("U8", 1), ("I8", 1), ("U16", 2), ("I16", 2),
+                                    ("U32", 4), ("I32", 4), ("U64", 8), ("I64", 8), ("F16", 2),
+                                    ("BF16", 2), ("F32", 4), ("F64", 8), ("F8_E4M3", 1),
+                                    ("F8_E5M2", 1), ("F8_E8M0", 1)])) + b"}",
+}
+
+
+def minified(path):
+    with open(path) as f:
+        return json.dumps(json.load(f), separators=(",", ":")).encode()
+
+
+def shard_header(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return f.read(n)
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def main():
+    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    dirs = {t: os.path.join(corpus, t) for t in
+            ("fuzz_safetensors", "fuzz_adapter_table", "fuzz_checkpoint")}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+
+    for name, header in EDGE_HEADERS.items():
+        write(os.path.join(dirs["fuzz_safetensors"], name + ".json"), header)
+    for table in sorted(glob.glob(os.path.join(ROOT, "convert", "adapters", "*.json")) +
+                        glob.glob(os.path.join(ROOT, "examples", "adapters", "*.json"))):
+        shutil.copy(table, os.path.join(dirs["fuzz_adapter_table"], os.path.basename(table)))
+
+    tmp = tempfile.mkdtemp(prefix="sdafs-seeds-")
+    try:
+        for i, (family, layout, extra, opts, keep_index) in enumerate(CHECKPOINTS):
+            out = os.path.join(tmp, str(i))
+            subprocess.run([sys.executable, GEN, out, "--family", family, "--layout", layout]
+                           + SMALL + extra, check=True, stdout=subprocess.DEVNULL)
+            name = "%s-%s-%02x%s" % (family, layout, opts, "" if keep_index else "-noindex")
+            header = shard_header(os.path.join(out, SHARD))
+            write(os.path.join(dirs["fuzz_safetensors"], name + ".json"), header)
+            index = minified(os.path.join(out, INDEX)) if keep_index else b""
+            seed = bytes([opts]) + minified(os.path.join(out, "config.json")) + SEP + index + SEP + header
+            example = os.path.join(ROOT, "examples", "adapters", family + ".json")
+            if os.path.exists(example):
+                seed += SEP + minified(example)
+            write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+    finally:
+        shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()
