@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "grow.h"
@@ -40,6 +41,7 @@ static int add_file(struct layout *l, const char *name, char *err)
 	l->files = f;
 	f = &l->files[l->n];
 	memset(f, 0, sizeof(*f));
+	f->mat_fd = -1;
 	if (!(f->name = strdup(name)))
 		return sd_err(err, -ENOMEM, "out of memory");
 	if (strmap_put(&l->by_name, f->name, l->n, NULL) < 0) {
@@ -297,6 +299,8 @@ void layout_free(struct layout *l)
 		free(l->files[i].mem);
 		free(l->files[i].slots);
 		free(l->files[i].srcs);
+		if (l->files[i].mat_fd >= 0)
+			close(l->files[i].mat_fd);
 	}
 	free(l->files);
 	strmap_free(&l->by_name);

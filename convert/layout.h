@@ -11,6 +11,7 @@
 #ifndef SDAFS_LAYOUT_H
 #define SDAFS_LAYOUT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ struct vfile {
 	size_t nslots;
 	uint32_t *srcs;         /* the source files its bytes come from */
 	size_t nsrcs;
+	atomic_int mat_fd;      /* its materialized copy, or -1 (materialize.c) */
 };
 
 struct layout {

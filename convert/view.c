@@ -89,7 +89,7 @@ static int source_read(void *arg, uint32_t tensor, uint64_t off, void *dst,
 {
 	struct view *v = arg;
 	const struct src_tensor *t = &v->src.tensors[tensor];
-	struct view_seg seg = { NULL, v->src.files[t->file].fd, t->offset + off, len };
+	struct view_seg seg = { NULL, v->src.files[t->file].fd, t->offset + off, len, false };
 
 	return view_seg_pread(v, &seg, dst, err);
 }
@@ -126,7 +126,7 @@ static int push_seg(struct view_io *io, const char *mem, int fd, uint64_t off,
 
 	if (rc < 0)
 		return rc;
-	io->segs[io->nseg++] = (struct view_seg){ mem, fd, off, len };
+	io->segs[io->nseg++] = (struct view_seg){ mem, fd, off, len, false };
 	return 0;
 }
 
@@ -244,6 +244,13 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 		return 0;
 	if (end > f->size || end < off)
 		end = f->size;
+	int mat_fd = atomic_load(&f->mat_fd);
+	if (mat_fd >= 0) {      /* converted once already: the copy on disk */
+		rc = push_seg(io, NULL, mat_fd, off, (size_t)(end - off), err);
+		if (rc == 0 && io->nseg)
+			io->segs[io->nseg - 1].copy = true;
+		goto out;
+	}
 	switch (f->kind) {
 	case VF_MEMORY:
 		rc = push_seg(io, f->mem + off, -1, 0, (size_t)(end - off), err);
@@ -256,6 +263,7 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 		rc = read_weights(v, f, off, end, io, err);
 		break;
 	}
+out:
 	if (rc < 0) {
 		atomic_fetch_add(&v->stats.read_errors, 1);
 		sd_err_prefix(err, "%s", f->name);
@@ -305,7 +313,7 @@ int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 				      seg->off + done);
 		done += (size_t)n;
 	}
-	atomic_fetch_add(&v->stats.source_bytes, seg->len);
+	atomic_fetch_add(seg->copy ? &v->stats.copy_bytes : &v->stats.source_bytes, seg->len);
 	return 0;
 }
 
@@ -350,6 +358,9 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(j, "reads", (double)atomic_load(&v->stats.reads));
 	cJSON_AddNumberToObject(j, "read_errors", (double)atomic_load(&v->stats.read_errors));
 	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));
+	cJSON_AddNumberToObject(j, "copies_written", (double)atomic_load(&v->stats.copies_written));
+	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
+	cJSON_AddNumberToObject(j, "passthrough_opens", (double)atomic_load(&v->stats.passthrough_opens));
 	cJSON_AddItemToObject(j, "cache", c);
 	cJSON_AddNumberToObject(c, "hits", (double)cs.hits);
 	cJSON_AddNumberToObject(c, "misses", (double)cs.misses);

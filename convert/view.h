@@ -31,6 +31,9 @@ struct view_stats {
 	_Atomic uint64_t reads;
 	_Atomic uint64_t read_errors;
 	_Atomic uint64_t source_changes;        /* source files found changed */
+	_Atomic uint64_t copy_bytes;    /* read from materialized copies */
+	_Atomic uint64_t copies_written;
+	_Atomic uint64_t passthrough_opens;     /* opens the kernel serves itself */
 };
 
 struct view {
@@ -48,6 +51,7 @@ struct view_seg {
 	int fd;
 	uint64_t off;
 	size_t len;
+	bool copy;              /* fd is a materialized copy, not a source */
 };
 
 /* Reusable per-thread state of reads: segments and the pins they hold. */

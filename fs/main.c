@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -31,12 +32,13 @@
 struct cmdline {
 	char *src, *mountpoint;
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
+	char *materialize_dir;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
-	    list_adapters;
+	    list_adapters, prefetch, allow_other;
 };
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG };
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER };
 
 #define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
 static const struct fuse_opt cmd_opts[] = {
@@ -46,6 +48,8 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("ep_rank=%s", ep_rank), OPT("ep_size=%s", ep_size),
 	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
 	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
+	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION), FUSE_OPT_KEY("--version", KEY_VERSION),
@@ -88,6 +92,10 @@ static void usage(FILE *out)
 "  backend=auto|cpu     conversion backend (this build: cpu)\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
+"  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
+"                       all at once with prefetch) and serve them from there; as\n"
+"                       root on Linux >= 6.9 the kernel reads them directly\n"
+"  prefetch             with materialize_dir: convert every file right away\n"
 "  allow_other          let other users read the mount\n"
 "\n"
 "The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON.\n"
@@ -112,6 +120,9 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 	case KEY_DEBUG:
 		c->debug = c->foreground = 1;
 		return 1;       /* libfuse traces requests with -d */
+	case KEY_ALLOW_OTHER:
+		c->allow_other = 1;
+		return 1;       /* libfuse mounts with it */
 	case FUSE_OPT_KEY_NONOPT:
 		if (!c->src)
 			return (c->src = strdup(arg)) ? 0 : -1;
@@ -204,6 +215,19 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 		fprintf(stderr, "sdafs: backend=%s: this build converts on the CPU only (backend=auto or cpu)\n",
 			c->backend);
 		return -1;
+	}
+	if (c->prefetch && !c->materialize_dir) {
+		fprintf(stderr, "sdafs: prefetch needs materialize_dir=DIR (where the converted files go)\n");
+		return -1;
+	}
+	if (c->materialize_dir) {
+		struct stat st;
+		if (stat(c->materialize_dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
+		    access(c->materialize_dir, W_OK) < 0) {
+			fprintf(stderr, "sdafs: materialize_dir=%s: not a directory this user can write to\n",
+				c->materialize_dir);
+			return -1;
+		}
 	}
 	if (c->mpi) {
 		fprintf(stderr, "sdafs: -o mpi is not available in this version; give each rank ep_rank=R,ep_size=N\n");
@@ -349,8 +373,9 @@ static void raise_fd_limit(void)
 }
 
 static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
-			   unsigned max_threads)
+			   unsigned max_threads, bool allow_other, bool prefetch)
 {
+	bool own_mount = fs->materialize_dir && geteuid() == 0 && fs->mountpoint_real;
 	struct fuse_loop_config *cfg;
 	int rc = 1;
 
@@ -363,7 +388,19 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 		return 1;       /* libfuse said why (e.g. an unknown -o option) */
 	if (fuse_set_signal_handlers(fs->se) < 0)
 		goto out;
-	if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
+	if (own_mount) {        /* so that we can ask for kernel passthrough */
+		size_t n = fs->view.layout.n;
+		int e = pt_mount(fs, allow_other);
+		if (e < 0) {
+			fprintf(stderr, "sdafs: cannot mount on %s: %s\n", fs->mountpoint, strerror(-e));
+			goto out_signals;
+		}
+		fs->passthrough = true;
+		pthread_mutex_init(&fs->pt_mu, NULL);
+		if ((fs->backing_ids = malloc((n + 1) * sizeof(*fs->backing_ids))))
+			for (size_t i = 0; i < n; i++)
+				fs->backing_ids[i] = -1;
+	} else if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
 		fprintf(stderr, "sdafs: cannot mount on %s (is it an existing empty directory you may mount on?)\n",
 			fs->mountpoint);
 		goto out_signals;
@@ -380,21 +417,28 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	fuse_loop_cfg_set_idle_threads(cfg, max_threads);      /* no thread churn */
 	if (watch_start(fs) < 0)
 		sd_log("cannot start the source watcher; changed sources are still caught on read");
+	if (fs->materialize_dir && copies_start(fs, prefetch) < 0)
+		sd_log("cannot start the copy writer; nothing will be materialized");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
+	copies_stop(fs);
 	watch_stop(fs);
 	fuse_loop_cfg_destroy(cfg);
 out_unmount:
-	fuse_session_unmount(fs->se);
+	if (own_mount)
+		pt_unmount(fs);
+	else
+		fuse_session_unmount(fs->se);
 out_signals:
 	fuse_remove_signal_handlers(fs->se);
 out:
 	fuse_session_destroy(fs->se);
+	free(fs->backing_ids);
 	return rc;
 }
 
 static void free_cmdline(struct cmdline *c)
 {
-	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter,
+	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->adapter_file, &c->dtype,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
@@ -432,6 +476,7 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		return 1;
 	raise_fd_limit();
 	memset(&fs, 0, sizeof(fs));
+	fs.devfd = -1;
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
 		return 1;
@@ -447,8 +492,9 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);
 		fs.foreground = c->foreground;
 		fs.direct_io = c->direct_io;
+		fs.materialize_dir = c->materialize_dir;
 		clock_gettime(CLOCK_REALTIME, &fs.mounted_at);
-		rc = mount_and_serve(&fs, args, c->max_threads);
+		rc = mount_and_serve(&fs, args, c->max_threads, c->allow_other, c->prefetch);
 		free(fs.mountpoint_real);
 	}
 	view_close(&fs.view);

@@ -247,7 +247,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ino == ROOT_INO ? EISDIR : ENOENT);
 		return;
 	}
+	/* A passthrough open is read by the kernel alone: check the sources now. */
+	char err[SD_ERRLEN];
+	if (view_check_sources(&fs->view, (size_t)file_of(fs, ino), NULL, err) < 0) {
+		sd_log("open: %s", err);
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	fi->fh = 0;
+	if (pt_open(req, fs, (size_t)file_of(fs, ino), fi))
+		return;
 	fi->keep_cache = !fs->direct_io;
 	fi->direct_io = fs->direct_io;
 	fuse_reply_open(req, fi);
@@ -400,6 +409,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_iov(req, t->iov, (int)niov);
 	view_io_release(&fs->view, &t->io);
+	if (fs->materialize_dir && (uint64_t)off + size >= fs->view.layout.files[f].size)
+		copies_want(fs, (size_t)f);     /* read to its end: keep a copy */
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -518,7 +529,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;      /* nothing changes */
-	(void)fs;
+	pt_note_init(fs);
 }
 
 const struct fuse_lowlevel_ops sdafs_ops = {
