@@ -15,7 +15,7 @@ SAN       ?=
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 \
-             -Iconvert -Icache -Ifs -I$(BUILD)/gen
+             -Iconvert -Icache -Ifs -Idist -I$(BUILD)/gen
 OPT       ?= -O2 -g
 # override: flags a user puts in CFLAGS are added to ours, never replace them
 override CFLAGS  += $(OPT) -std=c11 $(WARN) -pthread -fno-strict-aliasing
@@ -30,15 +30,23 @@ LDLIBS    += $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC   := $(wildcard convert/*.c) $(wildcard cache/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-FS_SRC    := $(filter-out fs/mount_helper.c,$(wildcard fs/*.c))
+FS_SRC    := $(filter-out fs/mount_helper.c,$(wildcard fs/*.c)) $(wildcard dist/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/obj/%.o)
+# MPI (-o mpi) where OpenMPI's compiler wrapper is installed
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+$(BUILD)/obj/dist/%.o: CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
+$(BUILD)/sdafs: LDLIBS += $(MPI_LIBS)
+endif
 ADAPTERS  := $(wildcard convert/adapters/*.json)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the independent reference checks itself against hand-computed values
 REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py
 
-.PHONY: all deps check unit integration demo install uninstall clean asan
+.PHONY: all deps check unit integration demo install uninstall clean asan \
+        fuzz fuzz-check fuzz-build
 
 all: $(BUILD)/sdafs $(BUILD)/mount.sdafs
 
@@ -85,11 +93,55 @@ check: deps
 	$(MAKE) all
 	$(MAKE) asan
 	CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(UNIT_BIN:build/%=build/asan/%)
+	$(MAKE) fuzz-check
 	prove --exec /usr/bin/python3 $(REF_TESTS)
 	SDAFS_BUILD=$(CURDIR)/build/asan SDAFS_FAST_BUILD=$(CURDIR)/build prove tests/integration/*.t
 
+# libFuzzer targets (tests/fuzz/): the library is compiled again with
+# clang and the fuzzer's coverage instrumentation into build/fuzz/obj.
+# `make fuzz` fuzzes each target for FUZZ_SECONDS; `make fuzz-check` replays
+# the seed corpora and regressions plus a few thousand new inputs.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_CC      ?= clang-14
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 $(WARN) -pthread \
+                -fno-strict-aliasing $(FUZZ_SAN)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz-build: $(FUZZ_BIN)
+
+$(FUZZ_DIR)/obj/%.o: %.c $(BUILD)/gen/builtin_adapters.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+		-MMD -MP -c -o $@ $<
+
+$(FUZZ_DIR)/libsdafs.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BIN): $(FUZZ_DIR)/%: $(FUZZ_DIR)/obj/tests/fuzz/%.o $(FUZZ_DIR)/libsdafs.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lpthread -lm
+
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+fuzz-check: deps
+	scripts/fuzz.sh --check
+
 demo: deps all
 	scripts/demo.sh
+
+# make bench [BENCH_GB=0.5]: ratios to raw reads and to a FUSE passthrough
+# floor (bench/README.md); results in $(BUILD)/bench/results.json.
+.PHONY: bench
+bench: all $(BUILD)/bench/passthrough
+	/usr/bin/python3 bench/run.py --build $(BUILD)
+
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
@@ -109,4 +161,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

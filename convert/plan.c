@@ -86,6 +86,7 @@ void plan_free(struct plan *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		free(p->tensors[i].name);
+		free(p->tensors[i].preload);
 		if (p->tensors[i].recipe) {
 			recipe_free(p->tensors[i].recipe);
 			free(p->tensors[i].recipe);

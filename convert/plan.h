@@ -22,6 +22,7 @@ struct plan_tensor {
 	uint32_t src;           /* identity: the source; else the one it sits beside */
 	struct recipe *recipe;  /* NULL when the bytes are the source's, unchanged */
 	uint64_t chunk_rows;    /* rows of dim 0 per cached chunk (converted only) */
+	char *preload;          /* identity: its bytes, held in memory (dist/) */
 };
 
 struct plan {

@@ -40,13 +40,29 @@ static int choose_direction(const struct adapter *a, const struct source *s,
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err)
 {
+	struct source s;
+	int rc = source_scan(src, &s, err);
+
+	if (rc < 0) {
+		memset(v, 0, sizeof(*v));
+		return rc;
+	}
+	return view_build(v, &s, o, cache_bytes, err);
+}
+
+int view_build(struct view *v, struct source *s, const struct view_opts *o,
+	       uint64_t cache_bytes, char *err)
+{
+	const char *src;
 	struct adapter *a = NULL;
 	int rc, dir;
 
 	memset(v, 0, sizeof(*v));
 	v->opts = *o;
-	if ((rc = source_scan(src, &v->src, err)) < 0)
-		return rc;
+	v->src = *s;            /* the view owns the source from here on */
+	memset(s, 0, sizeof(*s));
+	s->dirfd = -1;
+	src = v->src.dir;
 	if (o->adapter_file)
 		rc = adapter_load_file(o->adapter_file, &a, err);
 	else
@@ -147,6 +163,8 @@ static int read_tensor(struct view *v, uint32_t ti, uint64_t a, uint64_t b,
 	const struct plan_tensor *t = &v->plan.tensors[ti];
 	int rc;
 
+	if (t->preload)         /* delivered by another rank */
+		return push_seg(io, t->preload + a, -1, 0, (size_t)(b - a), err);
 	if (!t->recipe) {
 		const struct src_tensor *s = &v->src.tensors[t->src];
 		return push_seg(io, NULL, v->src.files[s->file].fd, s->offset + a,

@@ -65,6 +65,10 @@ struct view_io {
 /* Scan src, choose the adapter, plan and lay out.  No data is read. */
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err);
+/* The same from a source already scanned (or received from another rank);
+ * the view takes it over, also on error. */
+int view_build(struct view *v, struct source *s, const struct view_opts *o,
+	       uint64_t cache_bytes, char *err);
 void view_close(struct view *v);
 
 /* Segments for bytes [off, off+len) of file (clamped at its end); the

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "dist.h"
 #include "err.h"
 
 /* The kernel page cache keeps converted pages (keep_cache); this cache only
@@ -89,6 +90,11 @@ static void usage(FILE *out)
 "                       Automodel keeps in F32 (Mamba A_log/dt_bias/D, router bias)\n"
 "  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 256M)\n"
 "  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts\n"
+"  mpi                  one daemon per MPI rank (under mpirun/srun; stays in the\n"
+"                       foreground): rank 0 reads the headers for everyone, each\n"
+"                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
+"  prefetch             with mpi: read each shared tensor once per job and\n"
+"                       broadcast it to every rank\n"
 "  backend=auto|cpu     conversion backend (this build: cpu)\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
@@ -216,8 +222,8 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 			c->backend);
 		return -1;
 	}
-	if (c->prefetch && !c->materialize_dir) {
-		fprintf(stderr, "sdafs: prefetch needs materialize_dir=DIR (where the converted files go)\n");
+	if (c->prefetch && !c->materialize_dir && !c->mpi) {
+		fprintf(stderr, "sdafs: prefetch needs materialize_dir=DIR (where the converted files go) or mpi\n");
 		return -1;
 	}
 	if (c->materialize_dir) {
@@ -229,8 +235,8 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 			return -1;
 		}
 	}
-	if (c->mpi) {
-		fprintf(stderr, "sdafs: -o mpi is not available in this version; give each rank ep_rank=R,ep_size=N\n");
+	if (c->mpi && !dist_available()) {
+		fprintf(stderr, "sdafs: -o mpi: this sdafs was built without MPI (install libopenmpi-dev and rebuild); or give each rank ep_rank=R,ep_size=N\n");
 		return -1;
 	}
 	if (!!c->ep_rank != !!c->ep_size) {
@@ -373,8 +379,10 @@ static void raise_fd_limit(void)
 }
 
 static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
-			   unsigned max_threads, bool allow_other, bool prefetch)
+			   unsigned max_threads, bool allow_other, bool prefetch,
+			   struct dist *d)
 {
+	char err[SD_ERRLEN];
 	bool own_mount = fs->materialize_dir && geteuid() == 0 && fs->mountpoint_real;
 	struct fuse_loop_config *cfg;
 	int rc = 1;
@@ -384,15 +392,23 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	    fuse_opt_add_arg(args, "-ofsname=sdafs") < 0)
 		return 1;
 	fs->se = fuse_session_new(args, &sdafs_ops, sizeof(sdafs_ops), fs);
-	if (!fs->se)
+	if (!fs->se) {
+		if (d)
+			dist_agree(d, false, err);
 		return 1;       /* libfuse said why (e.g. an unknown -o option) */
-	if (fuse_set_signal_handlers(fs->se) < 0)
+	}
+	if (fuse_set_signal_handlers(fs->se) < 0) {
+		if (d)
+			dist_agree(d, false, err);
 		goto out;
+	}
 	if (own_mount) {        /* so that we can ask for kernel passthrough */
 		size_t n = fs->view.layout.n;
 		int e = pt_mount(fs, allow_other);
 		if (e < 0) {
 			fprintf(stderr, "sdafs: cannot mount on %s: %s\n", fs->mountpoint, strerror(-e));
+			if (d)
+				dist_agree(d, false, err);
 			goto out_signals;
 		}
 		fs->passthrough = true;
@@ -403,7 +419,13 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	} else if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
 		fprintf(stderr, "sdafs: cannot mount on %s (is it an existing empty directory you may mount on?)\n",
 			fs->mountpoint);
+		if (d)
+			dist_agree(d, false, err);
 		goto out_signals;
+	}
+	if (d && dist_agree(d, true, err) < 0) {
+		fprintf(stderr, "sdafs: %s\n", err);
+		goto out_unmount;
 	}
 	if (fuse_daemonize(fs->foreground) < 0)
 		goto out_unmount;
@@ -448,6 +470,92 @@ static void free_cmdline(struct cmdline *c)
 	}
 }
 
+/* MOUNTPOINT with every %r replaced by the rank. */
+static char *with_rank(const char *mnt, long rank)
+{
+	size_t n = strlen(mnt) + 64, o = 0;
+	char *out = malloc(n);
+
+	for (const char *p = mnt; out && *p; p++) {
+		if (p[0] == '%' && p[1] == 'r') {
+			o += (size_t)snprintf(out + o, n - o, "%ld", rank);
+			p++;
+		} else if (o + 1 < n) {
+			out[o++] = *p;
+		}
+	}
+	if (out)
+		out[o] = '\0';
+	return out;
+}
+
+/* %r without -o mpi: the rank comes from the launcher's environment, and so
+ * does the EP slice unless one was given. */
+static bool expand_rank(struct cmdline *c, struct view_opts *vo)
+{
+	long rank, size;
+	char *m;
+
+	if (!dist_env_rank(&rank, &size)) {
+		fprintf(stderr, "sdafs: %%r in %s needs -o mpi or a launcher that sets OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID\n",
+			c->mountpoint);
+		return false;
+	}
+	if (!(m = with_rank(c->mountpoint, rank)))
+		return false;
+	free(c->mountpoint);
+	c->mountpoint = m;
+	if (!vo->ep_size) {
+		vo->ep_rank = rank;
+		vo->ep_size = size;
+	}
+	return true;
+}
+
+static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
+		   uint64_t cache_bytes)
+{
+	struct dist d;
+	struct sdafs fs;
+	char err[SD_ERRLEN] = "";
+	int rc = 1;
+
+	memset(&fs, 0, sizeof(fs));
+	fs.devfd = -1;
+	if (dist_init(&d, NULL, NULL, err) < 0) {
+		fprintf(stderr, "sdafs: %s\n", err);
+		return 1;
+	}
+	char *m = with_rank(c->mountpoint, d.rank);
+	bool ok = m && dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
+	if (!ok)
+		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
+	if (dist_agree(&d, ok, err) < 0) {
+		if (ok)
+			fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
+		goto out;
+	}
+	if (c->prefetch && dist_prefetch(&d, &fs.view, err) < 0) {
+		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
+		dist_abort(&d);
+	}
+	fs.src = c->src;
+	fs.mountpoint = m;
+	fs.mountpoint_real = realpath(m, NULL);
+	fs.foreground = true;   /* no fork after MPI_Init */
+	fs.direct_io = c->direct_io;
+	fs.materialize_dir = c->materialize_dir;
+	clock_gettime(CLOCK_REALTIME, &fs.mounted_at);
+	rc = mount_and_serve(&fs, args, c->max_threads, c->allow_other,
+			     c->prefetch && c->materialize_dir, &d);
+	free(fs.mountpoint_real);
+out:
+	view_close(&fs.view);
+	free(m);
+	dist_finish(&d);
+	return rc;
+}
+
 static int run(struct cmdline *c, struct fuse_args *args)
 {
 	struct view_opts vo;
@@ -477,6 +585,10 @@ static int run(struct cmdline *c, struct fuse_args *args)
 	raise_fd_limit();
 	memset(&fs, 0, sizeof(fs));
 	fs.devfd = -1;
+	if (c->mpi)
+		return run_mpi(c, args, &vo, cache_bytes);
+	if (c->mountpoint && strstr(c->mountpoint, "%r") && !expand_rank(c, &vo))
+		return 1;
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
 		return 1;
@@ -494,7 +606,7 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		fs.direct_io = c->direct_io;
 		fs.materialize_dir = c->materialize_dir;
 		clock_gettime(CLOCK_REALTIME, &fs.mounted_at);
-		rc = mount_and_serve(&fs, args, c->max_threads, c->allow_other, c->prefetch);
+		rc = mount_and_serve(&fs, args, c->max_threads, c->allow_other, c->prefetch, NULL);
 		free(fs.mountpoint_real);
 	}
 	view_close(&fs.view);

@@ -5,20 +5,27 @@
  * The input is an options byte and up to four texts separated by the bytes
  * FF 00 (which no UTF-8 JSON text contains):
  *
- *     opts | config.json | FF 00 | index.json | FF 00 | safetensors header
+ *     opts | config.json | FF 00 | index.json | FF 00 | headers
  *          [ | FF 00 | adapter table ]
  *
- * opts picks the view options: bits 0-1 the view (auto, native, hf, auto),
- * bits 2-3 the dtype (auto, BF16, F16, F32), bits 4-5 ep_size (0 = all
- * experts) and bits 6-7 ep_rank.  A missing part is empty.  The parts are
- * written into one temporary directory made once per process and rewritten
- * every run: config.json and model.safetensors.index.json (each only when
- * its text is not empty) and model-00001-of-00001.safetensors: the 8-byte
- * length, the header, then as many data bytes as the header's largest
- * data_offsets end asks for, at most 1 MiB (a header asking for more gets
- * a truncated file).  The data is a fixed byte pattern rather than zeros,
- * so conversions meet NaN, Inf and subnormal bit patterns.  A non-empty
- * adapter table is written beside the directory and used as
+ * where headers is one to three safetensors header texts separated by
+ * FF 01.  opts picks the view options: bits 0-1 the view (auto, native,
+ * hf, auto), bits 2-3 the dtype (auto, BF16, F16, F32), bits 4-5 ep_size
+ * (0 = all experts), bit 6 ep_rank, and bit 7 "fix the offsets": each
+ * header's data_offsets are rewritten to tile its tensors in the order
+ * given, so that a mutated shape, dtype or name still makes a valid file
+ * and reaches the adapter engine instead of stopping at the header check
+ * (fuzz_safetensors covers the header check itself).
+ *
+ * The texts are written into one temporary directory made once per process
+ * and rewritten every run: config.json and model.safetensors.index.json
+ * (each only when its text is not empty) and shard k of n as
+ * model-0000k-of-0000n.safetensors, as a Hugging Face writer names them:
+ * the 8-byte length, the header, then as many data bytes as the header's
+ * largest data_offsets end asks for, at most 1 MiB (a header asking for
+ * more gets a truncated file).  The data is a fixed byte pattern rather
+ * than zeros, so conversions meet NaN, Inf and subnormal bit patterns.  A
+ * non-empty adapter table is written beside the directory and used as
  * -o adapter_file= (the seeds of the example families carry theirs), so
  * fuzzed tables meet fuzzed checkpoints; without one the built-in adapter
  * is chosen from config.json.
@@ -42,6 +49,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "dtype.h"
 #include "err.h"
 #include "view.h"
 
@@ -51,7 +59,7 @@
 
 #define CONFIG  "config.json"
 #define INDEX   "model.safetensors.index.json"
-#define SHARD   "model-00001-of-00001.safetensors"
+#define SHARDS_MAX 3
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -60,6 +68,7 @@ static char table_path[96];             /* the adapter table, beside it */
 static uint8_t *pattern;                /* DATA_CAP bytes of shard data */
 static uint8_t *readbuf;                /* READ_LEN bytes */
 static bool verbose;
+static char shard_names[SHARDS_MAX][40];        /* written by the last run */
 
 static void fail(const char *what)
 {
@@ -151,25 +160,118 @@ static uint64_t claimed_data_size(const char *json, size_t len)
 	return end;
 }
 
-static void put_shard(const char *header, size_t len)
+/*
+ * The header with its data_offsets rewritten to tile, in the order given,
+ * every tensor whose dtype and shape make sense; NULL when the text is not
+ * a JSON object.  Caller frees.
+ */
+static char *fixed_offsets(const char *json, size_t len)
 {
-	char path[128];
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	cJSON *entry;
+	uint64_t at = 0;
+	char *text;
+
+	if (!cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return NULL;
+	}
+	cJSON_ArrayForEach(entry, root) {
+		const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
+		const cJSON *shape = cJSON_GetObjectItemCaseSensitive(entry, "shape");
+		enum sd_dtype t = cJSON_IsString(dtype) ?
+			dtype_parse(dtype->valuestring) : SD_DTYPE_INVALID;
+		const cJSON *dim;
+		uint64_t bytes;
+		bool ok = t != SD_DTYPE_INVALID && cJSON_IsArray(shape);
+		double offs[2];
+		cJSON *arr;
+
+		if (!ok)
+			continue;
+		bytes = dtype_size(t);
+		cJSON_ArrayForEach(dim, shape) {
+			double d = cJSON_IsNumber(dim) ? dim->valuedouble : -1;
+
+			ok = ok && d >= 0 && d <= DATA_CAP &&
+			     !__builtin_mul_overflow(bytes, (uint64_t)d, &bytes);
+		}
+		if (!ok || bytes > DATA_CAP - at)
+			continue;
+		offs[0] = (double)at;
+		offs[1] = (double)(at + bytes);
+		if (!(arr = cJSON_CreateDoubleArray(offs, 2)))
+			fail("out of memory");
+		if (cJSON_GetObjectItemCaseSensitive(entry, "data_offsets"))
+			cJSON_ReplaceItemInObjectCaseSensitive(entry, "data_offsets", arr);
+		else
+			cJSON_AddItemToObject(entry, "data_offsets", arr);
+		at += bytes;
+	}
+	text = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (!text)
+		fail("out of memory");
+	return text;
+}
+
+static void put_shard(const char *name, const char *header, size_t len, bool fix)
+{
+	char path[128], *fixed = fix ? fixed_offsets(header, len) : NULL;
 	uint8_t lenbuf[8];
-	uint64_t data = claimed_data_size(header, len);
+	uint64_t data;
 	int fd;
 
+	if (fixed) {
+		header = fixed;
+		len = strlen(fixed);
+	}
+	data = claimed_data_size(header, len);
 	if (data > DATA_CAP)
 		data = DATA_CAP;
 	for (int i = 0; i < 8; i++)
 		lenbuf[i] = (uint8_t)((uint64_t)len >> (8 * i));
-	snprintf(path, sizeof(path), "%s/" SHARD, dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		fail("cannot create the shard");
+		fail("cannot create a shard");
 	write_all(fd, lenbuf, sizeof(lenbuf));
 	write_all(fd, header, len);
 	write_all(fd, pattern, (size_t)data);
 	close(fd);
+	free(fixed);
+}
+
+/* Up to SHARDS_MAX headers separated by FF 01; the last run's shards go. */
+static void put_shards(const uint8_t *text, size_t len, bool fix)
+{
+	const uint8_t *p = text, *end = text + len, *hdr[SHARDS_MAX];
+	size_t hlen[SHARDS_MAX];
+	int n = 0;
+	char path[128];
+
+	for (int k = 0; k < SHARDS_MAX && shard_names[k][0]; k++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, shard_names[k]);
+		unlink(path);
+		shard_names[k][0] = '\0';
+	}
+	while (n < SHARDS_MAX) {
+		const uint8_t *q = p;
+
+		while (q < end && !(q + 1 < end && q[0] == 0xFF && q[1] == 0x01))
+			q++;
+		hdr[n] = p;
+		hlen[n++] = (size_t)(q - p);
+		if (q == end)
+			break;
+		p = q + 2;
+	}
+	hlen[n - 1] = (size_t)(end - hdr[n - 1]);     /* the rest, FF 01 and all */
+	for (int k = 0; k < n; k++) {
+		snprintf(shard_names[k], sizeof(shard_names[k]),
+			 "model-%05d-of-%05d.safetensors", k + 1, n);
+		put_shard(shard_names[k], (const char *)hdr[k], hlen[k], fix);
+	}
 }
 
 /* The next part of the input up to FF 00 (or the end). */
@@ -193,7 +295,7 @@ static struct view_opts opts_from(uint8_t b)
 	o.view = views[b & 3];
 	o.dtype = dtypes[(b >> 2) & 3];
 	o.ep_size = (b >> 4) & 3;
-	o.ep_rank = (b >> 6) & 3;
+	o.ep_rank = (b >> 6) & 1;
 	return o;
 }
 
@@ -245,8 +347,8 @@ static void read_view(struct view *v)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const uint8_t *p = data, *end = data + size;
-	const char *config, *index, *header, *table;
-	size_t config_len, index_len, header_len, table_len;
+	const char *config, *index, *headers, *table;
+	size_t config_len, index_len, headers_len, table_len;
 	char path[128], err[SD_ERRLEN];
 	struct view_opts o;
 	struct view v;
@@ -258,13 +360,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o = opts_from(*p++);
 	config = next_part(&p, end, &config_len);
 	index = next_part(&p, end, &index_len);
-	header = next_part(&p, end, &header_len);
+	headers = next_part(&p, end, &headers_len);
 	table = next_part(&p, end, &table_len);
 	snprintf(path, sizeof(path), "%s/" CONFIG, dir);
 	put_file(path, config, config_len);
 	snprintf(path, sizeof(path), "%s/" INDEX, dir);
 	put_file(path, index, index_len);
-	put_shard(header, header_len);
+	put_shards((const uint8_t *)headers, headers_len, data[0] & 0x80);
 	put_file(table_path, table, table_len);
 	o.adapter_file = table_len ? table_path : NULL;
 

@@ -9,7 +9,8 @@ examples/adapters/*.json):
   fuzz_safetensors     the header JSON of each generated shard, plus a few
                        hand-written edge cases (empty, scalar, zero-sized)
   fuzz_adapter_table   each table as it is
-  fuzz_checkpoint      opts byte | config.json | FF 00 | index | FF 00 | header
+  fuzz_checkpoint      opts byte | config.json | FF 00 | index | FF 00 | headers
+                       (one per shard, joined by FF 01)
                        [| FF 00 | adapter table, for the example families]
                        (see tests/fuzz/fuzz_checkpoint.c); JSON texts are
                        minified so that every seed stays a few KB
@@ -29,22 +30,24 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 GEN = os.path.join(ROOT, "tests", "fixtures", "gen_checkpoint.py")
-SHARD = "model-00001-of-00001.safetensors"
 INDEX = "model.safetensors.index.json"
 SEP = b"\xff\x00"
+SHARD_SEP = b"\xff\x01"
 
 SMALL = ["--shards", "1", "--hidden", "16", "--vocab", "8", "--experts", "2", "--moe-inter", "4"]
-# (family, layout, extra generator options, opts byte, keep the index)
+# (family, layout, extra generator options, opts byte, keep the index);
+# opts bit 7 asks the harness to fix up data_offsets after mutation.
 CHECKPOINTS = [
     ("nemotron_h", "hf", ["--pattern", "ME"], 0x00, True),
-    ("nemotron_h", "native", ["--pattern", "ME"], 0x00, True),
-    ("nemotron_h", "hf", ["--pattern", "ME", "--torch-dtype", "float32"], 0x14, False),  # dtype BF16, EP 1
-    ("step3p5", "hf", ["--layers", "2"], 0x00, True),
-    ("step3p5", "native", ["--layers", "2"], 0x00, True),
-    ("nemotron_omni", "hf", ["--pattern", "ME"], 0x00, False),
-    ("qwen3_moe", "hf", ["--layers", "2"], 0x6C, True),     # dtype F32, EP rank 1 of 3
-    ("qwen3_moe", "native", ["--layers", "2"], 0x00, True),
-    ("mixtral", "hf", ["--layers", "1"], 0x08, False),      # dtype F16
+    ("nemotron_h", "hf", ["--pattern", "ME", "--moe-inter", "8", "--shards", "2"], 0x80, True),
+    ("nemotron_h", "native", ["--pattern", "ME"], 0x80, True),
+    ("nemotron_h", "hf", ["--pattern", "ME", "--torch-dtype", "float32"], 0x94, False),  # BF16, EP 1
+    ("step3p5", "hf", ["--layers", "2"], 0x80, True),
+    ("step3p5", "native", ["--layers", "2", "--shards", "2"], 0x00, True),
+    ("nemotron_omni", "hf", ["--pattern", "ME"], 0x80, False),
+    ("qwen3_moe", "hf", ["--layers", "2"], 0xEC, True),     # F32, EP rank 1 of 2
+    ("qwen3_moe", "native", ["--layers", "2"], 0x80, True),
+    ("mixtral", "hf", ["--layers", "1", "--moe-inter", "8"], 0x88, False),  # F16
     ("mixtral", "native", ["--layers", "1"], 0x02, True),   # view=hf
 ]
 
@@ -104,10 +107,11 @@ def main():
             subprocess.run([sys.executable, GEN, out, "--family", family, "--layout", layout]
                            + SMALL + extra, check=True, stdout=subprocess.DEVNULL)
             name = "%s-%s-%02x%s" % (family, layout, opts, "" if keep_index else "-noindex")
-            header = shard_header(os.path.join(out, SHARD))
-            write(os.path.join(dirs["fuzz_safetensors"], name + ".json"), header)
+            headers = [shard_header(f) for f in sorted(glob.glob(os.path.join(out, "*.safetensors")))]
+            write(os.path.join(dirs["fuzz_safetensors"], name + ".json"), headers[0])
             index = minified(os.path.join(out, INDEX)) if keep_index else b""
-            seed = bytes([opts]) + minified(os.path.join(out, "config.json")) + SEP + index + SEP + header
+            seed = (bytes([opts]) + minified(os.path.join(out, "config.json")) + SEP + index + SEP
+                    + SHARD_SEP.join(headers))
             example = os.path.join(ROOT, "examples", "adapters", family + ".json")
             if os.path.exists(example):
                 seed += SEP + minified(example)

@@ -1,0 +1,50 @@
+/*
+ * dist.h — one sdafs daemon per rank of an MPI job (-o mpi).
+ *
+ * Rank 0 scans the checkpoint and broadcasts it, so shared storage sees one
+ * set of header reads per job instead of one per rank; each rank then shows
+ * its own expert-parallel slice.  With prefetch, every tensor all ranks
+ * share is read from storage by one rank and broadcast to the others.  Every
+ * collective has a deadline: a rank that does not answer makes the others
+ * exit with a message instead of waiting forever.
+ */
+#ifndef SDAFS_DIST_H
+#define SDAFS_DIST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "view.h"
+
+struct dist {
+	int rank, size;
+	bool active;            /* MPI initialised */
+	double timeout;         /* seconds any collective may take */
+};
+
+/* True when this build can run -o mpi. */
+bool dist_available(void);
+
+int dist_init(struct dist *d, int *argc, char ***argv, char *err);
+void dist_finish(struct dist *d);
+
+/* Rank 0 scans src and sends it; the others rebuild it without reading any
+ * header.  Then every rank builds its view with its own EP slice. */
+int dist_open_view(struct dist *d, struct view *v, const char *src,
+		   struct view_opts *o, uint64_t cache_bytes, char *err);
+
+/* Every rank says whether it is fine; 0 when all are, else -1 with a
+ * message naming the first rank that is not. */
+int dist_agree(struct dist *d, bool ok, char *err);
+
+/* Read each shared tensor on one rank and broadcast it to all. */
+int dist_prefetch(struct dist *d, struct view *v, char *err);
+
+/* Abort the whole job (after a timeout or a lost rank). */
+void dist_abort(struct dist *d);
+
+/* Rank and size from the launcher's environment (OpenMPI, PMI, Slurm), for
+ * %r in mount points; false when there is none. */
+bool dist_env_rank(long *rank, long *size);
+
+#endif
