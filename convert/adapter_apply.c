@@ -227,6 +227,8 @@ static int emit(struct apply *ap, struct item *it)
 						 PCRE2_ZERO_TERMINATED, 0, 0, ap->md, NULL) >= 0) &&
 	    (rc = item_cast(ap, it, ap->o->dtype)) < 0)
 		return rc;
+	if (!it->r && ap->s->tensors[it->src].nchunks && (rc = item_recipe(ap, it)) < 0)
+		return rc;      /* stored in chunks: assembled on read */
 	if (ap->prefix[0]) {
 		size_t n = strlen(ap->prefix) + strlen(it->name) + 1;
 		if (!(name = malloc(n)))

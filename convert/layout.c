@@ -15,9 +15,11 @@
 struct order_ctx {
 	const struct plan *p;
 	const struct source *s;
+	const uint32_t *file_of;        /* consolidated layout, or NULL */
 };
 
-/* Source position of the tensor's anchor, then plan order. */
+/* Output file (given, or the anchor's source file), source position of the
+ * tensor's anchor, then plan order. */
 static int by_source_position(const void *a, const void *b, void *arg)
 {
 	const struct order_ctx *o = arg;
@@ -25,6 +27,8 @@ static int by_source_position(const void *a, const void *b, void *arg)
 	const struct src_tensor *ti = &o->s->tensors[o->p->tensors[i].src];
 	const struct src_tensor *tj = &o->s->tensors[o->p->tensors[j].src];
 
+	if (o->file_of && o->file_of[i] != o->file_of[j])
+		return o->file_of[i] < o->file_of[j] ? -1 : 1;
 	if (ti->file != tj->file)
 		return ti->file < tj->file ? -1 : 1;
 	if (ti->offset != tj->offset)
@@ -63,16 +67,18 @@ static cJSON *shape_json(const struct plan_tensor *t)
 
 /* Header JSON of one shard: tensors in slot order, offsets contiguous,
  * space-padded to a multiple of 8 as the safetensors writer does. */
-static int make_header(struct vfile *f, const struct plan *p, char *err)
+static int make_header(struct vfile *f, const struct plan *p, bool bare, char *err)
 {
-	cJSON *h = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+	cJSON *h = cJSON_CreateObject(), *meta = bare ? NULL : cJSON_CreateObject();
 	uint64_t off = 0;
 
-	if (!h || !meta)
+	if (!h || (!bare && !meta))
 		goto nomem;
-	cJSON_AddItemToObject(h, "__metadata__", meta);
-	if (!cJSON_AddStringToObject(meta, "format", "pt"))
-		goto nomem;
+	if (meta) {
+		cJSON_AddItemToObject(h, "__metadata__", meta);
+		if (!cJSON_AddStringToObject(meta, "format", "pt"))
+			goto nomem;
+	}
 	for (size_t i = 0; i < f->nslots; i++) {
 		const struct plan_tensor *t = &p->tensors[f->slots[i].tensor];
 		cJSON *e = cJSON_CreateObject(), *offs = cJSON_CreateArray();
@@ -94,7 +100,7 @@ static int make_header(struct vfile *f, const struct plan *p, char *err)
 	cJSON_Delete(h);
 	if (!json)
 		return sd_err(err, -ENOMEM, "out of memory");
-	size_t n = strlen(json), padded = (n + 7) & ~(size_t)7;
+	size_t n = strlen(json), padded = bare ? n : (n + 7) & ~(size_t)7;
 	f->mem = malloc(8 + padded);
 	if (!f->mem) {
 		free(json);
@@ -180,14 +186,17 @@ static int note_sources(struct vfile *f, const struct plan_tensor *t,
 		const struct rx_node *x = t->recipe ? &t->recipe->nodes[i] : NULL;
 		if (x && x->op != RX_SRC)
 			continue;
-		uint32_t sf = s->tensors[x ? x->a : t->src].file;
-		if (seen[sf])
-			continue;
-		int rc = sd_grow(&f->srcs, cap, f->nsrcs + 1, sizeof(*f->srcs), err);
-		if (rc < 0)
-			return rc;
-		seen[sf] = true;
-		f->srcs[f->nsrcs++] = sf;
+		const struct src_tensor *st = &s->tensors[x ? x->a : t->src];
+		for (uint32_t c = 0; c <= st->nchunks; c++) {
+			uint32_t sf = c < st->nchunks ? st->chunks[c].file : st->file;
+			if (seen[sf])
+				continue;
+			int rc = sd_grow(&f->srcs, cap, f->nsrcs + 1, sizeof(*f->srcs), err);
+			if (rc < 0)
+				return rc;
+			seen[sf] = true;
+			f->srcs[f->nsrcs++] = sf;
+		}
 	}
 	return 0;
 }
@@ -219,8 +228,29 @@ static int collect_sources(struct layout *l, const struct plan *p,
 	return rc;
 }
 
+/* The file of each sorted tensor: the given one, or a new file whenever the
+ * anchor's source file changes.  Returns the number of files. */
+static size_t assign_files(const struct plan *p, const struct source *s,
+			   const struct layout_opts *lo, const uint32_t *order,
+			   uint32_t *file_of)
+{
+	size_t nfiles = 0;
+
+	for (size_t i = 0; i < p->n; i++) {
+		if (lo && lo->file_of) {
+			file_of[order[i]] = lo->file_of[order[i]];
+			continue;
+		}
+		if (i == 0 || s->tensors[p->tensors[order[i]].src].file !=
+			      s->tensors[p->tensors[order[i - 1]].src].file)
+			nfiles++;
+		file_of[order[i]] = (uint32_t)(nfiles - 1);
+	}
+	return lo && lo->file_of ? lo->nfiles : nfiles;
+}
+
 int layout_build(const struct plan *p, const struct source *s,
-		 struct layout *out, char *err)
+		 const struct layout_opts *lo, struct layout *out, char *err)
 {
 	struct layout *l = out;
 	uint32_t *order = malloc((p->n + 1) * sizeof(*order));
@@ -235,18 +265,13 @@ int layout_build(const struct plan *p, const struct source *s,
 	}
 	for (size_t i = 0; i < p->n; i++)
 		order[i] = (uint32_t)i;
-	struct order_ctx ctx = { p, s };
+	struct order_ctx ctx = { p, s, lo ? lo->file_of : NULL };
 	qsort_r(order, p->n, sizeof(*order), by_source_position, &ctx);
-	/* One shard per source weight file that still holds a tensor. */
-	for (size_t i = 0; i < p->n; i++)
-		if (i == 0 || s->tensors[p->tensors[order[i]].src].file !=
-			      s->tensors[p->tensors[order[i - 1]].src].file)
-			nshards++;
-	for (size_t i = 0, k = 0; i < p->n; k++) {
+	nshards = assign_files(p, s, lo, order, file_of);
+	for (size_t k = 0, i = 0; k < nshards; k++) {
 		char name[64];
 		size_t j = i;
-		uint32_t sf = s->tensors[p->tensors[order[i]].src].file;
-		while (j < p->n && s->tensors[p->tensors[order[j]].src].file == sf)
+		while (j < p->n && file_of[order[j]] == k)
 			j++;
 		snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
 		if ((rc = add_file(l, name, err)) < 0)
@@ -254,7 +279,7 @@ int layout_build(const struct plan *p, const struct source *s,
 		struct vfile *f = &l->files[l->n - 1];
 		f->kind = VF_WEIGHTS;
 		f->nslots = j - i;
-		if (!(f->slots = malloc(f->nslots * sizeof(*f->slots)))) {
+		if (!(f->slots = malloc((f->nslots + 1) * sizeof(*f->slots)))) {
 			rc = sd_err(err, -ENOMEM, "out of memory");
 			goto out;
 		}
@@ -262,7 +287,7 @@ int layout_build(const struct plan *p, const struct source *s,
 			f->slots[m - i].tensor = order[m];
 			file_of[order[m]] = (uint32_t)(l->n - 1);
 		}
-		if ((rc = make_header(f, p, err)) < 0)
+		if ((rc = make_header(f, p, lo && lo->bare_headers, err)) < 0)
 			goto out;
 		i = j;
 	}

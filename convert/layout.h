@@ -12,6 +12,7 @@
 #define SDAFS_LAYOUT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,8 +47,17 @@ struct layout {
 	struct strmap by_name;
 };
 
+/* How to lay out a consolidated checkpoint instead of mirroring the source
+ * files: file_of[t] is plan tensor t's file (0-based) among nfiles, and the
+ * headers are bare (no __metadata__, no padding), as Automodel writes them. */
+struct layout_opts {
+	const uint32_t *file_of;
+	uint32_t nfiles;
+	bool bare_headers;
+};
+
 int layout_build(const struct plan *p, const struct source *s,
-		 struct layout *out, char *err);
+		 const struct layout_opts *lo, struct layout *out, char *err);
 void layout_free(struct layout *l);
 long layout_find(const struct layout *l, const char *name);
 

@@ -89,11 +89,16 @@ size_t recipe_format(const struct recipe *r, const struct source *s, bool full,
 		     char *buf, size_t len);
 
 /* How evaluation reads source bytes: len bytes of tensor t at byte offset
- * off (relative to the tensor's start) into dst. */
+ * off (relative to the tensor's start) into dst.  A tensor stored in chunks
+ * (a DCP-sharded save) is put together from read_at calls on its chunks'
+ * files instead; src and read_at are needed only for those. */
 struct rx_reader {
 	int (*read)(void *arg, uint32_t tensor, uint64_t off, void *dst,
 		    size_t len, char *err);
 	void *arg;
+	const struct source *src;
+	int (*read_at)(void *arg, uint32_t file, uint64_t off, void *dst,
+		       size_t len, char *err);
 };
 
 /*

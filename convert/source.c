@@ -12,12 +12,16 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dcp.h"
 #include "err.h"
+
+#define HF_METADATA ".hf_metadata"
 
 #define JSON_FILE_MAX (64u << 20)       /* config.json or an index */
 
@@ -56,8 +60,12 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 			      name);
 	}
 	memset(f, 0, sizeof(*f));
-	f->name = strdup(name);
-	if (!f->name) {
+	const char *base = strrchr(name, '/');
+	f->path = strdup(name);
+	f->name = strdup(base ? base + 1 : name);
+	if (!f->name || !f->path) {
+		free(f->name);
+		free(f->path);
 		close(fd);
 		return sd_err(err, -ENOMEM, "out of memory");
 	}
@@ -104,6 +112,7 @@ static int read_json_file(struct source *s, const char *name, cJSON **out,
 out:
 	close(f.fd);
 	free(f.name);
+	free(f.path);
 	return rc;
 }
 
@@ -159,7 +168,7 @@ static void free_names(char **names, size_t n)
  * *.safetensors.index.json; several candidates are ambiguous. */
 static int find_index(struct source *s, char **names, size_t n, char *err)
 {
-	char **model = bsearch(&(const char *){ "model.safetensors.index.json" },
+	char **model = !n ? NULL : bsearch(&(const char *){ "model.safetensors.index.json" },
 			       names, n, sizeof(*names), name_cmp);
 	const char *found = model ? *model : NULL;
 
@@ -211,7 +220,7 @@ static int weight_names(struct source *s, cJSON *index, char **names, size_t n,
 		size_t k;
 		if (strmap_get(&seen, file, &k))
 			continue;
-		char **hit = bsearch(&file, names, n, sizeof(*names), name_cmp);
+		char **hit = n ? bsearch(&file, names, n, sizeof(*names), name_cmp) : NULL;
 		if (!hit) {
 			rc = sd_err(err, -ENOENT,
 				    "%s/%s: tensor '%s' is mapped to '%s', which is not a regular file in %s",
@@ -247,6 +256,7 @@ static int add_tensors(struct source *s, uint32_t fi, struct st_header *h,
 		struct src_tensor *dt = &s->tensors[s->ntensors];
 		size_t other;
 
+		memset(dt, 0, sizeof(*dt));
 		dt->name = st->name;    /* ownership moves to the source */
 		st->name = NULL;
 		dt->dtype = st->dtype;
@@ -285,16 +295,17 @@ static int check_index_against_headers(struct source *s, cJSON *index, char *err
 	return 0;
 }
 
-static int scan_files(struct source *s, char **names, size_t n, cJSON *index,
-		      char *err)
+static int scan_files(struct source *s, char **names, size_t n, char **meta,
+		      size_t nmeta, cJSON *index, char *err)
 {
+	struct dcp_pending pending = { 0 };
 	char **weights = NULL;
 	size_t nw = 0;
 	int rc = weight_names(s, index, names, n, &weights, &nw, err);
 
 	if (rc < 0)
 		goto out;
-	s->files = calloc(n + 1, sizeof(*s->files));
+	s->files = calloc(n + nmeta + 1, sizeof(*s->files));
 	if (!s->files) {
 		rc = sd_err(err, -ENOMEM, "out of memory");
 		goto out;
@@ -315,34 +326,94 @@ static int scan_files(struct source *s, char **names, size_t n, cJSON *index,
 		s->header_bytes_read += h.data_start;
 		f->metadata = h.metadata;
 		h.metadata = NULL;
-		rc = add_tensors(s, (uint32_t)(s->nfiles - 1), &h, err);
+		cJSON *info;
+		if ((rc = dcp_chunk_info(f->metadata, f->name, &info, err)) == 0) {
+			if (info)
+				rc = dcp_add_chunks(&pending, (uint32_t)(s->nfiles - 1), f->name,
+						    &h, info, err);
+			else
+				rc = add_tensors(s, (uint32_t)(s->nfiles - 1), &h, err);
+		}
+		cJSON_Delete(info);
 		st_header_free(&h);
-		if (rc < 0)
+		if (rc < 0) {
+			sd_err_prefix(err, "%s", s->dir);
 			goto out;
+		}
 	}
 	s->nweights = s->nfiles;
+	if (pending.n) {
+		s->dcp = true;
+		if ((rc = dcp_finish(s, &pending, err)) < 0) {
+			sd_err_prefix(err, "%s", s->dir);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		bool skip = (s->index_name && !strcmp(names[i], s->index_name)) ||
 			    ends_with(names[i], ".safetensors") ||
-			    bsearch(&names[i], weights, nw, sizeof(*weights), name_cmp);
+			    (nw && bsearch(&names[i], weights, nw, sizeof(*weights), name_cmp));
 		if (skip)
 			continue;       /* weights, the index, stray shards */
 		if ((rc = open_regular(s, names[i], &s->files[s->nfiles], err)) < 0)
 			goto out;
 		s->nfiles++;
 	}
+	/* An Automodel save keeps config and tokenizer in .hf_metadata/; its
+	 * consolidated checkpoint holds them at the top, but the mappings. */
+	for (size_t i = 0; i < nmeta; i++) {
+		const char *base = meta[i] + strlen(HF_METADATA "/");
+		cJSON **map = !strcmp(base, "fqn_to_file_index_mapping.json") ? &s->file_index_map :
+			      !strcmp(base, "fqn_to_dtype_mapping.json") ? &s->dtype_map : NULL;
+		if (map) {
+			if ((rc = read_json_file(s, meta[i], map, err)) < 0)
+				goto out;
+			continue;
+		}
+		if (n && bsearch(&base, names, n, sizeof(*names), name_cmp))
+			continue;       /* the top-level file of that name wins */
+		if ((rc = open_regular(s, meta[i], &s->files[s->nfiles], err)) < 0)
+			goto out;
+		s->nfiles++;
+	}
 	if (index)
 		rc = check_index_against_headers(s, index, err);
 out:
+	dcp_pending_free(&pending);
 	free(weights);
+	return rc;
+}
+
+/* The regular files of .hf_metadata/, as "HF_METADATA/name", sorted. */
+static int list_metadata(struct source *s, char ***names, size_t *n, char *err)
+{
+	struct source sub = { .dir = s->dir };
+	int rc;
+
+	*names = NULL;
+	*n = 0;
+	sub.dirfd = openat(s->dirfd, HF_METADATA, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sub.dirfd < 0)
+		return 0;       /* not an Automodel save */
+	rc = list_dir(&sub, names, n, err);
+	close(sub.dirfd);
+	for (size_t i = 0; rc == 0 && i < *n; i++) {
+		size_t len = strlen((*names)[i]) + sizeof(HF_METADATA) + 1;
+		char *p = malloc(len);
+		if (!p)
+			return sd_err(err, -ENOMEM, "out of memory");
+		snprintf(p, len, "%s/%s", HF_METADATA, (*names)[i]);
+		free((*names)[i]);
+		(*names)[i] = p;
+	}
 	return rc;
 }
 
 int source_scan(const char *dir, struct source *out, char *err)
 {
 	struct source *s = out;
-	char **names = NULL;
-	size_t n = 0;
+	char **names = NULL, **meta = NULL;
+	size_t n = 0, nmeta = 0;
 	cJSON *index = NULL;
 	int rc;
 
@@ -356,16 +427,21 @@ int source_scan(const char *dir, struct source *out, char *err)
 			    dir, strerror(errno));
 		goto fail;
 	}
-	if ((rc = list_dir(s, &names, &n, err)) < 0)
+	if ((rc = list_dir(s, &names, &n, err)) < 0 ||
+	    (rc = list_metadata(s, &meta, &nmeta, err)) < 0)
 		goto fail;
-	if (bsearch(&(const char *){ "config.json" }, names, n, sizeof(*names), name_cmp) &&
-	    (rc = read_json_file(s, "config.json", &s->config, err)) < 0)
+	if (n && bsearch(&(const char *){ "config.json" }, names, n, sizeof(*names), name_cmp))
+		rc = read_json_file(s, "config.json", &s->config, err);
+	else if (nmeta && bsearch(&(const char *){ HF_METADATA "/config.json" }, meta, nmeta,
+				  sizeof(*meta), name_cmp))
+		rc = read_json_file(s, HF_METADATA "/config.json", &s->config, err);
+	if (rc < 0)
 		goto fail;
 	if ((rc = find_index(s, names, n, err)) < 0)
 		goto fail;
 	if (s->index_name && (rc = read_json_file(s, s->index_name, &index, err)) < 0)
 		goto fail;
-	if ((rc = scan_files(s, names, n, index, err)) < 0)
+	if ((rc = scan_files(s, names, n, meta, nmeta, index, err)) < 0)
 		goto fail;
 	if (s->nweights == 0) {
 		rc = sd_err(err, -ENOENT, "%s: no safetensors weight files found", dir);
@@ -373,10 +449,12 @@ int source_scan(const char *dir, struct source *out, char *err)
 	}
 	cJSON_Delete(index);
 	free_names(names, n);
+	free_names(meta, nmeta);
 	return 0;
 fail:
 	cJSON_Delete(index);
 	free_names(names, n);
+	free_names(meta, nmeta);
 	source_free(s);
 	return rc;
 }
@@ -400,7 +478,7 @@ int source_check(struct source *s, uint32_t fi, bool *first, char *err)
 		why = "changed since it was mounted";
 	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st))
 		why = "was modified or truncated since it was mounted";
-	else if (fstatat(s->dirfd, f->name, &st, 0) < 0)
+	else if (fstatat(s->dirfd, f->path, &st, 0) < 0)
 		why = "was deleted or renamed since it was mounted";
 	else if (!same_file(f, &st))
 		why = "was replaced since it was mounted";
@@ -425,10 +503,15 @@ void source_free(struct source *s)
 		if (s->files[i].fd >= 0)
 			close(s->files[i].fd);
 		free(s->files[i].name);
+		free(s->files[i].path);
 		cJSON_Delete(s->files[i].metadata);
 	}
-	for (size_t i = 0; i < s->ntensors; i++)
+	for (size_t i = 0; i < s->ntensors; i++) {
 		free(s->tensors[i].name);
+		free(s->tensors[i].chunks);
+	}
+	cJSON_Delete(s->file_index_map);
+	cJSON_Delete(s->dtype_map);
 	free(s->files);
 	free(s->tensors);
 	strmap_free(&s->by_name);

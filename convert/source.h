@@ -24,7 +24,8 @@
 #include "strmap.h"
 
 struct src_file {
-	char *name;             /* plain name inside the source directory */
+	char *name;             /* plain name, as the view shows it */
+	char *path;             /* where it is, relative to the source directory */
 	int fd;                 /* open read-only */
 	uint64_t size;
 	struct timespec mtime;  /* identity at scan time, to notice changes */
@@ -35,14 +36,24 @@ struct src_file {
 	atomic_bool damaged;    /* changed, replaced or deleted since the scan */
 };
 
+/* One piece of a tensor that a sharded (DCP) save split across files. */
+struct src_chunk {
+	uint32_t file;
+	uint64_t offset, nbytes;                /* absolute, in that file */
+	uint64_t start[ST_MAX_DIMS];            /* where it sits in the tensor */
+	uint64_t shape[ST_MAX_DIMS];
+};
+
 struct src_tensor {
 	char *name;
 	enum sd_dtype dtype;
 	int ndim;
 	uint64_t shape[ST_MAX_DIMS];
-	uint32_t file;          /* index into source.files */
+	uint32_t file;          /* index into source.files (the first chunk's) */
 	uint64_t offset;        /* absolute, in that file */
-	uint64_t nbytes;
+	uint64_t nbytes;        /* of the whole tensor */
+	struct src_chunk *chunks;       /* NULL: stored whole at file/offset */
+	uint32_t nchunks;
 };
 
 struct source {
@@ -57,6 +68,10 @@ struct source {
 	size_t ntensors;
 	struct strmap by_name;
 	uint64_t header_bytes_read;   /* for the statistics: bytes of headers read */
+	/* NeMo Automodel sharded (DCP) saves */
+	bool dcp;               /* tensors are chunked across shard files */
+	cJSON *file_index_map;  /* .hf_metadata/fqn_to_file_index_mapping.json */
+	cJSON *dtype_map;       /* .hf_metadata/fqn_to_dtype_mapping.json */
 };
 
 int source_scan(const char *dir, struct source *out, char *err);

@@ -18,7 +18,7 @@
 #include "err.h"
 #include "grow.h"
 
-#define MAGIC "SDAFSRC1"
+#define MAGIC "SDAFSRC2"
 
 struct wbuf { char *p; size_t len, cap; int rc; char *err; };
 
@@ -66,11 +66,15 @@ int source_pack(const struct source *s, char **out, size_t *len, char *err)
 	put(&w, MAGIC, 8);
 	put_json(&w, s->config);
 	put_str(&w, s->index_name);
+	put_u64(&w, s->dcp);
+	put_json(&w, s->file_index_map);
+	put_json(&w, s->dtype_map);
 	put_u64(&w, s->nfiles);
 	put_u64(&w, s->nweights);
 	for (size_t i = 0; i < s->nfiles; i++) {
 		const struct src_file *f = &s->files[i];
 		put_str(&w, f->name);
+		put_str(&w, f->path);
 		put_u64(&w, f->size);
 		put_u64(&w, (uint64_t)f->mtime.tv_sec);
 		put_u64(&w, (uint64_t)f->mtime.tv_nsec);
@@ -88,6 +92,17 @@ int source_pack(const struct source *s, char **out, size_t *len, char *err)
 		put_u64(&w, t->file);
 		put_u64(&w, t->offset);
 		put_u64(&w, t->nbytes);
+		put_u64(&w, t->nchunks);
+		for (uint32_t c = 0; c < t->nchunks; c++) {
+			const struct src_chunk *k = &t->chunks[c];
+			put_u64(&w, k->file);
+			put_u64(&w, k->offset);
+			put_u64(&w, k->nbytes);
+			for (int d = 0; d < t->ndim; d++) {
+				put_u64(&w, k->start[d]);
+				put_u64(&w, k->shape[d]);
+			}
+		}
 	}
 	if (w.rc < 0) {
 		free(w.p);
@@ -144,7 +159,7 @@ static int open_file(struct source *s, struct src_file *f, uint64_t mtime_s,
 {
 	struct stat st;
 
-	f->fd = openat(s->dirfd, f->name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	f->fd = openat(s->dirfd, f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (f->fd < 0)
 		return sd_err(err, -errno, "%s/%s: cannot open: %s", s->dir, f->name,
 			      strerror(errno));
@@ -186,6 +201,9 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 		free(s->index_name);
 		s->index_name = NULL;
 	}
+	s->dcp = get_u64(&r) != 0;
+	s->file_index_map = get_json(&r);
+	s->dtype_map = get_json(&r);
 	uint64_t nfiles = get_u64(&r), nweights = get_u64(&r);
 	if (r.bad || nfiles > 10000000 || nweights > nfiles ||
 	    !(s->files = calloc(nfiles + 1, sizeof(*s->files))))
@@ -194,12 +212,14 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 		struct src_file *f = &s->files[i];
 		f->fd = -1;
 		f->name = get_str(&r);
+		f->path = get_str(&r);
 		f->size = get_u64(&r);
 		uint64_t ms = get_u64(&r), mns = get_u64(&r);
 		f->is_weights = get_u64(&r) != 0;
 		f->metadata = get_json(&r);
 		s->nfiles++;
-		if (r.bad || !f->name || !source_name_is_plain(f->name))
+		if (r.bad || !f->name || !f->path || !source_name_is_plain(f->name) ||
+		    f->path[0] == '/' || strstr(f->path, ".."))
 			goto bad;
 		if ((rc = open_file(s, f, ms, mns, err)) < 0)
 			goto fail;
@@ -222,9 +242,27 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 		t->file = (uint32_t)get_u64(&r);
 		t->offset = get_u64(&r);
 		t->nbytes = get_u64(&r);
+		uint64_t nchunks = get_u64(&r);
 		if (r.bad || t->file >= s->nweights || t->offset > s->files[t->file].size ||
-		    t->nbytes > s->files[t->file].size - t->offset)
+		    nchunks > 65536 ||
+		    (!nchunks && t->nbytes > s->files[t->file].size - t->offset))
 			goto bad;
+		if (nchunks && !(t->chunks = calloc(nchunks, sizeof(*t->chunks))))
+			goto bad;
+		t->nchunks = (uint32_t)nchunks;
+		for (uint32_t c = 0; c < t->nchunks; c++) {
+			struct src_chunk *k = &t->chunks[c];
+			k->file = (uint32_t)get_u64(&r);
+			k->offset = get_u64(&r);
+			k->nbytes = get_u64(&r);
+			for (int d = 0; d < t->ndim; d++) {
+				k->start[d] = get_u64(&r);
+				k->shape[d] = get_u64(&r);
+			}
+			if (r.bad || k->file >= s->nweights || k->offset > s->files[k->file].size ||
+			    k->nbytes > s->files[k->file].size - k->offset)
+				goto bad;
+		}
 		if (strmap_put(&s->by_name, t->name, (size_t)i, NULL) < 0)
 			goto bad;
 	}

@@ -17,8 +17,29 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "dcp.h"
 #include "err.h"
 #include "grow.h"
+
+/* A sharded Automodel save shown as the checkpoint its consolidation writes. */
+static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
+{
+	struct layout_opts lo = { NULL, 0, true };
+	uint32_t *file_of = NULL;
+	int rc = dcp_plan(&v->src, &v->plan, &file_of, &lo.nfiles, err);
+
+	lo.file_of = file_of;
+	if (rc == 0)
+		rc = layout_build(&v->plan, &v->src, &lo, &v->layout, err);
+	free(file_of);
+	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
+		rc = sd_err(err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		sd_err_prefix(err, "%s", v->src.dir);
+		view_close(v);
+	}
+	return rc;
+}
 
 /* The source's layout decides the direction; view= only confirms it. */
 static int choose_direction(const struct adapter *a, const struct source *s,
@@ -63,6 +84,8 @@ int view_build(struct view *v, struct source *s, const struct view_opts *o,
 	memset(s, 0, sizeof(*s));
 	s->dirfd = -1;
 	src = v->src.dir;
+	if (v->src.dcp && o->view != VIEW_NATIVE)
+		return build_consolidated(v, cache_bytes, err);
 	if (o->adapter_file)
 		rc = adapter_load_file(o->adapter_file, &a, err);
 	else
@@ -76,7 +99,7 @@ int view_build(struct view *v, struct source *s, const struct view_opts *o,
 		sd_err_prefix(err, "%s", src);
 		goto fail;
 	}
-	if ((rc = layout_build(&v->plan, &v->src, &v->layout, err)) < 0)
+	if ((rc = layout_build(&v->plan, &v->src, NULL, &v->layout, err)) < 0)
 		goto fail;
 	if (!(v->cache = cache_new(cache_bytes))) {
 		rc = sd_err(err, -ENOMEM, "out of memory");
@@ -110,6 +133,15 @@ static int source_read(void *arg, uint32_t tensor, uint64_t off, void *dst,
 	return view_seg_pread(v, &seg, dst, err);
 }
 
+static int source_read_at(void *arg, uint32_t file, uint64_t off, void *dst,
+			  size_t len, char *err)
+{
+	struct view *v = arg;
+	struct view_seg seg = { NULL, v->src.files[file].fd, off, len, false };
+
+	return view_seg_pread(v, &seg, dst, err);
+}
+
 static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 {
 	struct view *v = arg;
@@ -117,7 +149,7 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	uint64_t r0 = (key & 0xffffffffu) * t->chunk_rows;
 	uint64_t rows = rx_rows(rx_root(t->recipe));
 	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
-	struct rx_reader rd = { source_read, v };
+	struct rx_reader rd = { source_read, v, &v->src, source_read_at };
 	int rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
 
 	if (rc < 0) {

@@ -82,7 +82,7 @@ static int setup(void **state)
 		return -1;
 	f->src.tensors = f->tensors;
 	f->fail_tensor = -1;
-	f->reader = (struct rx_reader){ read_from_memory, f };
+	f->reader = (struct rx_reader){ .read = read_from_memory, .arg = f };
 	*state = f;
 	return 0;
 }

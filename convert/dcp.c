@@ -1,0 +1,267 @@
+/* dcp.c — assembling DCP-sharded tensors at scan time (see dcp.h). */
+#include "dcp.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "grow.h"
+#include "plan.h"
+
+#define MAX_PAIRWISE 4096       /* chunks per tensor checked box against box */
+
+struct dcp_piece {
+	char *name;
+	enum sd_dtype dtype;
+	int ndim;
+	struct src_chunk c;
+};
+
+int dcp_chunk_info(const cJSON *metadata, const char *file, cJSON **info, char *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(metadata, "DCP_SHARDING_INFO");
+
+	*info = NULL;
+	if (!v)
+		return 0;
+	if (cJSON_IsString(v))
+		*info = cJSON_Parse(v->valuestring);
+	if (!cJSON_IsObject(*info)) {
+		cJSON_Delete(*info);
+		*info = NULL;
+		return sd_err(err, -EINVAL, "%s: __metadata__ DCP_SHARDING_INFO is not a JSON object in a string",
+			      file);
+	}
+	return 0;
+}
+
+int dcp_add_chunks(struct dcp_pending *p, uint32_t fi, const char *file,
+		   struct st_header *h, const cJSON *info, char *err)
+{
+	for (size_t i = 0; i < h->ntensors; i++) {
+		struct st_tensor *t = &h->tensors[i];
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(info, t->name);
+		const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "saved_offsets");
+		int rc;
+
+		if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != t->ndim)
+			return sd_err(err, -EINVAL, "%s: tensor '%s' has no saved_offsets of %d numbers in DCP_SHARDING_INFO",
+				      file, t->name, t->ndim);
+		if ((rc = sd_grow(&p->pieces, &p->cap, p->n + 1, sizeof(*p->pieces), err)) < 0)
+			return rc;
+		struct dcp_piece *d = &p->pieces[p->n];
+		memset(d, 0, sizeof(*d));
+		d->dtype = t->dtype;
+		d->ndim = t->ndim;
+		d->c.file = fi;
+		d->c.offset = t->offset;
+		d->c.nbytes = t->nbytes;
+		memcpy(d->c.shape, t->shape, sizeof(d->c.shape));
+		int k = 0;
+		const cJSON *o;
+		cJSON_ArrayForEach(o, offs) {
+			if (!cJSON_IsNumber(o) || o->valuedouble < 0 || o->valuedouble > 9e15 ||
+			    o->valuedouble != (double)(uint64_t)o->valuedouble)
+				return sd_err(err, -EINVAL, "%s: tensor '%s': saved_offsets must be non-negative integers",
+					      file, t->name);
+			d->c.start[k++] = (uint64_t)o->valuedouble;
+		}
+		d->name = t->name;      /* ownership moves here */
+		t->name = NULL;
+		p->n++;
+	}
+	return 0;
+}
+
+static int by_name_then_start(const void *a, const void *b)
+{
+	const struct dcp_piece *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c)
+		return c;
+	for (int d = 0; d < x->ndim && d < y->ndim; d++)
+		if (x->c.start[d] != y->c.start[d])
+			return x->c.start[d] < y->c.start[d] ? -1 : 1;
+	return 0;
+}
+
+static bool boxes_overlap(const struct src_chunk *a, const struct src_chunk *b, int nd)
+{
+	for (int d = 0; d < nd; d++)
+		if (a->start[d] + a->shape[d] <= b->start[d] ||
+		    b->start[d] + b->shape[d] <= a->start[d])
+			return false;
+	return true;
+}
+
+/* Check that the chunks [g, g+n) tile the tensor and fill in its shape. */
+static int check_tiling(const struct dcp_piece *g, size_t n, struct src_tensor *t,
+			const struct source *s, char *err)
+{
+	uint64_t total = 0, volume = 1;
+
+	t->dtype = g[0].dtype;
+	t->ndim = g[0].ndim;
+	memset(t->shape, 0, sizeof(t->shape));
+	for (size_t i = 0; i < n; i++) {
+		if (g[i].dtype != t->dtype || g[i].ndim != t->ndim)
+			return sd_err(err, -EINVAL, "sharded tensor '%s': its chunk in %s is %s with %d dims but its chunk in %s is %s with %d dims",
+				      t->name, s->files[g[0].c.file].name, dtype_name(t->dtype), t->ndim,
+				      s->files[g[i].c.file].name, dtype_name(g[i].dtype), g[i].ndim);
+		for (int d = 0; d < t->ndim; d++)
+			if (g[i].c.start[d] + g[i].c.shape[d] > t->shape[d])
+				t->shape[d] = g[i].c.start[d] + g[i].c.shape[d];
+		total += g[i].c.nbytes;
+	}
+	int rc = st_shape_bytes(t->shape, t->ndim, dtype_size(t->dtype), &volume, t->name, err);
+	if (rc < 0)
+		return rc;
+	if (n > MAX_PAIRWISE)
+		return sd_err(err, -E2BIG, "sharded tensor '%s' has %zu chunks, more than sdafs checks (%d)",
+			      t->name, n, MAX_PAIRWISE);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (boxes_overlap(&g[i].c, &g[j].c, t->ndim))
+				return sd_err(err, -EINVAL, "sharded tensor '%s': its chunks in %s and %s overlap",
+					      t->name, s->files[g[i].c.file].name, s->files[g[j].c.file].name);
+	if (total != volume)    /* no overlap, so less means a gap */
+		return sd_err(err, -EINVAL, "sharded tensor '%s': its %zu chunks hold %" PRIu64 " of the %" PRIu64 " bytes of its shape; a chunk is missing (is a shard file missing?)",
+			      t->name, n, total, volume);
+	t->nbytes = volume;
+	return 0;
+}
+
+int dcp_finish(struct source *s, struct dcp_pending *p, char *err)
+{
+	size_t groups = 0;
+	int rc = 0;
+
+	qsort(p->pieces, p->n, sizeof(*p->pieces), by_name_then_start);
+	for (size_t i = 0; i < p->n; i++)
+		if (i == 0 || strcmp(p->pieces[i].name, p->pieces[i - 1].name))
+			groups++;
+	struct src_tensor *nt = realloc(s->tensors, (s->ntensors + groups + 1) * sizeof(*nt));
+	if (!nt)
+		return sd_err(err, -ENOMEM, "out of memory");
+	s->tensors = nt;
+	for (size_t i = 0, j; i < p->n && rc == 0; i = j) {
+		for (j = i + 1; j < p->n && !strcmp(p->pieces[j].name, p->pieces[i].name); j++)
+			;
+		struct src_tensor *t = &s->tensors[s->ntensors];
+		memset(t, 0, sizeof(*t));
+		t->name = p->pieces[i].name;
+		p->pieces[i].name = NULL;
+		for (size_t k = i + 1; k < j; k++) {
+			free(p->pieces[k].name);
+			p->pieces[k].name = NULL;
+		}
+		s->ntensors++;
+		if ((rc = check_tiling(&p->pieces[i], j - i, t, s, err)) < 0)
+			break;
+		t->file = p->pieces[i].c.file;
+		t->offset = p->pieces[i].c.offset;
+		if (j - i > 1) {        /* a single chunk is just a tensor */
+			if (!(t->chunks = malloc((j - i) * sizeof(*t->chunks)))) {
+				rc = sd_err(err, -ENOMEM, "out of memory");
+				break;
+			}
+			for (size_t k = i; k < j; k++)
+				t->chunks[k - i] = p->pieces[k].c;
+			t->nchunks = (uint32_t)(j - i);
+		}
+		size_t other;
+		rc = strmap_put(&s->by_name, t->name, s->ntensors - 1, &other);
+		if (rc == -EEXIST)
+			rc = sd_err(err, -EINVAL, "tensor '%s' is both stored whole (in %s) and in DCP chunks",
+				    t->name, s->files[s->tensors[other].file].name);
+		else if (rc < 0)
+			rc = sd_err(err, rc, "out of memory");
+	}
+	return rc;
+}
+
+void dcp_pending_free(struct dcp_pending *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->pieces[i].name);
+	free(p->pieces);
+	memset(p, 0, sizeof(*p));
+}
+
+#define CONSOLIDATED_FILE_BYTES ((uint64_t)5 << 30)
+
+static bool ordinary_float(enum sd_dtype t)
+{
+	return t == SD_F16 || t == SD_BF16 || t == SD_F32 || t == SD_F64;
+}
+
+int dcp_plan(const struct source *s, struct plan *out, uint32_t **file_of,
+	     uint32_t *nfiles, char *err)
+{
+	uint64_t in_file = 0;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->adapter, sizeof(out->adapter), "consolidate");
+	out->direction = "sharded->hf";
+	out->dtype = SD_DTYPE_INVALID;
+	*nfiles = 1;
+	if (!(*file_of = calloc(s->ntensors + 1, sizeof(**file_of))))
+		return sd_err(err, -ENOMEM, "out of memory");
+	const cJSON *v;
+	cJSON_ArrayForEach(v, s->file_index_map) {
+		if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 100000 ||
+		    v->valuedouble != (double)(uint32_t)v->valuedouble)
+			return sd_err(err, -EINVAL, "%s/.hf_metadata/fqn_to_file_index_mapping.json: '%s' must map to a file number from 1",
+				      s->dir, v->string);
+		if ((uint32_t)v->valuedouble > *nfiles)
+			*nfiles = (uint32_t)v->valuedouble;
+	}
+	for (size_t i = 0; i < s->ntensors && rc == 0; i++) {
+		const struct src_tensor *t = &s->tensors[i];
+		const cJSON *dt = cJSON_GetObjectItemCaseSensitive(s->dtype_map, t->name);
+		enum sd_dtype to = cJSON_IsString(dt) ? dtype_parse(dt->valuestring) : t->dtype;
+		struct recipe *r = NULL;
+		struct rx_node shape = { .op = RX_SRC, .dtype = t->dtype, .ndim = t->ndim };
+
+		memcpy(shape.shape, t->shape, sizeof(shape.shape));
+		if (!ordinary_float(to) || !ordinary_float(t->dtype))
+			to = t->dtype;  /* FP8 and quantised targets keep the saved dtype */
+		if (t->nchunks || to != t->dtype) {
+			int x;
+			if (!(r = calloc(1, sizeof(*r))))
+				return sd_err(err, -ENOMEM, "out of memory");
+			x = rx_src(r, s, i, err);
+			if (x >= 0 && to != t->dtype)
+				x = rx_cast(r, x, to, err);
+			if (x < 0) {
+				recipe_free(r);
+				free(r);
+				return x;
+			}
+			shape = *rx_root(r);
+		}
+		const cJSON *fi = cJSON_GetObjectItemCaseSensitive(s->file_index_map, t->name);
+		if (s->file_index_map)
+			(*file_of)[out->n] = cJSON_IsNumber(fi) ? (uint32_t)fi->valuedouble - 1 : *nfiles - 1;
+		else {                  /* about 5 GiB a file, in source order */
+			if (in_file && in_file + t->nbytes > CONSOLIDATED_FILE_BYTES) {
+				(*nfiles)++;
+				in_file = 0;
+			}
+			in_file += t->nbytes;
+			(*file_of)[out->n] = *nfiles - 1;
+		}
+		if ((rc = plan_add(out, t->name, &shape, (uint32_t)i, r, err)) < 0 && r) {
+			recipe_free(r);
+			free(r);
+		}
+	}
+	if (rc == 0)
+		plan_chunk(out);
+	return rc;
+}
