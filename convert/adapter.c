@@ -339,7 +339,7 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 		return sd_err(err, -ENOMEM, "out of memory");
 	a->table = cJSON_ParseWithLength(json, len);
 	if (!cJSON_IsObject(a->table)) {
-		sd_err(err, -EINVAL, "%s: not a JSON object (check the JSON syntax)", what);
+		rc = sd_err(err, -EINVAL, "%s: not a JSON object (check the JSON syntax)", what);
 		goto fail;
 	}
 	const cJSON *t = a->table;
@@ -348,7 +348,7 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 	const cJSON *root = cJSON_GetObjectItemCaseSensitive(t, "config_root");
 	const cJSON *detect = cJSON_GetObjectItemCaseSensitive(t, "detect");
 	if (!cJSON_IsString(name)) {
-		sd_err(err, -EINVAL, "%s: needs a \"name\" string", what);
+		rc = sd_err(err, -EINVAL, "%s: needs a \"name\" string", what);
 		goto fail;
 	}
 	a->name = name->valuestring;
@@ -358,7 +358,7 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 	a->model_types = cJSON_GetObjectItemCaseSensitive(t, "model_types");
 	a->config = cJSON_GetObjectItemCaseSensitive(t, "config");
 	if (a->config && !cJSON_IsObject(a->config)) {
-		sd_err(err, -EINVAL, "%s: \"config\" must be an object", what);
+		rc = sd_err(err, -EINVAL, "%s: \"config\" must be an object", what);
 		goto fail;
 	}
 	if ((rc = load_pattern(detect, "hf", what, &a->detect[DIR_TO_NATIVE], err)) < 0 ||
@@ -372,7 +372,7 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 		if (!rules)
 			continue;
 		if (!cJSON_IsArray(rules)) {
-			sd_err(err, -EINVAL, "%s: \"%s\" must be an array of rules", what, dir_keys[d]);
+			rc = sd_err(err, -EINVAL, "%s: \"%s\" must be an array of rules", what, dir_keys[d]);
 			goto fail;
 		}
 		a->rules[d] = calloc((size_t)cJSON_GetArraySize(rules) + 1, sizeof(struct rule));
@@ -389,7 +389,7 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 		}
 	}
 	if (!a->rules[DIR_TO_NATIVE] && !a->rules[DIR_TO_HF]) {
-		sd_err(err, -EINVAL, "%s: needs \"hf_to_native\" or \"native_to_hf\" rules", what);
+		rc = sd_err(err, -EINVAL, "%s: needs \"hf_to_native\" or \"native_to_hf\" rules", what);
 		goto fail;
 	}
 	*out = a;

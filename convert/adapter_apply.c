@@ -503,7 +503,7 @@ void apply_free(struct apply *ap)
 {
 	if (!ap)
 		return;
-	for (size_t i = 0; ap->subs && i < ap->cfg.a->nrules[ap->cfg.dir]; i++)
+	for (size_t i = 0; ap->subs && ap->cfg.a && i < ap->cfg.a->nrules[ap->cfg.dir]; i++)
 		apply_free(ap->subs[i]);
 	free(ap->subs);
 	apply_free_groups(ap);

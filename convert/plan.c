@@ -20,6 +20,10 @@ int plan_add(struct plan *p, const char *name, const struct rx_node *shape,
 
 	if (rc < 0)
 		return rc;
+	/* Every name must fit the header of a file our own reader accepts. */
+	if (!name[0] || strlen(name) > ST_MAX_NAME || !strcmp(name, "__metadata__"))
+		return sd_err(err, -EINVAL, "a tensor of the view would be called '%.64s%s' (%zu bytes), which a safetensors header cannot hold",
+			      name, strlen(name) > 64 ? "..." : "", strlen(name));
 	struct plan_tensor *t = &p->tensors[p->n];
 	memset(t, 0, sizeof(*t));
 	if (!(t->name = strdup(name)))

@@ -209,14 +209,18 @@ static int weight_names(struct source *s, cJSON *index, char **names, size_t n,
 			      s->dir, s->index_name);
 	cJSON *e;
 	cJSON_ArrayForEach(e, map) {
-		if (!cJSON_IsString(e))
-			return sd_err(err, -EINVAL, "%s/%s: weight_map entry '%s' is not a file name",
-				      s->dir, s->index_name, e->string);
+		if (!cJSON_IsString(e)) {
+			rc = sd_err(err, -EINVAL, "%s/%s: weight_map entry '%s' is not a file name",
+				    s->dir, s->index_name, e->string);
+			break;
+		}
 		const char *file = e->valuestring;
-		if (!source_name_is_plain(file))
-			return sd_err(err, -EINVAL,
-				      "%s/%s: tensor '%s' is mapped to '%s', which is not a plain file name inside the checkpoint directory",
-				      s->dir, s->index_name, e->string, file);
+		if (!source_name_is_plain(file)) {
+			rc = sd_err(err, -EINVAL,
+				    "%s/%s: tensor '%s' is mapped to '%s', which is not a plain file name inside the checkpoint directory",
+				    s->dir, s->index_name, e->string, file);
+			break;
+		}
 		size_t k;
 		if (strmap_get(&seen, file, &k))
 			continue;

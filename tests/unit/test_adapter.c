@@ -895,6 +895,15 @@ static void test_load_refuses_table_without_name(void **state)
 	LOAD_FAILS_MENTIONING("{'hf_to_native':[]}", "\"name\"");
 }
 
+/* Found by fuzzing: a bad second rule list after a good first one made the
+ * loader report success with no table. */
+static void test_load_refuses_a_bad_rule_list_after_a_good_one(void **state)
+{
+	(void)state;
+	LOAD_FAILS_MENTIONING("{'name':'x','hf_to_native':[{'op':'drop','match':'a'}],'native_to_hf':1}",
+			      "native_to_hf", "array");
+}
+
 static void test_load_refuses_unknown_op(void **state)
 {
 	(void)state;
@@ -1046,6 +1055,7 @@ int main(void)
 		TEST(test_load_refuses_merge_without_named_groups),
 		TEST(test_load_refuses_rename_without_to),
 		TEST(test_load_refuses_unknown_condition),
+		TEST(test_load_refuses_a_bad_rule_list_after_a_good_one),
 		TEST(test_builtin_tables_all_load),
 		TEST(test_custom_gated_table_concatenates_gate_then_up),
 	};

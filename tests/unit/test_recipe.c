@@ -1176,6 +1176,31 @@ static void test_plan_add_refuses_a_duplicate_name(void **state)
 	plan_free(&p);
 }
 
+/* Found by fuzzing: a rename to __metadata__, or a name past the format's
+ * limit, made view files our own reader refused. */
+static void test_plan_add_refuses_names_a_header_cannot_hold(void **state)
+{
+	struct fixture *f = *state;
+	struct plan p = { 0 };
+	int x = src_node(f, "w", SD_BF16, 1, (uint64_t[]){ 4 });
+	struct rx_node as_stored = f->r.nodes[x];
+	char *long_name = malloc(ST_MAX_NAME + 2);
+
+	assert_non_null(long_name);
+	memset(long_name, 'p', ST_MAX_NAME + 1);
+	long_name[ST_MAX_NAME + 1] = '\0';
+	assert_int_equal(plan_add(&p, "__metadata__", &as_stored, 0, NULL, f->err), -EINVAL);
+	assert_non_null(strstr(f->err, "__metadata__"));
+	assert_int_equal(plan_add(&p, long_name, &as_stored, 0, NULL, f->err), -EINVAL);
+	assert_non_null(strstr(f->err, "4097 bytes"));
+	assert_int_equal(plan_add(&p, "", &as_stored, 0, NULL, f->err), -EINVAL);
+	long_name[ST_MAX_NAME] = '\0';
+	assert_int_equal(plan_add(&p, long_name, &as_stored, 0, NULL, f->err), 0);
+	assert_int_equal(p.n, 1);
+	free(long_name);
+	plan_free(&p);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1218,6 +1243,7 @@ int main(void)
 		T(test_plan_keeps_a_2d_transpose_in_one_chunk),
 		T(test_plan_cuts_a_separable_cast_into_4_mib_chunks),
 		T(test_plan_add_refuses_a_duplicate_name),
+		T(test_plan_add_refuses_names_a_header_cannot_hold),
 		/* Last: before the fix it stops the program (division by zero). */
 		T(test_rows_of_zero_bytes_evaluate_to_nothing),
 	};
