@@ -29,6 +29,15 @@
  * the actual problem out of the SD_ERRLEN message. */
 #define NAME_FMT "'%.200s'"
 
+static int check_file_size(uint64_t file_size, const char *what, char *err)
+{
+	if (file_size < 8)
+		return sd_err(err, -EINVAL,
+			      "%s: file is %llu bytes, too short for the 8-byte header length of a safetensors file",
+			      what, (unsigned long long)file_size);
+	return 0;
+}
+
 static int check_header_len(uint64_t len, uint64_t file_size,
 			    const char *what, char *err)
 {
@@ -444,10 +453,8 @@ int st_parse_header(const char *json, size_t len, uint64_t file_size,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (file_size < 8)
-		return sd_err(err, -EINVAL,
-			      "%s: file is %llu bytes, too short for the 8-byte header length of a safetensors file",
-			      what, (unsigned long long)file_size);
+	if ((rc = check_file_size(file_size, what, err)) < 0)
+		return rc;
 	rc = check_header_len(len, file_size, what, err);
 	if (rc)
 		return rc;
@@ -517,10 +524,8 @@ int st_read_header(int fd, uint64_t file_size, const char *what,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (file_size < 8)
-		return sd_err(err, -EINVAL,
-			      "%s: file is %llu bytes, too short for the 8-byte header length of a safetensors file",
-			      what, (unsigned long long)file_size);
+	if ((rc = check_file_size(file_size, what, err)) < 0)
+		return rc;
 	rc = pread_all(fd, lenbuf, sizeof(lenbuf), 0, what, err);
 	if (rc)
 		return rc;
