@@ -6,9 +6,9 @@
 # whole job exit instead of hanging, and leaves no mount behind.
 . "$(dirname "$0")/lib.sh"
 FAST=${SDAFS_FAST_BUILD:-$REPO/build}
-plan 15
+plan 16
 if ! command -v mpirun >/dev/null || ! ldd "$FAST/sdafs" | grep -q libmpi; then
-	for i in $(seq 15); do echo "ok $i # skip sdafs was built without MPI"; done
+	for i in $(seq 16); do echo "ok $i # skip sdafs was built without MPI"; done
 	exit 0
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SDAFS_MPI_TIMEOUT=20
@@ -89,6 +89,29 @@ ok $? "a rank killed with SIGKILL ends the job instead of leaving it hanging"
 fusermount3 -u "$T/m-0" 2>/dev/null; fusermount3 -u "$T/m-1" 2>/dev/null
 ! is_mounted "$T/m-0" && ! is_mounted "$T/m-1"
 ok $? "and every mount point can be cleaned up"
+# A rank reads only what its view needs: one whole view's source bytes less
+# the experts of the other ranks (rank 1 of 4 holds experts 2 and 3 of 6).
+mount_view "$T/src" "$T/r1" -o ep_rank=1,ep_size=4
+cat "$T"/r1/*.safetensors >/dev/null
+others=$($PY - "$T/src" <<'PY'
+import json, os, re, struct, sys
+d = sys.argv[1]
+total = 0
+for f in os.listdir(d):
+    if not f.endswith(".safetensors"):
+        continue
+    with open(os.path.join(d, f), "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        for k, v in json.loads(fh.read(n)).items():
+            m = re.search(r"\.experts\.(\d+)\.", k)
+            if m and int(m.group(1)) not in (2, 3) and "gate_proj" not in k:
+                total += v["data_offsets"][1] - v["data_offsets"][0]
+print(total)
+PY
+)
+is "$(stat_field "$T/r1" source_bytes_read)" "$((single - others))" "ep_rank=1,ep_size=4 reads exactly its view's bytes: all but the other ranks' experts"
+unmount_view "$T/r1"
+
 # Without -o mpi, %r and the EP slice come from the launcher's environment.
 mkdir -p "$T/env-2"
 env -u OMPI_COMM_WORLD_RANK SLURM_PROCID=2 SLURM_NTASKS=3 "$SDAFS" "$T/src" "$T/env-%r"
