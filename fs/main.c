@@ -12,6 +12,7 @@
 #include <fuse_opt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -618,6 +619,11 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct cmdline c = { 0 };
 	int rc;
+
+	/* glibc gives each of the 16 worker threads its own arena and keeps what
+	 * conversions freed there: over 100 MiB beyond the cache on a 2 GiB view.
+	 * Two arenas keep the daemon near its cache size, and are faster here. */
+	mallopt(M_ARENA_MAX, 2);
 
 	if (fuse_opt_parse(&args, &c, cmd_opts, opt_proc) < 0) {
 		usage(stderr);
