@@ -21,6 +21,7 @@
  * It always runs in the foreground (-f is accepted for symmetry with
  * sdafs); unmount with fusermount3 -u, or SIGINT/SIGTERM.
  */
+#include "bdi.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -132,37 +133,11 @@ static void fill_stat(fuse_ino_t ino, struct stat *st)
 	st->st_ctim = f->st.st_ctim;
 }
 
-/* Same as sdafs (fs/ops.c raise_readahead): after INIT the kernel has set the
- * bdi's read-ahead from the INIT reply; raise it to 1 MiB.  Root only. */
+/* The same read-ahead raise as sdafs, on the first request after INIT. */
 static void after_init(void)
 {
-	char line[4096], path[128];
-	unsigned maj = 0, min = 0;
-	bool found = false;
-	FILE *f;
-
-	if (atomic_flag_test_and_set(&pt.ra_raised))
-		return;
-	if (!pt.mnt_real || geteuid() != 0 || !(f = fopen("/proc/self/mountinfo", "r")))
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096];
-		unsigned a, b;
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mnt) == 3 &&
-		    !strcmp(mnt, pt.mnt_real) && strstr(line, " - fuse." SUBTYPE " ")) {
-			maj = a;
-			min = b;
-			found = true;
-		}
-	}
-	fclose(f);
-	if (!found)
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	if ((f = fopen(path, "w"))) {
-		fputs("1024", f);
-		fclose(f);
-	}
+	if (!atomic_flag_test_and_set(&pt.ra_raised))
+		bdi_raise_readahead(pt.mnt_real, "fuse." SUBTYPE);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

@@ -24,6 +24,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "bdi.h"
 #include "err.h"
 
 #define TIMEOUT         86400.0
@@ -106,44 +107,10 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	return 0;
 }
 
-/* Raise the kernel read-ahead of this mount to 1 MiB so buffered readers
- * send 1 MiB requests.  conn->max_readahead can only lower it, and the kernel
- * applies that when it gets the INIT reply, so this runs on the first request
- * after INIT.  Needs root; the bdi is found through /proc/self/mountinfo,
- * which does not touch FUSE. */
-static void raise_readahead(const char *real)
-{
-	char line[4096], path[128];
-	unsigned maj = 0, min = 0;
-	bool found = false;
-	FILE *f;
-
-	if (!real || geteuid() != 0 || !(f = fopen("/proc/self/mountinfo", "r")))
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096];
-		unsigned a, b;
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mnt) == 3 &&
-		    !strcmp(mnt, real) && strstr(line, " - fuse.sdafs ")) {
-			maj = a;
-			min = b;
-			found = true;
-		}
-	}
-	fclose(f);
-	if (!found)
-		return;
-	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-	if ((f = fopen(path, "w"))) {
-		fputs("1024", f);
-		fclose(f);
-	}
-}
-
 static void after_init(struct sdafs *fs)
 {
 	if (!atomic_flag_test_and_set(&fs->readahead_raised))
-		raise_readahead(fs->mountpoint_real);
+		bdi_raise_readahead(fs->mountpoint_real, "fuse.sdafs");
 }
 
 static void reply_entry(fuse_req_t req, const struct sdafs *fs, fuse_ino_t ino)
