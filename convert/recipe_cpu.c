@@ -94,6 +94,7 @@ static void arena_reset(void)
 /* --- kernels -------------------------------------------------------------- */
 
 #define TILE 32
+#define TRANSPOSE_BLOCK ((uint64_t)256 << 10)     /* input bytes per block */
 
 #define DEFINE_TRANSPOSE(NAME, T)                                               \
 	static void NAME(const void *src_, size_t rows, size_t cols,           \
@@ -224,13 +225,25 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	int rc;
 
 	if (n->ndim == 2) {
-		/* Output rows are input columns: all input rows are needed. */
-		char *t = temp(ev, R * C * es);
+		/* Output rows are input columns, so every input row is needed;
+		 * take them a block at a time, so scratch stays small (it is per
+		 * worker thread) and the block stays in cache while it is
+		 * transposed.  A child that cannot give rows comes whole. */
+		uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ?
+				 TRANSPOSE_BLOCK / (C * es) : R;
+		if (block == 0)
+			block = 1;
+		if (block > R)
+			block = R;
+		char *t = temp(ev, block * C * es);
 		if (!t)
 			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, 0), 0, R, t)) < 0)
-			return rc;
-		transpose(t + r0 * es, R, r1 - r0, C, dst, R, es);
+		for (uint64_t b0 = 0; b0 < R; b0 += block) {
+			uint64_t b1 = b0 + block < R ? b0 + block : R;
+			if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
+				return rc;
+			transpose(t + r0 * es, b1 - b0, r1 - r0, C, (char *)dst + b0 * es, R, es);
+		}
 		return 0;
 	}
 	uint64_t batches = (r1 - r0) * (rx_row_bytes(n) / (R * C * es));
