@@ -464,9 +464,10 @@ int apply_new(struct apply **out, const struct adapter *a, const struct source *
 	ep_range(ap->cfg.experts, o->ep_rank, ap->cfg.experts ? o->ep_size : 0,
 		 &ap->ep_start, &ap->ep_end);
 	if (ap->cfg.experts && ap->ep_end == ap->ep_start) {
+		rc = sd_err(err, -EINVAL, "ep_rank=%ld of ep_size=%ld holds no expert (the model has %" PRIu64 "); use an ep_size of at most the expert count",
+			    o->ep_rank, o->ep_size, ap->cfg.experts);
 		apply_free(ap);
-		return sd_err(err, -EINVAL, "ep_rank=%ld of ep_size=%ld holds no expert (the model has %" PRIu64 ")",
-			      o->ep_rank, o->ep_size, ap->cfg.experts);
+		return rc;
 	}
 	for (size_t i = 0; i < a->nrules[dir]; i++) {
 		uint32_t c = 0;

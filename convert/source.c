@@ -150,7 +150,8 @@ static int list_dir(struct source *s, char ***names, size_t *n, char *err)
 		(*n)++;
 	}
 	closedir(d);
-	qsort(*names, *n, sizeof(**names), name_cmp);
+	if (*n)         /* qsort(NULL, 0, ...) is undefined */
+		qsort(*names, *n, sizeof(**names), name_cmp);
 	return 0;
 nomem:
 	closedir(d);

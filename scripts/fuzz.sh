@@ -70,7 +70,7 @@ summarize() {
 	local t=$1 log=$2 secs=$3 execs cov
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 	[ -n "$execs" ] || execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -1)
-	cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$log" | tail -1)
+	cov=$(grep -o 'cov: [0-9]* ft: [0-9]* corp: [0-9]*' "$log" | tail -1 || true)
 	printf '%-20s %10s execs %7.1f s %9s execs/s  %s\n' "$t" "${execs:-?}" "$secs" \
 		"$(awk -v n="${execs:-0}" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')" \
 		"${cov:-}"
@@ -97,10 +97,13 @@ for t in "${targets[@]}"; do
 		args+=(-max_total_time="$FUZZ_SECONDS")
 	fi
 	log=$OUT/logs/$t.log
+	# The harness's fixture files go here, so a crashed run leaves none behind.
+	tmp=$(mktemp -d "$OUT/tmp-$t-XXXXXX")
 	start=$(date +%s.%N)
 	rc=0
-	"$OUT/$t" "${args[@]}" "$work" "${seeds[@]}" > "$log" 2>&1 || rc=$?
+	TMPDIR=$PWD/$tmp "$OUT/$t" "${args[@]}" "$work" "${seeds[@]}" > "$log" 2>&1 || rc=$?
 	secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+	rm -rf "$tmp"
 	[ $mode = check ] && rm -rf "$work"
 	summarize "$t" "$log" "$secs"
 	if [ $rc -ne 0 ]; then

@@ -18,24 +18,36 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static void fail(const char *what, const char *err)
+{
+	fprintf(stderr, "fuzz_adapter_table: %s (message: \"%s\")\n", what, err);
+	abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct adapter *a = NULL;
 	char err[SD_ERRLEN], archs[256];
+	int rc;
 
 	err[0] = '\0';
-	if (adapter_load((const char *)data, size, "fuzz", &a, err) < 0) {
-		if (a || !err[0]) {
-			fprintf(stderr, "fuzz_adapter_table: failed load left a table or no message\n");
-			abort();
-		}
+	rc = adapter_load((const char *)data, size, "fuzz", &a, err);
+	if (rc < 0) {
+		if (a)
+			fail("a failed load left a table in *out", err);
+		if (!err[0])
+			fail("a failed load gave no message", err);
 		return 0;
 	}
-	if (!a || !adapter_name(a) || !adapter_description(a))
-		abort();
+	if (rc > 0)
+		fail("adapter_load returned a positive value", err);
+	if (!a)
+		fail("adapter_load returned 0 without a table", err);
+	if (!adapter_name(a) || !adapter_description(a))
+		fail("a loaded table has no name or description", err);
 	adapter_architectures(a, archs, sizeof(archs));
 	if (strlen(archs) >= sizeof(archs))
-		abort();
+		fail("adapter_architectures overran its buffer", err);
 	adapter_free(a);
 	return 0;
 }

@@ -2,28 +2,33 @@
  * fuzz_checkpoint.c — libFuzzer target: a whole view (scan, adapter choice,
  * plan, layout, reads) of a checkpoint built from the input.
  *
- * The input is an options byte and up to four texts separated by the bytes
+ * The input is an options byte and up to six texts separated by the bytes
  * FF 00 (which no UTF-8 JSON text contains):
  *
  *     opts | config.json | FF 00 | index.json | FF 00 | headers
- *          [ | FF 00 | adapter table ]
+ *          [ | FF 00 | adapter table
+ *          [ | FF 00 | fqn_to_file_index_mapping | FF 00 | fqn_to_dtype_mapping ]]
  *
  * where headers is one to three safetensors header texts separated by
- * FF 01.  opts picks the view options: bits 0-1 the view (auto, native,
- * hf, auto), bits 2-3 the dtype (auto, BF16, F16, F32), bits 4-5 ep_size
- * (0 = all experts), bit 6 ep_rank, and bit 7 "fix the offsets": each
- * header's data_offsets are rewritten to tile its tensors in the order
- * given, so that a mutated shape, dtype or name still makes a valid file
- * and reaches the adapter engine instead of stopping at the header check
+ * FF 01.  An input with the fifth text (even an empty one) is an Automodel
+ * sharded save: config.json and the two mappings (when not empty) go into
+ * .hf_metadata/, and the headers' __metadata__ may carry DCP_SHARDING_INFO.
+ *
+ * opts picks the view options: bits 0-1 the view (auto, native, hf, auto),
+ * bits 2-3 the dtype (auto, BF16, F16, F32), bits 4-5 ep_size (0 = all
+ * experts), bit 6 ep_rank, and bit 7 "fix the offsets": each header's
+ * data_offsets are rewritten to tile its tensors in the order given, so
+ * that a mutated shape, dtype or name still makes a valid file and reaches
+ * the adapter engine instead of stopping at the header check
  * (fuzz_safetensors covers the header check itself).
  *
- * The texts are written into one temporary directory made once per process
- * and rewritten every run: config.json and model.safetensors.index.json
- * (each only when its text is not empty) and shard k of n as
- * model-0000k-of-0000n.safetensors, as a Hugging Face writer names them:
- * the 8-byte length, the header, then as many data bytes as the header's
- * largest data_offsets end asks for, at most 1 MiB (a header asking for
- * more gets a truncated file).  The data is a fixed byte pattern rather
+ * The texts are written into one temporary directory ($TMPDIR or /tmp)
+ * made once per process and rewritten every run: config.json and
+ * model.safetensors.index.json (each only when its text is not empty) and
+ * shard k of n as model-0000k-of-0000n.safetensors, as a Hugging Face
+ * writer names them: the 8-byte length, the header, then as many data
+ * bytes as the header's largest data_offsets end asks for, at most 1 MiB
+ * (a header asking for more gets a truncated file).  The data is a fixed byte pattern rather
  * than zeros, so conversions meet NaN, Inf and subnormal bit patterns.  A
  * non-empty adapter table is written beside the directory and used as
  * -o adapter_file= (the seeds of the example families carry theirs), so
@@ -31,9 +36,12 @@
  * is chosen from config.json.
  *
  * When view_open succeeds every file of the view is read front to back
- * through view_read and view_io_gather, so every recipe is evaluated.
- * Errors are expected; a crash, leak, undefined behaviour, a leaked file
- * descriptor or a read that returns the wrong number of bytes is a bug.
+ * through view_read and view_io_gather, so every recipe is evaluated, and
+ * what the view shows must itself be valid: each weight file a safetensors
+ * file (checked by st_parse_header) whose header matches the plan, and the
+ * index naming a weight file of the view for every tensor.  Errors are
+ * expected; a crash, leak, undefined behaviour, a leaked file descriptor, a
+ * read that returns the wrong number of bytes or an invalid view is a bug.
  * With SDAFS_FUZZ_VERBOSE set, each run says how far it got (to check that
  * the seeds open).
  */
@@ -45,12 +53,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "dtype.h"
 #include "err.h"
+#include "safetensors.h"
 #include "view.h"
 
 #define DATA_CAP     (1u << 20)         /* data bytes written at most */
@@ -59,12 +69,18 @@
 
 #define CONFIG  "config.json"
 #define INDEX   "model.safetensors.index.json"
+#define META    ".hf_metadata"          /* an Automodel save's config and maps */
+#define FILE_INDEX_MAP "fqn_to_file_index_mapping.json"
+#define DTYPE_MAP      "fqn_to_dtype_mapping.json"
+
+/* The texts of an input, in order. */
+enum { P_CONFIG, P_INDEX, P_HEADERS, P_TABLE, P_FILE_INDEX, P_DTYPES, PARTS };
 #define SHARDS_MAX 3
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char dir[64];                    /* the checkpoint */
-static char table_path[96];             /* the adapter table, beside it */
+static char dir[256];                   /* the checkpoint */
+static char table_path[300];            /* the adapter table, beside it */
 static uint8_t *pattern;                /* DATA_CAP bytes of shard data */
 static uint8_t *readbuf;                /* READ_LEN bytes */
 static bool verbose;
@@ -92,9 +108,14 @@ static void remove_fixture(void)
 /* The directory, made on the first run and removed at exit. */
 static void setup(void)
 {
+	const char *tmp;
+
 	if (dir[0])
 		return;
-	snprintf(dir, sizeof(dir), "/tmp/sdafs-fuzz-XXXXXX");
+	tmp = getenv("TMPDIR");
+	if (!tmp || !tmp[0] || strlen(tmp) > 200)
+		tmp = "/tmp";
+	snprintf(dir, sizeof(dir), "%s/sdafs-fuzz-XXXXXX", tmp);
 	if (!mkdtemp(dir))
 		fail("cannot make a temporary directory");
 	snprintf(table_path, sizeof(table_path), "%s-adapter.json", dir);
@@ -123,6 +144,15 @@ static void write_all(int fd, const void *buf, size_t len)
 	}
 }
 
+/* dir/name, in a buffer that the next call reuses. */
+static const char *path_in(const char *d, const char *name)
+{
+	static char path[512];
+
+	snprintf(path, sizeof(path), "%s/%s", d, name);
+	return path;
+}
+
 /* Write the file at path, or remove it when the text is empty. */
 static void put_file(const char *path, const void *text, size_t len)
 {
@@ -138,6 +168,22 @@ static void put_file(const char *path, const void *text, size_t len)
 		fail("cannot create a fixture file");
 	write_all(fd, text, len);
 	close(fd);
+}
+
+/* An Automodel save keeps config.json and the fqn mappings in .hf_metadata/;
+ * other checkpoints have no such folder. */
+static void put_metadata(bool automodel, const char *const *part, const size_t *len)
+{
+	char meta[300];
+
+	snprintf(meta, sizeof(meta), "%s/" META, dir);
+	if (automodel && mkdir(meta, 0755) < 0 && errno != EEXIST)
+		fail("cannot make .hf_metadata");
+	put_file(path_in(meta, CONFIG), part[P_CONFIG], automodel ? len[P_CONFIG] : 0);
+	put_file(path_in(meta, FILE_INDEX_MAP), part[P_FILE_INDEX], automodel ? len[P_FILE_INDEX] : 0);
+	put_file(path_in(meta, DTYPE_MAP), part[P_DTYPES], automodel ? len[P_DTYPES] : 0);
+	if (!automodel && rmdir(meta) < 0 && errno != ENOENT)
+		fail("cannot remove .hf_metadata");
 }
 
 /* The data size the header asks for: its largest data_offsets end. */
@@ -217,7 +263,7 @@ static char *fixed_offsets(const char *json, size_t len)
 
 static void put_shard(const char *name, const char *header, size_t len, bool fix)
 {
-	char path[128], *fixed = fix ? fixed_offsets(header, len) : NULL;
+	char path[512], *fixed = fix ? fixed_offsets(header, len) : NULL;
 	uint8_t lenbuf[8];
 	uint64_t data;
 	int fd;
@@ -248,7 +294,7 @@ static void put_shards(const uint8_t *text, size_t len, bool fix)
 	const uint8_t *p = text, *end = text + len, *hdr[SHARDS_MAX];
 	size_t hlen[SHARDS_MAX];
 	int n = 0;
-	char path[128];
+	char path[512];
 
 	for (int k = 0; k < SHARDS_MAX && shard_names[k][0]; k++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, shard_names[k]);
@@ -274,16 +320,27 @@ static void put_shards(const uint8_t *text, size_t len, bool fix)
 	}
 }
 
-/* The next part of the input up to FF 00 (or the end). */
-static const char *next_part(const uint8_t **p, const uint8_t *end, size_t *len)
+/* Split text at FF 00 into at most PARTS parts (the last one takes the
+ * rest); returns how many there are. */
+static int split_parts(const uint8_t *text, size_t len, const char **part,
+		       size_t *part_len)
 {
-	const uint8_t *start = *p, *q = start;
+	const uint8_t *p = text, *end = text + len;
+	int n = 0;
 
-	while (q < end && !(q[0] == 0xFF && q + 1 < end && q[1] == 0x00))
-		q++;
-	*len = (size_t)(q - start);
-	*p = q < end ? q + 2 : end;
-	return (const char *)start;
+	for (;;) {
+		const uint8_t *q = p;
+
+		while (n < PARTS - 1 && q < end && !(q + 1 < end && q[0] == 0xFF && q[1] == 0x00))
+			q++;
+		if (n == PARTS - 1)
+			q = end;
+		part[n] = (const char *)p;
+		part_len[n++] = (size_t)(q - p);
+		if (q == end)
+			return n;
+		p = q + 2;
+	}
 }
 
 static struct view_opts opts_from(uint8_t b)
@@ -309,66 +366,157 @@ static int lowest_free_fd(void)
 	return fd;
 }
 
+/* Slots in the order st_parse_header lists tensors: by offset, then size
+ * (a zero-byte tensor first), then name. */
+static int slot_order(const void *a, const void *b, void *arg)
+{
+	const struct view *v = arg;
+	const struct vslot *x = a, *y = b;
+	const struct plan_tensor *tx = &v->plan.tensors[x->tensor];
+	const struct plan_tensor *ty = &v->plan.tensors[y->tensor];
+
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	if (tx->nbytes != ty->nbytes)
+		return tx->nbytes < ty->nbytes ? -1 : 1;
+	return strcmp(tx->name, ty->name);
+}
+
+/* A view's weight file must be a valid safetensors file holding its slots'
+ * tensors with the plan's names, dtypes, sizes and offsets. */
+static void check_weights_file(struct view *v, const struct vfile *f,
+			       const uint8_t *bytes)
+{
+	struct st_header h;
+	struct vslot *slots;
+	uint64_t n = 0;
+	char err[SD_ERRLEN];
+
+	for (int i = 7; i >= 0; i--)
+		n = n << 8 | bytes[i];
+	if (f->size < 8 || n > f->size - 8)
+		fail("a view file's header length runs past its end");
+	if (st_parse_header((const char *)bytes + 8, (size_t)n, f->size, f->name,
+			    &h, err) < 0) {
+		fprintf(stderr, "fuzz_checkpoint: view file is not valid safetensors: %s\n", err);
+		abort();
+	}
+	if (h.ntensors != f->nslots)
+		fail("a view file's header lists more or fewer tensors than it holds");
+	if (!(slots = malloc((f->nslots + 1) * sizeof(*slots))))
+		fail("out of memory");
+	memcpy(slots, f->slots, f->nslots * sizeof(*slots));
+	qsort_r(slots, f->nslots, sizeof(*slots), slot_order, v);
+	for (size_t i = 0; i < h.ntensors; i++) {
+		const struct plan_tensor *t = &v->plan.tensors[slots[i].tensor];
+
+		if (strcmp(h.tensors[i].name, t->name) != 0 ||
+		    h.tensors[i].dtype != t->dtype || h.tensors[i].nbytes != t->nbytes ||
+		    h.tensors[i].offset != slots[i].off) {
+			fprintf(stderr, "fuzz_checkpoint: %s: header entry '%s' at %llu disagrees with slot '%s' at %llu\n",
+				f->name, h.tensors[i].name,
+				(unsigned long long)h.tensors[i].offset, t->name,
+				(unsigned long long)slots[i].off);
+			abort();
+		}
+	}
+	free(slots);
+	st_header_free(&h);
+}
+
+/* The view's index must name, for every tensor of the plan, a weight file
+ * of the view. */
+static void check_index_file(const struct view *v, const uint8_t *bytes, size_t len)
+{
+	cJSON *root = cJSON_ParseWithLength((const char *)bytes, len);
+	const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+	const cJSON *e;
+	size_t n = 0;
+
+	if (!cJSON_IsObject(map))
+		fail("the view's index has no weight_map");
+	cJSON_ArrayForEach(e, map) {
+		long f = cJSON_IsString(e) ? layout_find(&v->layout, e->valuestring) : -1;
+
+		if (f < 0 || v->layout.files[f].kind != VF_WEIGHTS)
+			fail("the view's index maps a tensor to a file the view lacks");
+		n++;
+	}
+	if (n != v->plan.n)
+		fail("the view's index does not list every tensor once");
+	cJSON_Delete(root);
+}
+
+/* Read one file of the view front to back; the whole of it when it is
+ * small enough to check. */
+static void read_file(struct view *v, size_t fi, struct view_io *io)
+{
+	const struct vfile *f = &v->layout.files[fi];
+	uint8_t *whole = f->size <= (64u << 20) ? malloc(f->size + 1) : NULL;
+	char err[SD_ERRLEN];
+	uint64_t off;
+
+	for (off = 0; off < f->size; off += READ_LEN) {
+		size_t want = f->size - off < READ_LEN ? (size_t)(f->size - off) : READ_LEN;
+		size_t got = 0;
+		int rc = view_read(v, fi, off, READ_LEN, io, err);
+
+		if (rc < 0) {   /* a conversion that failed, say */
+			if (verbose)
+				fprintf(stderr, "fuzz_checkpoint: read: %s\n", err);
+			break;
+		}
+		for (size_t s = 0; s < io->nseg; s++)
+			got += io->segs[s].len;
+		if (got != want) {
+			fprintf(stderr, "fuzz_checkpoint: %s at %llu: %zu bytes, expected %zu\n",
+				f->name, (unsigned long long)off, got, want);
+			abort();
+		}
+		rc = view_io_gather(v, io, whole ? whole + off : readbuf, err);
+		view_io_release(v, io);
+		if (rc < 0)
+			break;
+	}
+	if (whole && off >= f->size) {
+		if (f->kind == VF_WEIGHTS)
+			check_weights_file(v, f, whole);
+		else if (!strcmp(f->name, "model.safetensors.index.json"))
+			check_index_file(v, whole, (size_t)f->size);
+	}
+	free(whole);
+}
+
 static void read_view(struct view *v)
 {
 	struct view_io io = { 0 };
-	char err[SD_ERRLEN];
 
-	for (size_t f = 0; f < v->layout.n; f++) {
-		uint64_t fsize = v->layout.files[f].size;
-
-		for (uint64_t off = 0; off < fsize; off += READ_LEN) {
-			size_t want = fsize - off < READ_LEN ? (size_t)(fsize - off) : READ_LEN;
-			size_t got = 0;
-			int rc = view_read(v, f, off, READ_LEN, &io, err);
-
-			if (rc < 0) {   /* a conversion that failed, say */
-				if (verbose)
-					fprintf(stderr, "fuzz_checkpoint: read: %s\n", err);
-				break;
-			}
-			for (size_t s = 0; s < io.nseg; s++)
-				got += io.segs[s].len;
-			if (got != want) {
-				fprintf(stderr, "fuzz_checkpoint: %s at %llu: %zu bytes, expected %zu\n",
-					v->layout.files[f].name,
-					(unsigned long long)off, got, want);
-				abort();
-			}
-			rc = view_io_gather(v, &io, readbuf, err);
-			view_io_release(v, &io);
-			if (rc < 0)
-				break;
-		}
-	}
+	for (size_t f = 0; f < v->layout.n; f++)
+		read_file(v, f, &io);
 	view_io_free(&io);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const uint8_t *p = data, *end = data + size;
-	const char *config, *index, *headers, *table;
-	size_t config_len, index_len, headers_len, table_len;
-	char path[128], err[SD_ERRLEN];
+	const char *part[PARTS] = { "", "", "", "", "", "" };   /* absent: empty */
+	size_t len[PARTS] = { 0 };
+	char err[SD_ERRLEN];
 	struct view_opts o;
 	struct view v;
+	bool automodel;
 	int fd_before;
 
 	if (size < 1)
 		return 0;
 	setup();
-	o = opts_from(*p++);
-	config = next_part(&p, end, &config_len);
-	index = next_part(&p, end, &index_len);
-	headers = next_part(&p, end, &headers_len);
-	table = next_part(&p, end, &table_len);
-	snprintf(path, sizeof(path), "%s/" CONFIG, dir);
-	put_file(path, config, config_len);
-	snprintf(path, sizeof(path), "%s/" INDEX, dir);
-	put_file(path, index, index_len);
-	put_shards((const uint8_t *)headers, headers_len, data[0] & 0x80);
-	put_file(table_path, table, table_len);
-	o.adapter_file = table_len ? table_path : NULL;
+	o = opts_from(data[0]);
+	automodel = split_parts(data + 1, size - 1, part, len) > P_FILE_INDEX;
+	put_file(path_in(dir, CONFIG), part[P_CONFIG], automodel ? 0 : len[P_CONFIG]);
+	put_file(path_in(dir, INDEX), part[P_INDEX], len[P_INDEX]);
+	put_shards((const uint8_t *)part[P_HEADERS], len[P_HEADERS], data[0] & 0x80);
+	put_file(table_path, part[P_TABLE], len[P_TABLE]);
+	o.adapter_file = len[P_TABLE] ? table_path : NULL;
+	put_metadata(automodel, part, len);
 
 	fd_before = lowest_free_fd();
 	err[0] = '\0';

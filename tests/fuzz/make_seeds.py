@@ -12,6 +12,8 @@ examples/adapters/*.json):
   fuzz_checkpoint      opts byte | config.json | FF 00 | index | FF 00 | headers
                        (one per shard, joined by FF 01)
                        [| FF 00 | adapter table, for the example families]
+                       and, for Automodel sharded saves (tests/fixtures/gen_dcp.py),
+                       | FF 00 | FF 00 | headers | FF 00 | FF 00 | file index map | FF 00 | dtype map
                        (see tests/fuzz/fuzz_checkpoint.c); JSON texts are
                        minified so that every seed stays a few KB
 
@@ -30,6 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 GEN = os.path.join(ROOT, "tests", "fixtures", "gen_checkpoint.py")
+GEN_DCP = os.path.join(ROOT, "tests", "fixtures", "gen_dcp.py")
 INDEX = "model.safetensors.index.json"
 SEP = b"\xff\x00"
 SHARD_SEP = b"\xff\x01"
@@ -51,9 +54,24 @@ CHECKPOINTS = [
     ("mixtral", "native", ["--layers", "1"], 0x02, True),   # view=hf
 ]
 
+# Automodel sharded saves (tests/fixtures/gen_dcp.py) of a small Nemotron-H:
+# (ranks, gen_dcp options, opts byte); 32 x 32 tensors are big enough to split.
+DCP_BASE = ["--family", "nemotron_h", "--shards", "1", "--hidden", "32", "--vocab", "32",
+            "--experts", "2", "--moe-inter", "4", "--pattern", "ME"]
+DCP = [
+    (2, [], 0x00),
+    (3, ["--split-dims", "any"], 0x80),
+    (3, ["--no-mapping", "--dtype-map", "fp32"], 0x00),
+    (2, ["--split-dims", "0"], 0x01),               # view=native
+]
+
 # Headers no generator writes: empty, metadata only, a scalar, a zero-sized
-# tensor between two others, and every dtype once.
+# tensor between two others, every dtype once, and the limits: a shape whose
+# size overflows, nine dimensions, a name one byte over 4096.
 EDGE_HEADERS = {
+    "shape-overflow": b'{"o":{"dtype":"F64","shape":[4294967296,4294967296,2],"data_offsets":[0,8]}}',
+    "nine-dims": b'{"n":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,1]}}',
+    "long-name": b'{"' + b"n" * 4097 + b'":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}',
     "empty": b"{}",
     "metadata-only": b'{"__metadata__":{"format":"pt"}}',
     "scalar": b'{"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}',
@@ -115,6 +133,20 @@ def main():
             example = os.path.join(ROOT, "examples", "adapters", family + ".json")
             if os.path.exists(example):
                 seed += SEP + minified(example)
+            write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+        hf = os.path.join(tmp, "dcp-hf")
+        subprocess.run([sys.executable, GEN, hf] + DCP_BASE, check=True, stdout=subprocess.DEVNULL)
+        for i, (ranks, extra, opts) in enumerate(DCP):
+            out = os.path.join(tmp, "dcp%d" % i)
+            subprocess.run([sys.executable, GEN_DCP, hf, out, "--ranks", str(ranks)] + extra,
+                           check=True, stdout=subprocess.DEVNULL)
+            meta = os.path.join(out, ".hf_metadata")
+            headers = [shard_header(f) for f in sorted(glob.glob(os.path.join(out, "*.safetensors")))]
+            maps = [minified(os.path.join(meta, m)) if os.path.exists(os.path.join(meta, m)) else b""
+                    for m in ("fqn_to_file_index_mapping.json", "fqn_to_dtype_mapping.json")]
+            seed = (bytes([opts]) + minified(os.path.join(meta, "config.json")) + SEP + SEP
+                    + SHARD_SEP.join(headers) + SEP + SEP + maps[0] + SEP + maps[1])
+            name = "dcp-%d-ranks%s-%02x" % (ranks, "".join(extra).replace("--", "-"), opts)
             write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
     finally:
         shutil.rmtree(tmp)

@@ -729,6 +729,22 @@ static void test_ep_range_gives_the_remainder_to_the_first_ranks(void **state)
 	assert_int_equal(end, 8);
 }
 
+/* Found by fuzzing: the message was built from freed memory. */
+static void test_ep_rank_without_experts_is_an_error(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		UP(0, 0, "BF16"), UP(0, 1, "BF16"), DOWN(0, 0, "BF16"), DOWN(0, 1, "BF16"),
+	};
+	const struct view_opts fourth_of_4 = {
+		.view = VIEW_NATIVE, .dtype = SD_DTYPE_INVALID, .ep_rank = 3, .ep_size = 4,
+	};
+
+	assert_int_equal(plan_checkpoint(fx, NEMOTRON(",'n_routed_experts':2"), t, NT(t),
+					 &fourth_of_4), -EINVAL);
+	assert_mentions(fx->err, "ep_rank=3 of ep_size=4 holds no expert (the model has 2)");
+}
+
 static void test_ep_rank_sees_only_its_experts(void **state)
 {
 	struct fixture *fx = *state;
@@ -1040,6 +1056,7 @@ int main(void)
 		TEST(test_two_sources_renamed_to_one_name_are_an_error),
 		TEST(test_two_sources_for_one_expert_are_an_error),
 		TEST(test_ep_range_gives_the_remainder_to_the_first_ranks),
+		TEST(test_ep_rank_without_experts_is_an_error),
 		TEST(test_ep_rank_sees_only_its_experts),
 		TEST(test_missing_experts_outside_the_rank_are_fine),
 		TEST(test_choose_by_architecture),

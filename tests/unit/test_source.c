@@ -345,6 +345,14 @@ static void test_directory_without_weight_files_is_an_error(void **state)
 	FAILS_MENTIONING(fx, fx->dir, fx->dir, "no safetensors weight files");
 }
 
+/* Found by fuzzing: an empty directory sorted a NULL list. */
+static void test_empty_directory_is_an_error(void **state)
+{
+	struct fixture *fx = *state;
+
+	FAILS_MENTIONING(fx, fx->dir, fx->dir, "no safetensors weight files");
+}
+
 static void test_malformed_shard_header_names_directory_and_file(void **state)
 {
 	struct fixture *fx = *state;
@@ -549,6 +557,7 @@ int main(void)
 		TEST(test_two_index_files_without_model_index_are_ambiguous),
 		TEST(test_model_index_wins_over_other_index_files),
 		TEST(test_directory_without_weight_files_is_an_error),
+		TEST(test_empty_directory_is_an_error),
 		TEST(test_malformed_shard_header_names_directory_and_file),
 		TEST(test_config_that_is_not_json_is_an_error),
 		TEST(test_weight_map_that_is_not_an_object_is_an_error),
