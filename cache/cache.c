@@ -24,8 +24,10 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define CACHE_FIRST_BUCKETS 1024
 #define CACHE_WAIT_STRIPES 64           /* power of two */
@@ -53,7 +55,62 @@ struct cache {
 	struct cache_chunk *lru_head;
 	struct cache_chunk *lru_tail;
 	struct cache_stats stats;       /* bytes and entries count FILLING entries too */
+	/* Buffers of evicted chunks, kept for the next fills (chunk_alloc). */
+	pthread_mutex_t pool_lock;
+	struct cache_chunk *pool;
+	uint64_t pool_bytes, pool_max;
 };
+
+/*
+ * Chunk memory is mapped, not malloc'ed: a freed chunk goes back to the
+ * system at once, so the process holds what the cache holds (malloc kept
+ * evicted multi-MiB chunks in its heap, 1.5-2x the bound).  Evicted buffers
+ * of the same size are reused before mapping new ones, because a fresh page
+ * costs a kernel zero-fill that, on these machines, is a third of a
+ * conversion.
+ */
+static size_t chunk_span(size_t len)
+{
+	return sizeof(struct cache_chunk) + len;
+}
+
+static struct cache_chunk *chunk_alloc(struct cache *c, size_t len)
+{
+	struct cache_chunk *e = NULL, **pp;
+
+	if (len > SIZE_MAX / 2)
+		return NULL;
+	pthread_mutex_lock(&c->pool_lock);
+	for (pp = &c->pool; *pp; pp = &(*pp)->hash_next)
+		if ((*pp)->len == len) {
+			e = *pp;
+			*pp = e->hash_next;
+			c->pool_bytes -= len;
+			break;
+		}
+	pthread_mutex_unlock(&c->pool_lock);
+	if (e)
+		return e;
+	e = mmap(NULL, chunk_span(len), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return e == MAP_FAILED ? NULL : e;
+}
+
+static void chunk_release(struct cache *c, struct cache_chunk *e)
+{
+	free(e->fail_msg);
+	e->fail_msg = NULL;
+	pthread_mutex_lock(&c->pool_lock);
+	if (c->pool_bytes + e->len <= c->pool_max) {
+		e->hash_next = c->pool;
+		c->pool = e;
+		c->pool_bytes += e->len;
+		e = NULL;
+	}
+	pthread_mutex_unlock(&c->pool_lock);
+	if (e)
+		munmap(e, chunk_span(e->len));
+}
 
 static uint64_t key_hash(uint64_t key)
 {
@@ -174,13 +231,12 @@ static void evict_over_bound(struct cache *c, struct cache_chunk **victims)
 	}
 }
 
-static void free_chunks(struct cache_chunk *e)
+static void free_chunks(struct cache *c, struct cache_chunk *e)
 {
 	while (e) {
 		struct cache_chunk *next = e->hash_next;
 
-		free(e->fail_msg);
-		free(e);
+		chunk_release(c, e);
 		e = next;
 	}
 }
@@ -212,8 +268,8 @@ static int chunk_join_unlock(struct cache *c, struct cache_chunk *e,
 			orphan = e;
 	}
 	pthread_mutex_unlock(&c->lock);
-	free_chunks(orphan);
-	free_chunks(spare);
+	free_chunks(c, orphan);
+	free_chunks(c, spare);
 	return rc;
 }
 
@@ -230,9 +286,13 @@ struct cache *cache_new(uint64_t max_bytes)
 		return NULL;
 	}
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->pool_lock, NULL);
 	for (int i = 0; i < CACHE_WAIT_STRIPES; i++)
 		pthread_cond_init(&c->fill_done[i], NULL);
 	c->stats.max_bytes = max_bytes;
+	/* A few chunks' worth: enough that each fill reuses what the last
+	 * fill's eviction gave back. */
+	c->pool_max = max_bytes / 8 < ((uint64_t)32 << 20) ? max_bytes / 8 : (uint64_t)32 << 20;
 	return c;
 }
 
@@ -243,12 +303,19 @@ void cache_free(struct cache *c)
 	for (size_t i = 0; i < c->nbuckets; i++) {
 		for (struct cache_chunk *e = c->buckets[i]; e; e = e->hash_next)
 			assert(e->pins == 0 && "cache_free with a chunk still pinned");
-		free_chunks(c->buckets[i]);
+		free_chunks(c, c->buckets[i]);
 	}
 	free(c->buckets);
+	c->pool_max = 0;        /* from here on, released chunks are unmapped */
+	while (c->pool) {
+		struct cache_chunk *e = c->pool;
+		c->pool = e->hash_next;
+		munmap(e, chunk_span(e->len));
+	}
 	for (int i = 0; i < CACHE_WAIT_STRIPES; i++)
 		pthread_cond_destroy(&c->fill_done[i]);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }
 
@@ -270,7 +337,7 @@ static int chunk_fill_unlock(struct cache *c, struct cache_chunk *fresh,
 	table_insert(c, fresh);
 	evict_over_bound(c, &victims);
 	pthread_mutex_unlock(&c->lock);
-	free_chunks(victims);
+	free_chunks(c, victims);
 
 	fill_err[0] = '\0';
 	rc = fill(arg, fresh->key, fresh->data, fresh->len, fill_err);
@@ -292,7 +359,7 @@ static int chunk_fill_unlock(struct cache *c, struct cache_chunk *fresh,
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc != 0)
-		free_chunks(fresh);
+		free_chunks(c, fresh);
 	return rc;
 }
 
@@ -311,7 +378,7 @@ int cache_get(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
 	}
 	pthread_mutex_unlock(&c->lock);
 
-	fresh = len <= SIZE_MAX - sizeof(*fresh) ? malloc(sizeof(*fresh) + len) : NULL;
+	fresh = chunk_alloc(c, len);
 	if (!fresh)
 		return sd_err(err, -ENOMEM,
 			      "cache: cannot allocate %zu bytes for a converted chunk", len);
@@ -354,7 +421,7 @@ void cache_put(struct cache *c, struct cache_chunk *chunk)
 		evict_over_bound(c, &victims);
 	}
 	pthread_mutex_unlock(&c->lock);
-	free_chunks(victims);
+	free_chunks(c, victims);
 }
 
 /* FILLING entries count as resident: read-ahead need not start them again. */
