@@ -173,13 +173,13 @@ int dist_open_view(struct dist *d, struct view *v, const char *src,
 {
 	struct source s;
 	char *blob = NULL, msg[SD_ERRLEN] = "";
-	uint64_t len = 0;
+	size_t len = 0;
 	int rc = 0;
 
 	memset(v, 0, sizeof(*v));
 	if (d->rank == 0) {
 		if ((rc = source_scan(src, &s, msg)) == 0 &&
-		    (rc = source_pack(&s, &blob, (size_t *)&len, msg)) < 0)
+		    (rc = source_pack(&s, &blob, &len, msg)) < 0)
 			source_free(&s);
 	}
 	/* The length says whether rank 0 succeeded; on failure its message
