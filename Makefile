@@ -75,9 +75,11 @@ $(BUILD)/sdafs: $(FS_OBJ) $(BUILD)/libsdafs.a
 $(BUILD)/mount.sdafs: $(BUILD)/obj/fs/mount_helper.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.c tests/unit/testlib.h $(BUILD)/libsdafs.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.c tests/unit/testlib.h \
+		tests/unit/adapter_fixture.c tests/unit/adapter_fixture.h $(BUILD)/libsdafs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/testlib.c \
+		tests/unit/adapter_fixture.c \
 		$(BUILD)/libsdafs.a $(LDLIBS) -lcmocka
 
 asan:

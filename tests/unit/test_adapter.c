@@ -30,70 +30,13 @@
 #include "recipe.h"
 #include "source.h"
 #include "testlib.h"
+#include "adapter_fixture.h"
 
-/* --- fixture ----------------------------------------------------------- */
-
-struct fixture {
-	char dir[64];
-	struct source src;
-	struct adapter *adapter;
-	struct plan plan;
-	bool scanned, planned;
-	char err[SD_ERRLEN];
-};
+/* --- fixture (struct fixture and its helpers: adapter_fixture.h) ------- */
 
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-
-	if (!fx)
-		return -1;
-	if (testdir_make(fx->dir, sizeof(fx->dir), "adapter") < 0) {
-		free(fx);
-		return -1;
-	}
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-	int rc;
-
-	if (fx->planned)
-		plan_free(&fx->plan);
-	adapter_free(fx->adapter);
-	if (fx->scanned)
-		source_free(&fx->src);
-	rc = testdir_remove(fx->dir);
-	free(fx);
-	return rc;
-}
-
-#define NT(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Write config.json (unless config is NULL) and model.safetensors, scan. */
-static void scan_checkpoint(struct fixture *fx, const char *config,
-			    const struct test_tensor *t, size_t n)
-{
-	if (config)
-		test_write_json(fx->dir, "config.json", config);
-	test_write_shard(fx->dir, "model.safetensors", t, n, NULL);
-	if (source_scan(fx->dir, &fx->src, fx->err) < 0)
-		fail_msg("source_scan: %s", fx->err);
-	fx->scanned = true;
-}
-
-/* Plan the view with the adapter already chosen; replaces an earlier plan. */
-static int make_plan(struct fixture *fx, const struct view_opts *o)
-{
-	if (fx->planned)
-		plan_free(&fx->plan);
-	fx->err[0] = '\0';
-	int rc = adapter_plan(fx->adapter, &fx->src, o, DIR_TO_NATIVE, &fx->plan, fx->err);
-	fx->planned = rc == 0;
-	return rc;
+	return fixture_setup(state, "adapter");
 }
 
 static const struct view_opts every_expert = {
@@ -105,59 +48,8 @@ static int plan_checkpoint(struct fixture *fx, const char *config,
 			   const struct test_tensor *t, size_t n,
 			   const struct view_opts *o)
 {
-	scan_checkpoint(fx, config, t, n);
-	if (adapter_choose(&fx->src, NULL, &fx->adapter, fx->err) < 0)
-		fail_msg("adapter_choose: %s", fx->err);
-	assert_string_equal(adapter_name(fx->adapter), "nemotron_h");
-	return make_plan(fx, o);
-}
-
-/* The planned tensor called name, or NULL. */
-static const struct plan_tensor *planned(const struct fixture *fx, const char *name)
-{
-	size_t i;
-
-	return strmap_get(&fx->plan.by_name, name, &i) ? &fx->plan.tensors[i] : NULL;
-}
-
-/* The planned tensor called name; the test fails when there is none. */
-static const struct plan_tensor *must_plan(const struct fixture *fx, const char *name)
-{
-	const struct plan_tensor *t = planned(fx, name);
-
-	if (!t)
-		fail_msg("the plan has no tensor '%s'", name);
-	return t;
-}
-
-/* "BF16[4,6,3]" */
-static const char *dtype_and_shape(const struct plan_tensor *t)
-{
-	static char buf[128];
-	size_t o = (size_t)snprintf(buf, sizeof(buf), "%s[", dtype_name(t->dtype));
-
-	for (int i = 0; i < t->ndim; i++)
-		o += (size_t)snprintf(buf + o, sizeof(buf) - o, i ? ",%llu" : "%llu",
-				      (unsigned long long)t->shape[i]);
-	snprintf(buf + o, sizeof(buf) - o, "]");
-	return buf;
-}
-
-/* The recipe written out in full, or "(source bytes)" when there is none. */
-static const char *recipe_text(const struct fixture *fx, const struct plan_tensor *t)
-{
-	static char buf[4096];
-
-	if (!t->recipe)
-		return "(source bytes)";
-	assert_true(recipe_format(t->recipe, &fx->src, true, buf, sizeof(buf)) < sizeof(buf));
-	return buf;
-}
-
-static void assert_mentions(const char *msg, const char *words)
-{
-	if (!strstr(msg, words))
-		fail_msg("message \"%s\" does not mention \"%s\"", msg, words);
+	scan_and_choose(fx, config, t, n, "nemotron_h");
+	return make_plan(fx, o, DIR_TO_NATIVE);
 }
 
 /* A Nemotron-H config.json with two layers, plus fields. */
@@ -173,7 +65,6 @@ static void assert_mentions(const char *msg, const char *words)
 #define DOWN(L, e, dt) { EXPERT(L, e, "down_proj"), dt, { 6, 3 } }
 #define GROUP(L, dt)   UP(L, 0, dt), UP(L, 1, dt), UP(L, 2, dt), UP(L, 3, dt), \
 	DOWN(L, 0, dt), DOWN(L, 1, dt), DOWN(L, 2, dt), DOWN(L, 3, dt)
-#define T_SRC(name) "transpose_last2(src(\"" name "\"))"
 
 /* --- §3.1 renames --------------------------------------------------------- */
 
@@ -600,7 +491,7 @@ static void test_expert_dtype_never_casts_other_tensors(void **state)
 	assert_int_equal(plan_checkpoint(fx, NEMOTRON_MOE, t, NT(t), &every_expert), 0);
 	/* Same checkpoint with float16 experts: only the experts change. */
 	const struct view_opts f16 = { .view = VIEW_NATIVE, .dtype = SD_F16 };
-	assert_int_equal(make_plan(fx, &f16), 0);
+	assert_int_equal(make_plan(fx, &f16, DIR_TO_NATIVE), 0);
 	assert_string_equal(dtype_and_shape(must_plan(fx, "model.layers.0.mixer.experts.gate_and_up_projs")),
 			    "F16[4,6,3]");
 	const struct plan_tensor *p = must_plan(fx, "model.layers.0.mixer.gate.weight");
@@ -773,7 +664,7 @@ static void test_ep_rank_sees_only_its_experts(void **state)
 	const struct view_opts second_of_4 = {
 		.view = VIEW_NATIVE, .dtype = SD_DTYPE_INVALID, .ep_rank = 1, .ep_size = 4,
 	};
-	assert_int_equal(make_plan(fx, &second_of_4), 0);
+	assert_int_equal(make_plan(fx, &second_of_4, DIR_TO_NATIVE), 0);
 	assert_string_equal(recipe_text(fx, must_plan(fx, "model.layers.0.mixer.experts.gate_and_up_projs")),
 			    "stack0(" T_SRC(EXPERT(0, 2, "up_proj")) ", "
 			    T_SRC(EXPERT(0, 3, "up_proj")) ")");
@@ -799,7 +690,7 @@ static void test_missing_experts_outside_the_rank_are_fine(void **state)
 	assert_string_equal(dtype_and_shape(must_plan(fx, "model.layers.0.mixer.experts.gate_and_up_projs")),
 			    "BF16[3,6,3]");
 	/* Rank 1 needs experts 3..5, which are missing. */
-	assert_int_equal(make_plan(fx, &rank1), -EINVAL);
+	assert_int_equal(make_plan(fx, &rank1, DIR_TO_NATIVE), -EINVAL);
 	assert_mentions(fx->err, "up_proj of experts 3, 4, 5");
 }
 
@@ -874,28 +765,6 @@ static void test_no_config_json_is_an_error_mentioning_it(void **state)
 }
 
 /* --- loading tables --------------------------------------------------------------- */
-
-/* Loading table (with ' for ") fails with a message naming the file and words. */
-static void assert_load_fails(const char *table, const char *const *words)
-{
-	char *json = test_json_text(table);
-	char err[SD_ERRLEN] = "";
-	struct adapter *a = NULL;
-
-	int rc = adapter_load(json, strlen(json), "my_table.json", &a, err);
-	free(json);
-	if (rc >= 0) {
-		adapter_free(a);
-		fail_msg("the table loaded; expected a message with \"%s\"", words[0]);
-	}
-	assert_int_equal(rc, -EINVAL);
-	assert_mentions(err, "my_table.json");
-	for (; *words; words++)
-		assert_mentions(err, *words);
-}
-
-#define LOAD_FAILS_MENTIONING(table, ...) \
-	assert_load_fails(table, (const char *const[]){ __VA_ARGS__, NULL })
 
 #define TABLE(rule) "{'name':'t','hf_to_native':[{'op':'drop','match':'^x$'}," rule "]}"
 
@@ -1003,7 +872,7 @@ static void test_custom_gated_table_concatenates_gate_then_up(void **state)
 	assert_string_equal(adapter_name(fx->adapter), "mixtral_like");
 	scan_checkpoint(fx, "{'architectures':['MixtralForCausalLM'],'num_local_experts':2,"
 			"'torch_dtype':'bfloat16'}", t, NT(t));
-	assert_int_equal(make_plan(fx, &every_expert), 0);
+	assert_int_equal(make_plan(fx, &every_expert, DIR_TO_NATIVE), 0);
 
 	assert_int_equal(fx->plan.n, 3);
 	const struct plan_tensor *gu =
@@ -1020,7 +889,7 @@ static void test_custom_gated_table_concatenates_gate_then_up(void **state)
 #undef MX
 }
 
-#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)
 
 int main(void)
 {

@@ -34,83 +34,17 @@
 #include "recipe.h"
 #include "source.h"
 #include "testlib.h"
+#include "adapter_fixture.h"
 
-/* --- fixture ----------------------------------------------------------- */
-
-struct fixture {
-	char dir[64];
-	struct source src;
-	struct adapter *adapter;
-	struct plan plan;
-	bool scanned, planned;
-	char err[SD_ERRLEN];
-};
+/* --- fixture (struct fixture and its helpers: adapter_fixture.h) ------- */
 
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-
-	if (!fx)
-		return -1;
-	if (testdir_make(fx->dir, sizeof(fx->dir), "adapter-hf") < 0) {
-		free(fx);
-		return -1;
-	}
-	*state = fx;
-	return 0;
+	return fixture_setup(state, "adapter-hf");
 }
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-	int rc;
-
-	if (fx->planned)
-		plan_free(&fx->plan);
-	adapter_free(fx->adapter);
-	if (fx->scanned)
-		source_free(&fx->src);
-	rc = testdir_remove(fx->dir);
-	free(fx);
-	return rc;
-}
-
-#define NT(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct view_opts hf_view = { .view = VIEW_HF, .dtype = SD_DTYPE_INVALID };
 static const struct view_opts native_view = { .view = VIEW_NATIVE, .dtype = SD_DTYPE_INVALID };
-
-/* Write config.json and model.safetensors, scan them. */
-static void scan_checkpoint(struct fixture *fx, const char *config,
-			    const struct test_tensor *t, size_t n)
-{
-	test_write_json(fx->dir, "config.json", config);
-	test_write_shard(fx->dir, "model.safetensors", t, n, NULL);
-	if (source_scan(fx->dir, &fx->src, fx->err) < 0)
-		fail_msg("source_scan: %s", fx->err);
-	fx->scanned = true;
-}
-
-/* Scan, and choose the built-in adapter from config.json; it must be want. */
-static void scan_and_choose(struct fixture *fx, const char *config,
-			    const struct test_tensor *t, size_t n, const char *want)
-{
-	scan_checkpoint(fx, config, t, n);
-	if (adapter_choose(&fx->src, NULL, &fx->adapter, fx->err) < 0)
-		fail_msg("adapter_choose: %s", fx->err);
-	assert_string_equal(adapter_name(fx->adapter), want);
-}
-
-/* Plan direction dir with the adapter already chosen; replaces an earlier plan. */
-static int make_plan(struct fixture *fx, const struct view_opts *o, int dir)
-{
-	if (fx->planned)
-		plan_free(&fx->plan);
-	fx->err[0] = '\0';
-	int rc = adapter_plan(fx->adapter, &fx->src, o, dir, &fx->plan, fx->err);
-	fx->planned = rc == 0;
-	return rc;
-}
 
 /* The adapter must find the checkpoint in the layout of direction want. */
 static void assert_detected(struct fixture *fx, int want)
@@ -162,47 +96,6 @@ static int detect_checkpoint(struct fixture *fx, const char *config,
 	return adapter_detect(fx->adapter, &fx->src, dir, fx->err);
 }
 
-/* The planned tensor called name, or NULL. */
-static const struct plan_tensor *planned(const struct fixture *fx, const char *name)
-{
-	size_t i;
-
-	return strmap_get(&fx->plan.by_name, name, &i) ? &fx->plan.tensors[i] : NULL;
-}
-
-static const struct plan_tensor *must_plan(const struct fixture *fx, const char *name)
-{
-	const struct plan_tensor *t = planned(fx, name);
-
-	if (!t)
-		fail_msg("the plan has no tensor '%s'", name);
-	return t;
-}
-
-/* "BF16[4,6,3]" */
-static const char *dtype_and_shape(const struct plan_tensor *t)
-{
-	static char buf[128];
-	size_t o = (size_t)snprintf(buf, sizeof(buf), "%s[", dtype_name(t->dtype));
-
-	for (int i = 0; i < t->ndim; i++)
-		o += (size_t)snprintf(buf + o, sizeof(buf) - o, i ? ",%llu" : "%llu",
-				      (unsigned long long)t->shape[i]);
-	snprintf(buf + o, sizeof(buf) - o, "]");
-	return buf;
-}
-
-/* The recipe written out in full, or "(source bytes)" when there is none. */
-static const char *recipe_text(const struct fixture *fx, const struct plan_tensor *t)
-{
-	static char buf[4096];
-
-	if (!t->recipe)
-		return "(source bytes)";
-	assert_true(recipe_format(t->recipe, &fx->src, true, buf, sizeof(buf)) < sizeof(buf));
-	return buf;
-}
-
 #define SOURCE_BYTES NULL
 
 /* The plan holds name as dtype_shape ("BF16[3,6]"), made by recipe (text as
@@ -218,15 +111,6 @@ static void assert_planned(const struct fixture *fx, const char *name,
 	if (strcmp(recipe_text(fx, t), want))
 		fail_msg("'%s' is made by %s; expected %s", name, recipe_text(fx, t), want);
 }
-
-static void assert_mentions(const char *msg, const char *words)
-{
-	if (!strstr(msg, words))
-		fail_msg("message \"%s\" does not mention \"%s\"", msg, words);
-}
-
-#define SRC(name) "src(\"" name "\")"
-#define T_SRC(name) "transpose_last2(" SRC(name) ")"
 
 /* --- Nemotron-H fixtures ------------------------------------------------- */
 
@@ -1420,30 +1304,6 @@ static void test_split_last_without_ep_slice_keeps_every_row_under_ep(void **sta
 
 /* --- loading tables: the new rule kinds ----------------------------------------- */
 
-/* Loading table (with ' for ") fails with -EINVAL and a message naming the
- * file and every one of words. */
-static void assert_load_fails(const char *table, const char *const *words)
-{
-	char *json = test_json_text(table);
-	char err[SD_ERRLEN] = "";
-	struct adapter *a = NULL;
-
-	int rc = adapter_load(json, strlen(json), "my_table.json", &a, err);
-	free(json);
-	if (rc >= 0) {
-		adapter_free(a);
-		fail_msg("the table loaded; expected a message with \"%s\"", words[0]);
-	}
-	assert_mentions(err, "my_table.json");
-	for (; *words; words++)
-		assert_mentions(err, *words);
-	if (rc != -EINVAL)
-		fail_msg("a bad table gave %d (%s), not -EINVAL; message: %s", rc, strerror(-rc), err);
-}
-
-#define LOAD_FAILS_MENTIONING(table, ...) \
-	assert_load_fails(table, (const char *const[]){ __VA_ARGS__, NULL })
-
 /* The bad rule comes second, so its number shows the count starts at 1. */
 #define HF_TO_NATIVE(rule) "{'name':'t','hf_to_native':[{'op':'drop','match':'^x$'}," rule "]}"
 #define NATIVE_TO_HF(rule) "{'name':'t','native_to_hf':[{'op':'drop','match':'^x$'}," rule "]}"
@@ -1528,7 +1388,7 @@ static void test_load_file_that_is_missing_names_the_path(void **state)
 	assert_mentions(fx->err, path);
 }
 
-#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define TEST(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)
 
 int main(void)
 {
