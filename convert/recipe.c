@@ -199,6 +199,32 @@ int rx_slice_last(struct recipe *r, int x, uint64_t a, uint64_t b, char *err)
 	return slice(r, x, a, b, node(r, x)->ndim - 1, RX_SLICE_LAST, err);
 }
 
+int rx_reshape(struct recipe *r, int x, int ndim, const uint64_t *shape,
+	       char *err)
+{
+	struct rx_node out = *node(r, x);
+	uint64_t e = 1;
+
+	if (ndim < 0 || ndim > ST_MAX_DIMS)
+		return sd_err(err, -EINVAL, "reshape: %d dims", ndim);
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] && e > UINT64_MAX / shape[i])
+			return sd_err(err, -EINVAL, "reshape: shape overflows");
+		e *= shape[i];
+	}
+	if (e != elems(&out)) {
+		char s0[128];
+		fmt_shape(&out, s0, sizeof(s0));
+		return sd_err(err, -EINVAL, "reshape: %s does not have %" PRIu64 " elements",
+			      s0, e);
+	}
+	out.op = RX_RESHAPE;
+	out.ndim = ndim;
+	memset(out.shape, 0, sizeof(out.shape));
+	memcpy(out.shape, shape, (size_t)ndim * sizeof(*shape));
+	return push_node(r, &out, &x, 1, err);
+}
+
 void recipe_free(struct recipe *r)
 {
 	free(r->nodes);
@@ -216,6 +242,8 @@ bool rx_row_separable(const struct recipe *r, uint32_t i)
 		return true;
 	case RX_TRANSPOSE_LAST2:
 		return n->ndim >= 3 && rx_row_separable(r, r->kids[n->kids]);
+	case RX_RESHAPE:        /* rows of it are a byte range of the child */
+		return rx_rows(n) <= 1 || rx_row_separable(r, r->kids[n->kids]);
 	default:
 		for (uint32_t k = 0; k < n->nkids; k++)
 			if (!rx_row_separable(r, r->kids[n->kids + k]))
@@ -247,7 +275,7 @@ static const char *const op_names[] = {
 	[RX_SRC] = "src", [RX_CAST] = "cast",
 	[RX_TRANSPOSE_LAST2] = "transpose_last2", [RX_CONCAT_LAST] = "concat_last",
 	[RX_STACK0] = "stack0", [RX_INDEX0] = "index0", [RX_SLICE0] = "slice0",
-	[RX_SLICE_LAST] = "slice_last",
+	[RX_SLICE_LAST] = "slice_last", [RX_RESHAPE] = "reshape",
 };
 
 static void fmt_node(const struct recipe *r, const struct source *s, bool full,
@@ -282,6 +310,11 @@ static void fmt_node(const struct recipe *r, const struct source *s, bool full,
 	case RX_SLICE0:
 	case RX_SLICE_LAST:
 		put(f, ", %" PRIu64 ", %" PRIu64 ")", n->a, n->b);
+		break;
+	case RX_RESHAPE:
+		for (int d = 0; d < n->ndim; d++)
+			put(f, d ? ",%" PRIu64 : ", [%" PRIu64, n->shape[d]);
+		put(f, n->ndim ? "])" : ", [])");
 		break;
 	default:
 		put(f, ")");

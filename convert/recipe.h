@@ -18,6 +18,7 @@
  *   index0(x, k)        x[k], dropping dim 0
  *   slice0(x, a, b)     x[a:b]
  *   slice_last(x, a, b) x[..., a:b]
+ *   reshape(x, shape)   the same elements in row-major order, another shape
  */
 #ifndef SDAFS_RECIPE_H
 #define SDAFS_RECIPE_H
@@ -33,7 +34,7 @@ struct source;
 
 enum rx_op {
 	RX_SRC, RX_CAST, RX_TRANSPOSE_LAST2, RX_CONCAT_LAST, RX_STACK0,
-	RX_INDEX0, RX_SLICE0, RX_SLICE_LAST,
+	RX_INDEX0, RX_SLICE0, RX_SLICE_LAST, RX_RESHAPE,
 };
 
 struct rx_node {
@@ -65,6 +66,9 @@ int rx_stack0(struct recipe *r, const int *xs, uint32_t n, char *err);
 int rx_index0(struct recipe *r, int x, uint64_t k, char *err);
 int rx_slice0(struct recipe *r, int x, uint64_t a, uint64_t b, char *err);
 int rx_slice_last(struct recipe *r, int x, uint64_t a, uint64_t b, char *err);
+/* ndim dims of shape, with the same element count as x. */
+int rx_reshape(struct recipe *r, int x, int ndim, const uint64_t *shape,
+	       char *err);
 void recipe_free(struct recipe *r);
 
 static inline const struct rx_node *rx_root(const struct recipe *r)

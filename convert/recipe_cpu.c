@@ -372,6 +372,28 @@ static int eval_chunked(struct eval *ev, const struct src_tensor *t, uint64_t r0
 	return 0;
 }
 
+/* Rows [r0, r1) of a reshape are the bytes [r0, r1) * row of its child in
+ * row-major order: the child rows covering them, trimmed at both ends. */
+static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
+			uint64_t r1, void *dst)
+{
+	const struct rx_node *c = kid(ev, n, 0);
+	uint64_t rb = rx_row_bytes(n), cb = rx_row_bytes(c);
+	uint64_t b0 = r0 * rb, b1 = r1 * rb;
+	uint64_t c0 = b0 / cb, c1 = (b1 + cb - 1) / cb;
+	int rc;
+
+	if (b0 % cb == 0 && b1 % cb == 0)
+		return eval(ev, kid_index(ev, n, 0), c0, c1, dst);
+	char *t = temp(ev, (c1 - c0) * cb);
+	if (!t)
+		return -ENOMEM;
+	if ((rc = eval(ev, kid_index(ev, n, 0), c0, c1, t)) < 0)
+		return rc;
+	memcpy(dst, t + (b0 - c0 * cb), (size_t)(b1 - b0));
+	return 0;
+}
+
 static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst)
 {
 	const struct rx_node *n = &ev->r->nodes[i];
@@ -424,6 +446,8 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 		return eval_transpose(ev, n, r0, r1, dst);
 	case RX_CONCAT_LAST:
 		return eval_concat(ev, n, r0, r1, dst);
+	case RX_RESHAPE:
+		return eval_reshape(ev, n, r0, r1, dst);
 	}
 	return sd_err(ev->err, -EINVAL, "unknown recipe operation %d", (int)n->op);
 }

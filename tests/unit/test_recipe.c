@@ -808,6 +808,66 @@ static void test_slice_last_keeps_columns_a_to_b(void **state)
 	arr_free(&vec);
 }
 
+/* ---- reshape ------------------------------------------------------------------ */
+
+/* Rows of a reshape that cut through the child's rows: [6, 10] as [4, 15]
+ * and [20, 3] (every output row range starts or ends inside a child row). */
+static void test_reshape_keeps_the_bytes_in_row_major_order(void **state)
+{
+	struct fixture *f = *state;
+	size_t t = add_tensor(f, "mat", SD_BF16, 2, (uint64_t[]){ 6, 10 });
+	static const uint64_t shapes[][3] = { { 4, 15, 0 }, { 20, 3, 0 }, { 2, 3, 10 } };
+	static const int nds[] = { 2, 2, 3 };
+
+	for (size_t k = 0; k < 3; k++) {
+		struct arr want = ref_src(f, t);
+		want.ndim = nds[k];
+		for (int d = 0; d < nds[k]; d++)
+			want.shape[d] = shapes[k][d];
+		int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+		built(rx_reshape(&f->r, x, nds[k], shapes[k], f->err), f->err);
+		assert_recipe_computes(f, &want);
+		arr_free(&want);
+		recipe_free(&f->r);
+	}
+}
+
+/* PEFT's ParamWrapper B tensor: native [E, I, r] -> [I, r*E] with column
+ * k*E + e holding A[e, :, k], built as reshape/transpose/reshape and checked
+ * element by element against that formula. */
+static void test_reshape_transpose_reshape_is_the_rank_major_permute(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t NE = 5, NI = 7, R = 3;
+	size_t t = add_tensor(f, "lora_down_A", SD_F32, 3, (uint64_t[]){ NE, NI, R });
+	struct arr a = ref_src(f, t);
+	struct arr want = arr_new(SD_F32, 2, (uint64_t[]){ NI, R * NE });
+
+	for (uint64_t e = 0; e < NE; e++)
+		for (uint64_t i = 0; i < NI; i++)
+			for (uint64_t k = 0; k < R; k++)
+				memcpy(at(&want, i * R * NE + k * NE + e),
+				       at(&a, (e * NI + i) * R + k), 4);
+	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	x = built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NE, NI * R }, f->err), f->err);
+	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
+	built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NI, R * NE }, f->err), f->err);
+	assert_recipe_computes(f, &want);
+	arr_free(&want);
+	arr_free(&a);
+}
+
+static void test_reshape_to_another_element_count_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	int x = src_node(f, "w", SD_BF16, 2, (uint64_t[]){ 4, 6 });
+	uint32_t before = f->r.nnodes;
+
+	assert_int_equal(rx_reshape(&f->r, x, 2, (uint64_t[]){ 5, 5 }, f->err), -EINVAL);
+	assert_int_equal(f->r.nnodes, before);
+	assert_non_null(strstr(f->err, "BF16[4,6] does not have 25 elements"));
+}
+
 /* ---- builders refuse what does not fit ------------------------------------------------ */
 
 /* The builder's result was rc, nothing was added, and the message says what. */
@@ -1227,6 +1287,9 @@ int main(void)
 		T(test_slice0_keeps_rows_a_to_b),
 		T(test_slice0_of_a_stack_keeps_experts_a_to_b),
 		T(test_slice_last_keeps_columns_a_to_b),
+		T(test_reshape_keeps_the_bytes_in_row_major_order),
+		T(test_reshape_transpose_reshape_is_the_rank_major_permute),
+		T(test_reshape_to_another_element_count_is_refused),
 		T(test_transpose_of_a_vector_is_refused),
 		T(test_concat_of_mismatched_shapes_or_dtypes_is_refused),
 		T(test_stack_of_mismatched_shapes_or_dtypes_is_refused),
