@@ -15,6 +15,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "quant.h"
 #include "source.h"
 
 static int push_node(struct recipe *r, const struct rx_node *n,
@@ -225,6 +226,73 @@ int rx_reshape(struct recipe *r, int x, int ndim, const uint64_t *shape,
 	return push_node(r, &out, &x, 1, err);
 }
 
+/* Dequantizing builders: the output dtype must be one cast() can write,
+ * since the F32 products are cast to it. */
+static int check_dequant_to(const char *op, enum sd_dtype to, char *err)
+{
+	if (!dtype_is_castable_float(to))
+		return sd_err(err, -EINVAL, "%s: cannot produce %s (F16, BF16, F32 or F64)",
+			      op, dtype_name(to));
+	return 0;
+}
+
+int rx_dequant_fp8_block(struct recipe *r, int q, int scale, enum sd_dtype to,
+			 char *err)
+{
+	const struct rx_node *w = node(r, q), *s = node(r, scale);
+	struct rx_node out = *w;
+	char sw[128], ss[128];
+	int rc;
+
+	if ((rc = check_dequant_to("dequant_fp8_block", to, err)) < 0)
+		return rc;
+	fmt_shape(w, sw, sizeof(sw));
+	fmt_shape(s, ss, sizeof(ss));
+	if (w->dtype != SD_F8_E4M3 || w->ndim != 2)
+		return sd_err(err, -EINVAL, "dequant_fp8_block: the weight is %s, "
+			      "not a 2-D F8_E4M3 matrix", sw);
+	uint64_t brows = (w->shape[0] + SD_FP8_BLOCK - 1) / SD_FP8_BLOCK;
+	uint64_t bcols = (w->shape[1] + SD_FP8_BLOCK - 1) / SD_FP8_BLOCK;
+	if (s->dtype != SD_F32 || s->ndim != 2 || s->shape[0] != brows ||
+	    s->shape[1] != bcols)
+		return sd_err(err, -EINVAL, "dequant_fp8_block: the scales are %s; "
+			      "a weight %s in %ux%u blocks needs F32[%" PRIu64 ",%" PRIu64 "]",
+			      ss, sw, SD_FP8_BLOCK, SD_FP8_BLOCK, brows, bcols);
+	out.op = RX_DEQUANT_FP8;
+	out.dtype = to;
+	return push_node(r, &out, (const int[]){ q, scale }, 2, err);
+}
+
+int rx_dequant_mxfp4(struct recipe *r, int blocks, int scales, enum sd_dtype to,
+		     char *err)
+{
+	const struct rx_node *b = node(r, blocks), *s = node(r, scales);
+	struct rx_node out = *b;
+	char sb[128], ss[128];
+	int rc;
+
+	if ((rc = check_dequant_to("dequant_mxfp4", to, err)) < 0)
+		return rc;
+	fmt_shape(b, sb, sizeof(sb));
+	fmt_shape(s, ss, sizeof(ss));
+	if (b->dtype != SD_U8 || b->ndim < 3)
+		return sd_err(err, -EINVAL, "dequant_mxfp4: the blocks are %s, "
+			      "not U8 [..., groups, bytes] with at least 3 dims", sb);
+	bool fits = (s->dtype == SD_U8 || s->dtype == SD_F8_E8M0) &&
+		    s->ndim == b->ndim - 1;
+	for (int d = 0; fits && d < s->ndim; d++)
+		fits = s->shape[d] == b->shape[d];
+	if (!fits)
+		return sd_err(err, -EINVAL, "dequant_mxfp4: the scales are %s; blocks %s "
+			      "need U8 (or F8_E8M0) of their shape without the last dim", ss, sb);
+	out.op = RX_DEQUANT_MXFP4;
+	out.dtype = to;
+	out.ndim = b->ndim - 1;
+	out.shape[out.ndim - 1] = b->shape[b->ndim - 2] * b->shape[b->ndim - 1] * 2;
+	out.shape[b->ndim - 1] = 0;
+	return push_node(r, &out, (const int[]){ blocks, scales }, 2, err);
+}
+
 void recipe_free(struct recipe *r)
 {
 	free(r->nodes);
@@ -276,6 +344,7 @@ static const char *const op_names[] = {
 	[RX_TRANSPOSE_LAST2] = "transpose_last2", [RX_CONCAT_LAST] = "concat_last",
 	[RX_STACK0] = "stack0", [RX_INDEX0] = "index0", [RX_SLICE0] = "slice0",
 	[RX_SLICE_LAST] = "slice_last", [RX_RESHAPE] = "reshape",
+	[RX_DEQUANT_FP8] = "dequant_fp8_block", [RX_DEQUANT_MXFP4] = "dequant_mxfp4",
 };
 
 static void fmt_node(const struct recipe *r, const struct source *s, bool full,
@@ -302,6 +371,8 @@ static void fmt_node(const struct recipe *r, const struct source *s, bool full,
 	}
 	switch (n->op) {
 	case RX_CAST:
+	case RX_DEQUANT_FP8:
+	case RX_DEQUANT_MXFP4:
 		put(f, ", %s)", dtype_name(n->dtype));
 		break;
 	case RX_INDEX0:

@@ -19,6 +19,15 @@
  *   slice0(x, a, b)     x[a:b]
  *   slice_last(x, a, b) x[..., a:b]
  *   reshape(x, shape)   the same elements in row-major order, another shape
+ *   dequant_fp8_block(q, s, dtype)
+ *                       F8_E4M3 [out, in] times F32 scales
+ *                       [ceil(out/128), ceil(in/128)], one per 128x128 block,
+ *                       in F32, then cast (DeepSeek-V3's weight_scale_inv)
+ *   dequant_mxfp4(blocks, scales, dtype)
+ *                       U8 [..., G, B] of two FP4 codes each (low nibble
+ *                       first) times 2^(scale-127) from U8 [..., G], in F32,
+ *                       then cast: [..., G*2B] (GPT-OSS: X_blocks, X_scales)
+ * The scalar arithmetic of the last two is in quant.h.
  */
 #ifndef SDAFS_RECIPE_H
 #define SDAFS_RECIPE_H
@@ -35,6 +44,7 @@ struct source;
 enum rx_op {
 	RX_SRC, RX_CAST, RX_TRANSPOSE_LAST2, RX_CONCAT_LAST, RX_STACK0,
 	RX_INDEX0, RX_SLICE0, RX_SLICE_LAST, RX_RESHAPE,
+	RX_DEQUANT_FP8, RX_DEQUANT_MXFP4,
 };
 
 struct rx_node {
@@ -69,6 +79,13 @@ int rx_slice_last(struct recipe *r, int x, uint64_t a, uint64_t b, char *err);
 /* ndim dims of shape, with the same element count as x. */
 int rx_reshape(struct recipe *r, int x, int ndim, const uint64_t *shape,
 	       char *err);
+/* q: F8_E4M3 [out, in]; scale: F32 [ceil(out/128), ceil(in/128)]. */
+int rx_dequant_fp8_block(struct recipe *r, int q, int scale, enum sd_dtype to,
+			 char *err);
+/* blocks: U8 [..., G, B] (at least 3 dims, so dim 0 stays the row dim);
+ * scales: U8 or F8_E8M0 [..., G]. */
+int rx_dequant_mxfp4(struct recipe *r, int blocks, int scales, enum sd_dtype to,
+		     char *err);
 void recipe_free(struct recipe *r);
 
 static inline const struct rx_node *rx_root(const struct recipe *r)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "quant.h"
 #include "source.h"
 
 /* --- per-thread arena ----------------------------------------------------- */
@@ -394,6 +395,70 @@ static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	return 0;
 }
 
+/*
+ * Dequantization: the F32 products go to scratch, then through the same
+ * cast as RX_CAST (dtype_convert), so rounding and NaNs follow c10.  The
+ * scalar rules are quant.h's, shared with the CUDA kernels.
+ */
+static int eval_dequant_fp8(struct eval *ev, const struct rx_node *n, uint64_t r0,
+			    uint64_t r1, void *dst)
+{
+	uint64_t cols = n->shape[1], bcols = kid(ev, n, 1)->shape[1];
+	uint64_t s0 = r0 / SD_FP8_BLOCK, s1 = (r1 - 1) / SD_FP8_BLOCK + 1;
+	uint8_t *q = temp(ev, (r1 - r0) * cols);
+	float *scale = temp(ev, (s1 - s0) * bcols * sizeof(float));
+	float *out = temp(ev, (r1 - r0) * cols * sizeof(float));
+	float lut[256];
+	int rc;
+
+	if (!q || !scale || !out)
+		return -ENOMEM;
+	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, q)) < 0 ||
+	    (rc = eval(ev, kid_index(ev, n, 1), s0, s1, scale)) < 0)
+		return rc;
+	for (unsigned c = 0; c < 256; c++)
+		lut[c] = sd_f32_from_bits(sd_fp8e4m3_to_f32_bits((uint8_t)c));
+	for (uint64_t i = 0; i < r1 - r0; i++) {
+		const float *srow = scale + ((r0 + i) / SD_FP8_BLOCK - s0) * bcols;
+		const uint8_t *qrow = q + i * cols;
+		float *orow = out + i * cols;
+		for (uint64_t j = 0; j < cols; j++)
+			orow[j] = sd_dequant_mul(lut[qrow[j]], srow[j / SD_FP8_BLOCK]);
+	}
+	dtype_convert(dst, n->dtype, out, SD_F32, (size_t)((r1 - r0) * cols));
+	return 0;
+}
+
+static int eval_dequant_mxfp4(struct eval *ev, const struct rx_node *n, uint64_t r0,
+			      uint64_t r1, void *dst)
+{
+	const struct rx_node *b = kid(ev, n, 0), *s = kid(ev, n, 1);
+	uint64_t bytes = b->shape[b->ndim - 1];
+	uint64_t groups = (r1 - r0) * rx_row_bytes(s);
+	uint8_t *blocks = temp(ev, groups * bytes), *scales = temp(ev, groups);
+	float *out = temp(ev, groups * bytes * 2 * sizeof(float));
+	int rc;
+
+	if (!blocks || !scales || !out)
+		return -ENOMEM;
+	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, blocks)) < 0 ||
+	    (rc = eval(ev, kid_index(ev, n, 1), r0, r1, scales)) < 0)
+		return rc;
+	for (uint64_t g = 0; g < groups; g++) {
+		float sc = sd_f32_from_bits(sd_e8m0_to_f32_bits(scales[g]));
+		const uint8_t *bg = blocks + g * bytes;
+		float *og = out + g * bytes * 2;
+		for (uint64_t k = 0; k < bytes; k++) {
+			float lo = sd_f32_from_bits(sd_fp4_to_f32_bits(bg[k] & 0xF));
+			float hi = sd_f32_from_bits(sd_fp4_to_f32_bits((uint8_t)(bg[k] >> 4)));
+			og[2 * k] = sd_dequant_mul(lo, sc);
+			og[2 * k + 1] = sd_dequant_mul(hi, sc);
+		}
+	}
+	dtype_convert(dst, n->dtype, out, SD_F32, (size_t)(groups * bytes * 2));
+	return 0;
+}
+
 static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst)
 {
 	const struct rx_node *n = &ev->r->nodes[i];
@@ -448,6 +513,10 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 		return eval_concat(ev, n, r0, r1, dst);
 	case RX_RESHAPE:
 		return eval_reshape(ev, n, r0, r1, dst);
+	case RX_DEQUANT_FP8:
+		return eval_dequant_fp8(ev, n, r0, r1, dst);
+	case RX_DEQUANT_MXFP4:
+		return eval_dequant_mxfp4(ev, n, r0, r1, dst);
 	}
 	return sd_err(ev->err, -EINVAL, "unknown recipe operation %d", (int)n->op);
 }
