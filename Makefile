@@ -43,7 +43,8 @@ ADAPTERS  := $(wildcard convert/adapters/*.json)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the independent reference checks itself against hand-computed values
-REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py tests/ref/test_dcp_selfcheck.py
+REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py tests/ref/test_dcp_selfcheck.py \
+             tests/ref/test_peft_selfcheck.py
 
 .PHONY: all deps check unit integration demo install uninstall clean asan \
         fuzz fuzz-check fuzz-build

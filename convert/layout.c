@@ -237,8 +237,8 @@ static size_t assign_files(const struct plan *p, const struct source *s,
 	size_t nfiles = 0;
 
 	for (size_t i = 0; i < p->n; i++) {
-		if (lo && lo->file_of) {
-			file_of[order[i]] = lo->file_of[order[i]];
+		if (lo && (lo->file_of || lo->single)) {
+			file_of[order[i]] = lo->single ? 0 : lo->file_of[order[i]];
 			continue;
 		}
 		if (i == 0 || s->tensors[p->tensors[order[i]].src].file !=
@@ -246,6 +246,8 @@ static size_t assign_files(const struct plan *p, const struct source *s,
 			nfiles++;
 		file_of[order[i]] = (uint32_t)(nfiles - 1);
 	}
+	if (lo && lo->single)
+		return p->n ? 1 : 0;
 	return lo && lo->file_of ? lo->nfiles : nfiles;
 }
 
@@ -273,7 +275,11 @@ int layout_build(const struct plan *p, const struct source *s,
 		size_t j = i;
 		while (j < p->n && file_of[order[j]] == k)
 			j++;
-		snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, nshards);
+		if (lo && lo->single)
+			snprintf(name, sizeof(name), "%s", lo->single);
+		else
+			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors",
+				 k + 1, nshards);
 		if ((rc = add_file(l, name, err)) < 0)
 			goto out;
 		struct vfile *f = &l->files[l->n - 1];
@@ -291,7 +297,7 @@ int layout_build(const struct plan *p, const struct source *s,
 			goto out;
 		i = j;
 	}
-	if ((rc = make_index(l, p, file_of, err)) < 0)
+	if (!(lo && lo->single) && (rc = make_index(l, p, file_of, err)) < 0)
 		goto out;
 	for (size_t i = s->nweights; i < s->nfiles; i++) {
 		if ((rc = add_file(l, s->files[i].name, err)) < 0)

@@ -49,11 +49,14 @@ struct layout {
 
 /* How to lay out a consolidated checkpoint instead of mirroring the source
  * files: file_of[t] is plan tensor t's file (0-based) among nfiles, and the
- * headers are bare (no __metadata__, no padding), as Automodel writes them. */
+ * headers are bare (no __metadata__, no padding), as Automodel writes them.
+ * With single set, every tensor goes to one file of that name and there is
+ * no index (a PEFT adapter's adapter_model.safetensors). */
 struct layout_opts {
 	const uint32_t *file_of;
 	uint32_t nfiles;
 	bool bare_headers;
+	const char *single;     /* one weight file of this name, no index (PEFT) */
 };
 
 int layout_build(const struct plan *p, const struct source *s,

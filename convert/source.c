@@ -20,6 +20,7 @@
 
 #include "dcp.h"
 #include "err.h"
+#include "peft.h"
 
 #define HF_METADATA ".hf_metadata"
 
@@ -452,6 +453,13 @@ int source_scan(const char *dir, struct source *out, char *err)
 		rc = sd_err(err, -ENOENT, "%s: no safetensors weight files found", dir);
 		goto fail;
 	}
+	/* A PEFT adapter directory: its one weight file and adapter_config.json */
+	if (!s->index_name && s->nweights == 1 && !strcmp(s->files[0].name, PEFT_WEIGHTS) &&
+	    bsearch(&(const char *){ PEFT_CONFIG }, names, n, sizeof(*names), name_cmp)) {
+		if ((rc = read_json_file(s, PEFT_CONFIG, &s->peft_config, err)) < 0)
+			goto fail;
+		s->peft = true;
+	}
 	cJSON_Delete(index);
 	free_names(names, n);
 	free_names(meta, nmeta);
@@ -517,6 +525,7 @@ void source_free(struct source *s)
 	}
 	cJSON_Delete(s->file_index_map);
 	cJSON_Delete(s->dtype_map);
+	cJSON_Delete(s->peft_config);
 	free(s->files);
 	free(s->tensors);
 	strmap_free(&s->by_name);

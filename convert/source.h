@@ -72,6 +72,9 @@ struct source {
 	bool dcp;               /* tensors are chunked across shard files */
 	cJSON *file_index_map;  /* .hf_metadata/fqn_to_file_index_mapping.json */
 	cJSON *dtype_map;       /* .hf_metadata/fqn_to_dtype_mapping.json */
+	/* PEFT adapter directories: adapter_model.safetensors + adapter_config.json */
+	bool peft;
+	cJSON *peft_config;     /* adapter_config.json */
 };
 
 int source_scan(const char *dir, struct source *out, char *err);

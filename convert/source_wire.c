@@ -18,7 +18,7 @@
 #include "err.h"
 #include "grow.h"
 
-#define MAGIC "SDAFSRC2"
+#define MAGIC "SDAFSRC3"
 
 struct wbuf { char *p; size_t len, cap; int rc; char *err; };
 
@@ -69,6 +69,8 @@ int source_pack(const struct source *s, char **out, size_t *len, char *err)
 	put_u64(&w, s->dcp);
 	put_json(&w, s->file_index_map);
 	put_json(&w, s->dtype_map);
+	put_u64(&w, s->peft);
+	put_json(&w, s->peft_config);
 	put_u64(&w, s->nfiles);
 	put_u64(&w, s->nweights);
 	for (size_t i = 0; i < s->nfiles; i++) {
@@ -204,6 +206,8 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 	s->dcp = get_u64(&r) != 0;
 	s->file_index_map = get_json(&r);
 	s->dtype_map = get_json(&r);
+	s->peft = get_u64(&r) != 0;
+	s->peft_config = get_json(&r);
 	uint64_t nfiles = get_u64(&r), nweights = get_u64(&r);
 	if (r.bad || nfiles > 10000000 || nweights > nfiles ||
 	    !(s->files = calloc(nfiles + 1, sizeof(*s->files))))

@@ -20,11 +20,12 @@
 #include "dcp.h"
 #include "err.h"
 #include "grow.h"
+#include "peft.h"
 
 /* A sharded Automodel save shown as the checkpoint its consolidation writes. */
 static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
 {
-	struct layout_opts lo = { NULL, 0, true };
+	struct layout_opts lo = { .bare_headers = true };
 	uint32_t *file_of = NULL;
 	int rc = dcp_plan(&v->src, &v->plan, &file_of, &lo.nfiles, err);
 
@@ -32,6 +33,24 @@ static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
 	if (rc == 0)
 		rc = layout_build(&v->plan, &v->src, &lo, &v->layout, err);
 	free(file_of);
+	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
+		rc = sd_err(err, -ENOMEM, "out of memory");
+	if (rc < 0) {
+		sd_err_prefix(err, "%s", v->src.dir);
+		view_close(v);
+	}
+	return rc;
+}
+
+/* A PEFT adapter directory: its one weights file, converted, and the rest
+ * (adapter_config.json, tokenizer files) passed through. */
+static int build_peft(struct view *v, uint64_t cache_bytes, char *err)
+{
+	struct layout_opts lo = { .single = PEFT_WEIGHTS };
+	int rc = peft_plan(&v->src, &v->opts, &v->plan, err);
+
+	if (rc == 0)
+		rc = layout_build(&v->plan, &v->src, &lo, &v->layout, err);
 	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
 		rc = sd_err(err, -ENOMEM, "out of memory");
 	if (rc < 0) {
@@ -86,6 +105,8 @@ int view_build(struct view *v, struct source *s, const struct view_opts *o,
 	src = v->src.dir;
 	if (v->src.dcp && o->view != VIEW_NATIVE)
 		return build_consolidated(v, cache_bytes, err);
+	if (v->src.peft)
+		return build_peft(v, cache_bytes, err);
 	if (o->adapter_file)
 		rc = adapter_load_file(o->adapter_file, &a, err);
 	else

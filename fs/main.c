@@ -35,6 +35,7 @@ struct cmdline {
 	char *src, *mountpoint;
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	char *materialize_dir;
+	char *peft;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other;
@@ -51,6 +52,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
 	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
 	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
+	OPT("peft=%s", peft),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -83,7 +85,10 @@ static void usage(FILE *out)
 "\n"
 "options (-o a,b,c):\n"
 "  view=auto|native|hf  the layout to show (auto: the other one than SRC's; for\n"
-"                       an Automodel sharded save, its consolidated HF checkpoint)\n"
+"                       an Automodel sharded save, its consolidated HF checkpoint;\n"
+"                       for a PEFT adapter directory, the other key layout)\n"
+"  peft=v5|v4           HF view of a PEFT adapter with grouped expert LoRA:\n"
+"                       ParamWrapper tensors (v5, default) or per-expert keys (v4)\n"
 "  adapter=NAME         model family (default: from config.json)\n"
 "  adapter_file=PATH    a model family described as a JSON rule table\n"
 "  dtype=auto|bf16|fp16|fp32\n"
@@ -215,6 +220,12 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 			return -1;
 		}
 	}
+	if (c->peft && strcmp(c->peft, "v5") && strcmp(c->peft, "v4")) {
+		fprintf(stderr, "sdafs: peft=%s: expected v5 (ParamWrapper) or v4 (per-expert keys)\n",
+			c->peft);
+		return -1;
+	}
+	o->peft_v4 = c->peft && !strcmp(c->peft, "v4");
 	if (c->cache_size && (parse_size(c->cache_size, cache) < 0 || *cache == 0)) {
 		fprintf(stderr, "sdafs: cache_size=%s: expected a size such as 512M or 4G\n",
 			c->cache_size);
@@ -344,9 +355,12 @@ static int inspect_json(const struct view *v)
 
 static void inspect_text(const struct view *v)
 {
-	printf("source %s: adapter %s, %s, expert dtype %s, %" PRIu64 " routed experts",
-	       v->src.dir, v->plan.adapter, v->plan.direction, dtype_name(v->plan.dtype),
-	       v->plan.experts);
+	printf("source %s: adapter %s, %s", v->src.dir, v->plan.adapter, v->plan.direction);
+	if (v->plan.experts)
+		printf(", expert dtype %s, %" PRIu64 " routed experts",
+		       dtype_name(v->plan.dtype), v->plan.experts);
+	else
+		printf(", no routed experts");
 	if (v->plan.experts && v->plan.ep_end - v->plan.ep_start != v->plan.experts)
 		printf(" (this view: %" PRIu64 "..%" PRIu64 ")", v->plan.ep_start,
 		       v->plan.ep_end - 1);
@@ -464,7 +478,7 @@ out:
 static void free_cmdline(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
-			     &c->adapter_file, &c->dtype,
+			     &c->adapter_file, &c->dtype, &c->peft,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
