@@ -313,6 +313,24 @@ void adapter_free(struct adapter *a)
 
 /* --- tables ------------------------------------------------------------- */
 
+/* "tied_lm_head": {"lm_head": NAME, "embedding": NAME}, native names. */
+static int load_tie(struct adapter *a, const char *what, char *err)
+{
+	const cJSON *tie = cJSON_GetObjectItemCaseSensitive(a->table, "tied_lm_head");
+	const cJSON *head = cJSON_GetObjectItemCaseSensitive(tie, "lm_head");
+	const cJSON *emb = cJSON_GetObjectItemCaseSensitive(tie, "embedding");
+
+	if (!tie)
+		return 0;
+	if (!cJSON_IsString(head) || !cJSON_IsString(emb) || !head->valuestring[0] ||
+	    !emb->valuestring[0] || !strcmp(head->valuestring, emb->valuestring))
+		return sd_err(err, -EINVAL, "%s: \"tied_lm_head\" must be an object naming two different native tensors, e.g. {\"lm_head\": \"lm_head.weight\", \"embedding\": \"model.embed_tokens.weight\"}",
+			      what);
+	a->tied_lm_head = head->valuestring;
+	a->tied_embedding = emb->valuestring;
+	return 0;
+}
+
 static int load_pattern(const cJSON *j, const char *key, const char *what,
 			pcre2_code **out, char *err)
 {
@@ -361,9 +379,16 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 		rc = sd_err(err, -EINVAL, "%s: \"config\" must be an object", what);
 		goto fail;
 	}
+	const cJSON *same = cJSON_GetObjectItemCaseSensitive(t, "same_names");
+	if (same && !cJSON_IsBool(same)) {
+		rc = sd_err(err, -EINVAL, "%s: \"same_names\" must be true or false", what);
+		goto fail;
+	}
+	a->same_names = cJSON_IsTrue(same);
 	if ((rc = load_pattern(detect, "hf", what, &a->detect[DIR_TO_NATIVE], err)) < 0 ||
 	    (rc = load_pattern(detect, "native", what, &a->detect[DIR_TO_HF], err)) < 0 ||
-	    (rc = load_pattern(t, "keep_f32", what, &a->keep_f32, err)) < 0)
+	    (rc = load_pattern(t, "keep_f32", what, &a->keep_f32, err)) < 0 ||
+	    (rc = load_tie(a, what, err)) < 0)
 		goto fail;
 	rc = -EINVAL;
 	for (int d = 0; d < DIR_COUNT; d++) {
@@ -429,6 +454,11 @@ int adapter_load_file(const char *path, struct adapter **out, char *err)
 const char *adapter_name(const struct adapter *a)
 {
 	return a->name;
+}
+
+bool adapter_same_names(const struct adapter *a)
+{
+	return a->same_names;
 }
 
 const char *adapter_description(const struct adapter *a)

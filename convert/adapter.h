@@ -64,6 +64,11 @@ void adapter_architectures(const struct adapter *a, char *buf, size_t len);
 int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 		   char *err);
 
+/* True for a family whose HF and native names are the same (Llama): every
+ * source reads as both layouts, so the view asked for decides the direction
+ * (adapter_detect only checks that the names are the family's). */
+bool adapter_same_names(const struct adapter *a);
+
 /* Build the view plan for source s in direction dir. */
 int adapter_plan(const struct adapter *a, const struct source *s,
 		 const struct view_opts *o, int dir, struct plan *out, char *err);

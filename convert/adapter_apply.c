@@ -528,9 +528,15 @@ int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
 				seen[d] = (long)i;
 	pcre2_match_data_free(md);
-	if (seen[DIR_TO_NATIVE] >= 0 && seen[DIR_TO_HF] < 0)
+	/* With the same names in both layouts, a source is in both; its names
+	 * need only be the family's (any detect pattern matches some key). */
+	bool family_names = seen[DIR_TO_NATIVE] >= 0 || seen[DIR_TO_HF] >= 0 ||
+			    (!a->detect[DIR_TO_NATIVE] && !a->detect[DIR_TO_HF]);
+	if (a->same_names && family_names)
 		*dir = DIR_TO_NATIVE;
-	else if (seen[DIR_TO_HF] >= 0 && seen[DIR_TO_NATIVE] < 0)
+	else if (!a->same_names && seen[DIR_TO_NATIVE] >= 0 && seen[DIR_TO_HF] < 0)
+		*dir = DIR_TO_NATIVE;
+	else if (!a->same_names && seen[DIR_TO_HF] >= 0 && seen[DIR_TO_NATIVE] < 0)
 		*dir = DIR_TO_HF;
 	else {
 		char supported[1024];
@@ -545,6 +551,87 @@ int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 			      s->dir, a->name, s->ntensors ? s->tensors[0].name : "(none)", supported);
 	}
 	return 0;
+}
+
+/* --- tied lm_head ------------------------------------------------------- */
+
+/* Automodel's tie flag (spec §6): tie_word_embeddings of the config, else of
+ * its thinker_config, else of its text_config.  Absent everywhere means
+ * untied, the default of every family that declares a tie. */
+static int tie_flag(const struct apply *ap, bool *tied)
+{
+	static const char *const under[] = { NULL, "thinker_config", "text_config" };
+
+	*tied = false;
+	for (size_t i = 0; i < sizeof(under) / sizeof(under[0]); i++) {
+		const cJSON *obj = under[i] ?
+			cJSON_GetObjectItemCaseSensitive(ap->cfg.config, under[i]) : ap->cfg.config;
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "tie_word_embeddings");
+		if (!v || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsBool(v))
+			return sd_err(ap->err, -EINVAL, "%s/config.json: \"%s%stie_word_embeddings\" must be true or false",
+				      ap->s->dir, under[i] ? under[i] : "", under[i] ? "." : "");
+		*tied = cJSON_IsTrue(v);
+		return 0;
+	}
+	return 0;
+}
+
+static int copy_recipe(struct recipe **out, const struct recipe *r, char *err)
+{
+	struct recipe *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (!c || !(c->nodes = malloc(r->nnodes * sizeof(*c->nodes))) ||
+	    (r->nkids && !(c->kids = malloc(r->nkids * sizeof(*c->kids))))) {
+		if (c)
+			recipe_free(c);
+		free(c);
+		return sd_err(err, -ENOMEM, "out of memory");
+	}
+	memcpy(c->nodes, r->nodes, r->nnodes * sizeof(*c->nodes));
+	if (r->nkids)
+		memcpy(c->kids, r->kids, r->nkids * sizeof(*c->kids));
+	c->nnodes = c->cap = r->nnodes;
+	c->nkids = c->kidcap = r->nkids;
+	*out = c;
+	return 0;
+}
+
+/* A tied family's checkpoint is saved without lm_head and loading fills it
+ * from the embedding (spec §6), so when the flag is set and lm_head is
+ * missing the view gets one that reads the embedding's source bytes: an
+ * alias, not a copy.  An embedding that is converted (a sharded save's
+ * chunks) gives the alias the same recipe. */
+static int alias_tied_lm_head(struct apply *ap)
+{
+	const struct adapter *a = ap->cfg.a;
+	struct plan *p = ap->p;
+	struct recipe *r = NULL;
+	struct rx_node shape;
+	size_t emb, head;
+	bool tied;
+	int rc;
+
+	if ((rc = tie_flag(ap, &tied)) < 0 || !tied ||
+	    strmap_get(&p->by_name, a->tied_lm_head, &head) ||
+	    !strmap_get(&p->by_name, a->tied_embedding, &emb))
+		return rc;
+	const struct plan_tensor *e = &p->tensors[emb];
+	uint32_t src = e->src;
+	memset(&shape, 0, sizeof(shape));
+	shape.dtype = e->dtype;
+	shape.ndim = e->ndim;
+	memcpy(shape.shape, e->shape, sizeof(shape.shape));
+	if (e->recipe && (rc = copy_recipe(&r, e->recipe, ap->err)) < 0)
+		return rc;
+	/* plan_add may move p->tensors: e is not used past here */
+	if ((rc = plan_add(p, a->tied_lm_head, &shape, src, r, ap->err)) < 0 && r) {
+		recipe_free(r);
+		free(r);
+	}
+	return rc;
 }
 
 int adapter_plan(const struct adapter *a, const struct source *s,
@@ -574,6 +661,8 @@ int adapter_plan(const struct adapter *a, const struct source *s,
 	}
 	if (rc == 0)
 		rc = finish(ap);
+	if (rc == 0 && dir == DIR_TO_NATIVE && a->tied_lm_head)
+		rc = alias_tied_lm_head(ap);
 	apply_free(ap);
 	if (rc < 0) {
 		plan_free(out);

@@ -52,6 +52,10 @@ struct adapter {
 	const char *config_root;
 	pcre2_code *detect[DIR_COUNT];  /* keys only a checkpoint of that layout has */
 	pcre2_code *keep_f32;   /* output names an explicit dtype never casts */
+	bool same_names;        /* HF and native names are the same: view= picks
+				 * the direction, since the names cannot */
+	const char *tied_lm_head, *tied_embedding;     /* native names of a
+				 * family that ties lm_head; NULL: it never does */
 	struct rule *rules[DIR_COUNT];
 	size_t nrules[DIR_COUNT];
 };

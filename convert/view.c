@@ -68,6 +68,11 @@ static int choose_direction(const struct adapter *a, const struct source *s,
 
 	if (rc < 0)
 		return rc;
+	if (adapter_same_names(a)) {
+		/* the source is in both layouts: view= decides, auto meaning native */
+		*dir = view == VIEW_HF ? DIR_TO_HF : DIR_TO_NATIVE;
+		return 0;
+	}
 	if (view == VIEW_NATIVE && *dir == DIR_TO_HF)
 		return sd_err(err, -EINVAL, "%s is already in the native layout of %s; use view=hf (or view=auto) to see it as HF",
 			      s->dir, adapter_name(a));

@@ -18,7 +18,7 @@ cases=(
 	"overlapping-offsets|norm.weight"
 	"shape-overflow|norm.weight"
 	"unknown-dtype|norm.weight|Q7"
-	"unknown-arch|LlamaForCausalLM|not supported|nemotron_h"
+	"unknown-arch|GPT2LMHeadModel|not supported|nemotron_h"
 	"no-config|config.json|adapter="
 	"config-not-json|config.json|not a valid JSON"
 )

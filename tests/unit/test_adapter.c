@@ -744,11 +744,11 @@ static void test_unknown_architecture_lists_supported(void **state)
 {
 	struct fixture *fx = *state;
 
-	scan_checkpoint(fx, "{'architectures':['LlamaForCausalLM'],'model_type':'llama'}",
+	scan_checkpoint(fx, "{'architectures':['GPT2LMHeadModel'],'model_type':'gpt2'}",
 			one_tensor, 1);
 	assert_int_equal(adapter_choose(&fx->src, NULL, &fx->adapter, fx->err), -EINVAL);
 	assert_null(fx->adapter);
-	assert_mentions(fx->err, "LlamaForCausalLM");
+	assert_mentions(fx->err, "GPT2LMHeadModel");
 	assert_mentions(fx->err, "nemotron_h");
 	assert_mentions(fx->err, "NemotronHForCausalLM");
 }
