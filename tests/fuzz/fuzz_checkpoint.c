@@ -14,13 +14,22 @@
  * sharded save: config.json and the two mappings (when not empty) go into
  * .hf_metadata/, and the headers' __metadata__ may carry DCP_SHARDING_INFO.
  *
+ * An input whose config.json text is a JSON object with a "peft_type" key
+ * is a PEFT adapter directory instead: that text becomes
+ * adapter_config.json, the first header adapter_model.safetensors, and
+ * there is no config.json, index, other shard or .hf_metadata/ (the index
+ * and mapping texts are ignored).  No model config has that key, so the
+ * inputs of the other modes keep their meaning.
+ *
  * opts picks the view options: bits 0-1 the view (auto, native, hf, auto),
  * bits 2-3 the dtype (auto, BF16, F16, F32), bits 4-5 ep_size (0 = all
- * experts), bit 6 ep_rank, and bit 7 "fix the offsets": each header's
- * data_offsets are rewritten to tile its tensors in the order given, so
- * that a mutated shape, dtype or name still makes a valid file and reaches
- * the adapter engine instead of stopping at the header check
- * (fuzz_safetensors covers the header check itself).
+ * experts), bit 6 ep_rank (in PEFT mode, where ep_rank means nothing, the
+ * peft_v4 flag: per-expert HF keys instead of ParamWrapper tensors), and
+ * bit 7 "fix the offsets": each header's data_offsets are rewritten to tile
+ * its tensors in the order given, so that a mutated shape, dtype or name
+ * still makes a valid file and reaches the adapter engine instead of
+ * stopping at the header check (fuzz_safetensors covers the header check
+ * itself).
  *
  * The texts are written into one temporary directory ($TMPDIR or /tmp)
  * made once per process and rewritten every run: config.json and
@@ -39,7 +48,9 @@
  * through view_read and view_io_gather, so every recipe is evaluated, and
  * what the view shows must itself be valid: each weight file a safetensors
  * file (checked by st_parse_header) whose header matches the plan, and the
- * index naming a weight file of the view for every tensor.  Errors are
+ * index naming a weight file of the view for every tensor; a PEFT view has
+ * instead no index and one weight file, adapter_model.safetensors, holding
+ * every tensor, beside adapter_config.json passed through.  Errors are
  * expected; a crash, leak, undefined behaviour, a leaked file descriptor, a
  * read that returns the wrong number of bytes or an invalid view is a bug.
  * With SDAFS_FUZZ_VERBOSE set, each run says how far it got (to check that
@@ -60,6 +71,7 @@
 
 #include "dtype.h"
 #include "err.h"
+#include "peft.h"
 #include "safetensors.h"
 #include "view.h"
 
@@ -288,8 +300,9 @@ static void put_shard(const char *name, const char *header, size_t len, bool fix
 	free(fixed);
 }
 
-/* Up to SHARDS_MAX headers separated by FF 01; the last run's shards go. */
-static void put_shards(const uint8_t *text, size_t len, bool fix)
+/* Up to SHARDS_MAX headers separated by FF 01 (PEFT: the first one only);
+ * the last run's shards go. */
+static void put_shards(const uint8_t *text, size_t len, bool fix, bool peft)
 {
 	const uint8_t *p = text, *end = text + len, *hdr[SHARDS_MAX];
 	size_t hlen[SHARDS_MAX];
@@ -301,7 +314,7 @@ static void put_shards(const uint8_t *text, size_t len, bool fix)
 		unlink(path);
 		shard_names[k][0] = '\0';
 	}
-	while (n < SHARDS_MAX) {
+	while (n < (peft ? 1 : SHARDS_MAX)) {
 		const uint8_t *q = p;
 
 		while (q < end && !(q + 1 < end && q[0] == 0xFF && q[1] == 0x01))
@@ -312,10 +325,14 @@ static void put_shards(const uint8_t *text, size_t len, bool fix)
 			break;
 		p = q + 2;
 	}
-	hlen[n - 1] = (size_t)(end - hdr[n - 1]);     /* the rest, FF 01 and all */
+	if (!peft)
+		hlen[n - 1] = (size_t)(end - hdr[n - 1]);     /* the rest, FF 01 and all */
 	for (int k = 0; k < n; k++) {
-		snprintf(shard_names[k], sizeof(shard_names[k]),
-			 "model-%05d-of-%05d.safetensors", k + 1, n);
+		if (peft)
+			snprintf(shard_names[k], sizeof(shard_names[k]), "%s", PEFT_WEIGHTS);
+		else
+			snprintf(shard_names[k], sizeof(shard_names[k]),
+				 "model-%05d-of-%05d.safetensors", k + 1, n);
 		put_shard(shard_names[k], (const char *)hdr[k], hlen[k], fix);
 	}
 }
@@ -343,7 +360,7 @@ static int split_parts(const uint8_t *text, size_t len, const char **part,
 	}
 }
 
-static struct view_opts opts_from(uint8_t b)
+static struct view_opts opts_from(uint8_t b, bool peft)
 {
 	static const enum view_kind views[4] = { VIEW_AUTO, VIEW_NATIVE, VIEW_HF, VIEW_AUTO };
 	static const enum sd_dtype dtypes[4] = { SD_DTYPE_INVALID, SD_BF16, SD_F16, SD_F32 };
@@ -352,8 +369,22 @@ static struct view_opts opts_from(uint8_t b)
 	o.view = views[b & 3];
 	o.dtype = dtypes[(b >> 2) & 3];
 	o.ep_size = (b >> 4) & 3;
-	o.ep_rank = (b >> 6) & 1;
+	if (peft)
+		o.peft_v4 = (b >> 6) & 1;
+	else
+		o.ep_rank = (b >> 6) & 1;
 	return o;
+}
+
+/* A PEFT input: its config text is a JSON object with a "peft_type" key. */
+static bool is_peft(const char *config, size_t len)
+{
+	cJSON *root = len ? cJSON_ParseWithLength(config, len) : NULL;
+	bool peft = cJSON_IsObject(root) &&
+		    cJSON_GetObjectItemCaseSensitive(root, "peft_type") != NULL;
+
+	cJSON_Delete(root);
+	return peft;
 }
 
 /* Lowest free descriptor: it moves when a run leaks one. */
@@ -481,16 +512,48 @@ static void read_file(struct view *v, size_t fi, struct view_io *io)
 	if (whole && off >= f->size) {
 		if (f->kind == VF_WEIGHTS)
 			check_weights_file(v, f, whole);
-		else if (!strcmp(f->name, "model.safetensors.index.json"))
+		else if (!strcmp(f->name, INDEX))
 			check_index_file(v, whole, (size_t)f->size);
 	}
 	free(whole);
+}
+
+/* The view's files: a PEFT view is adapter_model.safetensors holding every
+ * tensor and adapter_config.json passed through, without an index; any
+ * other view has an index (check_index_file checks what it says). */
+static void check_files(const struct view *v)
+{
+	long index = layout_find(&v->layout, INDEX);
+	size_t weights = 0, slots = 0;
+
+	for (size_t f = 0; f < v->layout.n; f++) {
+		if (v->layout.files[f].kind == VF_WEIGHTS) {
+			weights++;
+			slots += v->layout.files[f].nslots;
+		}
+	}
+	if (!v->src.peft) {
+		if (index < 0)
+			fail("the view has no index");
+		return;
+	}
+	long w = layout_find(&v->layout, PEFT_WEIGHTS);
+	long c = layout_find(&v->layout, PEFT_CONFIG);
+	if (index >= 0)
+		fail("a PEFT view has an index");
+	if (weights != 1 || w < 0 || v->layout.files[w].kind != VF_WEIGHTS)
+		fail("a PEFT view is not one weight file " PEFT_WEIGHTS);
+	if (slots != v->plan.n)
+		fail("a PEFT view's weight file does not hold every tensor once");
+	if (c < 0 || v->layout.files[c].kind != VF_SOURCE)
+		fail("a PEFT view does not pass " PEFT_CONFIG " through");
 }
 
 static void read_view(struct view *v)
 {
 	struct view_io io = { 0 };
 
+	check_files(v);
 	for (size_t f = 0; f < v->layout.n; f++)
 		read_file(v, f, &io);
 	view_io_free(&io);
@@ -503,17 +566,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[SD_ERRLEN];
 	struct view_opts o;
 	struct view v;
-	bool automodel;
+	bool automodel, peft;
 	int fd_before;
 
 	if (size < 1)
 		return 0;
 	setup();
-	o = opts_from(data[0]);
 	automodel = split_parts(data + 1, size - 1, part, len) > P_FILE_INDEX;
-	put_file(path_in(dir, CONFIG), part[P_CONFIG], automodel ? 0 : len[P_CONFIG]);
-	put_file(path_in(dir, INDEX), part[P_INDEX], len[P_INDEX]);
-	put_shards((const uint8_t *)part[P_HEADERS], len[P_HEADERS], data[0] & 0x80);
+	peft = is_peft(part[P_CONFIG], len[P_CONFIG]);
+	automodel = automodel && !peft;
+	o = opts_from(data[0], peft);
+	put_file(path_in(dir, CONFIG), part[P_CONFIG], automodel || peft ? 0 : len[P_CONFIG]);
+	put_file(path_in(dir, PEFT_CONFIG), part[P_CONFIG], peft ? len[P_CONFIG] : 0);
+	put_file(path_in(dir, INDEX), part[P_INDEX], peft ? 0 : len[P_INDEX]);
+	put_shards((const uint8_t *)part[P_HEADERS], len[P_HEADERS], data[0] & 0x80, peft);
 	put_file(table_path, part[P_TABLE], len[P_TABLE]);
 	o.adapter_file = len[P_TABLE] ? table_path : NULL;
 	put_metadata(automodel, part, len);
@@ -524,6 +590,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (verbose)
 			fprintf(stderr, "fuzz_checkpoint: view %s by %s: %zu files, %zu tensors\n",
 				v.plan.direction, v.plan.adapter, v.layout.n, v.plan.n);
+		if (v.src.peft != peft)
+			fail(peft ? "a PEFT directory was not taken for one" :
+			     "a checkpoint was taken for a PEFT directory");
 		read_view(&v);
 		view_close(&v);
 	} else if (!err[0]) {

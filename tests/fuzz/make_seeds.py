@@ -14,8 +14,10 @@ examples/adapters/*.json):
                        [| FF 00 | adapter table, for the example families]
                        and, for Automodel sharded saves (tests/fixtures/gen_dcp.py),
                        | FF 00 | FF 00 | headers | FF 00 | FF 00 | file index map | FF 00 | dtype map
-                       (see tests/fuzz/fuzz_checkpoint.c); JSON texts are
-                       minified so that every seed stays a few KB
+                       (see tests/fuzz/fuzz_checkpoint.c); and, for PEFT adapter
+                       directories (tests/fixtures/gen_peft.py),
+                       opts | adapter_config.json | FF 00 | FF 00 | adapter_model header;
+                       JSON texts are minified so that every seed stays a few KB
 
 Usage: make_seeds.py [CORPUS_DIR]   (default: tests/fuzz/corpus next to this file)
 """
@@ -33,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 GEN = os.path.join(ROOT, "tests", "fixtures", "gen_checkpoint.py")
 GEN_DCP = os.path.join(ROOT, "tests", "fixtures", "gen_dcp.py")
+GEN_PEFT = os.path.join(ROOT, "tests", "fixtures", "gen_peft.py")
 INDEX = "model.safetensors.index.json"
 SEP = b"\xff\x00"
 SHARD_SEP = b"\xff\x01"
@@ -63,6 +66,28 @@ DCP = [
     (3, ["--split-dims", "any"], 0x80),
     (3, ["--no-mapping", "--dtype-map", "fp32"], 0x00),
     (2, ["--split-dims", "0"], 0x01),               # view=native
+]
+
+# PEFT adapter directories (tests/fixtures/gen_peft.py): (layout, gen_peft
+# options, opts byte).  In PEFT mode opts bit 6 is peft_v4; views that must
+# fail (view=native of a native adapter, ep_size) are seeds too.
+PEFT = [
+    ("native", [], 0x00),                       # to v5 ParamWrapper
+    ("native", [], 0xC0),                       # to v4 per expert
+    ("native", ["--dora"], 0x42),               # view=hf, v4, DoRA renames
+    ("native", ["--dora"], 0x88),               # F16
+    ("native", [], 0x01),                       # view=native: refused
+    ("native", [], 0x10),                       # ep_size: refused
+    ("v4", [], 0x80),
+    ("v4", ["--dora"], 0x01),                   # view=native
+    ("v4", ["--incomplete"], 0x84),             # BF16
+    ("v5", [], 0x80),
+    ("v5", ["--legacy-dora"], 0x0D),            # view=native, F32
+    ("v5", [], 0x02),                           # view=hf: refused
+    ("v5", ["--break", "rank"], 0x80),
+    ("v5", ["--break", "no-rank"], 0x00),
+    ("native", ["--break", "mixed"], 0x80),
+    ("native", ["--break", "shape"], 0xC0),
 ]
 
 # Headers no generator writes: empty, metadata only, a scalar, a zero-sized
@@ -147,6 +172,15 @@ def main():
             seed = (bytes([opts]) + minified(os.path.join(meta, "config.json")) + SEP + SEP
                     + SHARD_SEP.join(headers) + SEP + SEP + maps[0] + SEP + maps[1])
             name = "dcp-%d-ranks%s-%02x" % (ranks, "".join(extra).replace("--", "-"), opts)
+            write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+        for i, (layout, extra, opts) in enumerate(PEFT):
+            out = os.path.join(tmp, "peft%d" % i)
+            subprocess.run([sys.executable, GEN_PEFT, out, "--layout", layout] + extra,
+                           check=True, stdout=subprocess.DEVNULL)
+            header = shard_header(os.path.join(out, "adapter_model.safetensors"))
+            seed = (bytes([opts]) + minified(os.path.join(out, "adapter_config.json")) + SEP + SEP
+                    + header)
+            name = "peft-%s%s-%02x" % (layout, "".join("-" + a.lstrip("-") for a in extra), opts)
             write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
     finally:
         shutil.rmtree(tmp)
