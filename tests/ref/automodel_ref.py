@@ -26,6 +26,10 @@ naming neither means nemotron_h):
   qwen3_moe      Qwen3MoeForCausalLM (spec 8): gated mixin, SEG mlp.experts.
   mixtral        MixtralForCausalLM: gated mixin, SEG block_sparse_moe.experts with the
                  projections w1 (gate), w3 (up), w2 (down).
+  llama          LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM
+                 (spec 8, 6): HF names are the native names, both ways; from_hf of a tied
+                 model (tie_word_embeddings, else under thinker_config, else text_config)
+                 without lm_head.weight gets lm_head.weight = model.embed_tokens.weight.
 
 dtype (--dtype):
   from_hf: auto = merged expert tensors are cast to the adapter dtype (config torch_dtype,
@@ -48,7 +52,7 @@ Expert parallelism (--ep-rank R --ep-size N, range rule of spec 2.4):
 Tensors stay lazy (memory-mapped sources, merged or split tensors built on demand), so a
 large checkpoint can be checked one tensor at a time.
 
-CLI: automodel_ref.py SRCDIR [--family auto|nemotron_h|nemotron_omni|step3p5|qwen3_moe|mixtral]
+CLI: automodel_ref.py SRCDIR [--family auto|nemotron_h|nemotron_omni|step3p5|qwen3_moe|mixtral|llama]
                              [--direction from_hf|to_hf] [--dtype auto|bf16|fp16|fp32]
                              [--out DIR] [--view DIR [--shards N]]
                              [--ep-rank R --ep-size N] [--quiet]
@@ -73,7 +77,7 @@ DTYPE_ARG = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
 CASTABLE = ("BF16", "F16", "F32", "F64")      # the floating dtypes the reference casts
 EXCLUDE_KEY_RE = re.compile(r".*_extra_state.*")
 
-FAMILIES = ("nemotron_h", "nemotron_omni", "step3p5", "qwen3_moe", "mixtral")
+FAMILIES = ("nemotron_h", "nemotron_omni", "step3p5", "qwen3_moe", "mixtral", "llama")
 DIRECTIONS = ("from_hf", "to_hf")
 ARCHITECTURES = {
     "NemotronHForCausalLM": "nemotron_h",
@@ -81,6 +85,10 @@ ARCHITECTURES = {
     "Step3p5ForCausalLM": "step3p5",
     "Qwen3MoeForCausalLM": "qwen3_moe",
     "MixtralForCausalLM": "mixtral",
+    "LlamaForCausalLM": "llama",
+    "Qwen2ForCausalLM": "llama",
+    "Qwen3ForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
 }
 MODEL_TYPES = {
     "nemotron_h": "nemotron_h",
@@ -88,6 +96,10 @@ MODEL_TYPES = {
     "step3p5": "step3p5",
     "qwen3_moe": "qwen3_moe",
     "mixtral": "mixtral",
+    "llama": "llama",
+    "qwen2": "llama",
+    "qwen3": "llama",
+    "mistral": "llama",
 }
 
 # Projection names of one expert, by role.
@@ -756,6 +768,36 @@ def mixin_to_hf(sd, config, family, ep=None):
     return out
 
 
+# ---------------------------------------------------------------- Llama / Qwen2 / Qwen3 dense (spec 8, 6)
+
+LM_HEAD = "lm_head.weight"
+EMBEDDING = "model.embed_tokens.weight"
+
+
+def tie_word_embeddings(config):
+    """is_tied_word_embeddings (spec 6): config tie_word_embeddings, falling back to
+    thinker_config and then text_config.  Absent everywhere: False, the default of the
+    Llama, Qwen2, Qwen3 and Mistral configs."""
+    for cfg in (config, config.get("thinker_config") or {}, config.get("text_config") or {}):
+        v = cfg.get("tie_word_embeddings")
+        if v is None:
+            continue
+        if not isinstance(v, bool):
+            raise ValueError("config tie_word_embeddings must be true or false, not %r" % (v,))
+        return v
+    return False
+
+
+def llama_from_hf(hf_sd, config):
+    """Pass-through (HF names equal native names).  A tied model's checkpoint has no
+    lm_head (the save drops it); loading fills it from the embedding, so the native state
+    dict holds lm_head.weight = model.embed_tokens.weight.  A stored lm_head is kept."""
+    out = dict(hf_sd)
+    if tie_word_embeddings(config) and LM_HEAD not in out and EMBEDDING in out:
+        out[LM_HEAD] = out[EMBEDDING]
+    return out
+
+
 # ---------------------------------------------------------------- dispatch
 
 def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):
@@ -768,6 +810,8 @@ def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):
         return omni_from_hf(hf_sd, config, dtype, ep)
     if family == "step3p5":
         return step_from_hf(hf_sd, config, dtype, ep)
+    if family == "llama":
+        return llama_from_hf(hf_sd, config)
     return mixin_from_hf(hf_sd, config, family, dtype, ep)
 
 
@@ -804,6 +848,8 @@ def to_hf(native_sd, config, dtype="auto", ep=None, family="auto"):
         hf = omni_to_hf(native_sd, config, ep)
     elif family == "step3p5":
         hf = step_to_hf(native_sd, config, ep)
+    elif family == "llama":
+        hf = dict(native_sd)        # to_hf only filters (the exclude regex, below)
     else:
         hf = mixin_to_hf(native_sd, config, family, ep)
     out = {}

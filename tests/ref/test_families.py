@@ -50,6 +50,8 @@ CASES = [
     ("qwen3_moe", ["--no-model-prefix", "--dense-layers", "", "--extra-layer"], False),
     ("mixtral", [], False),
     ("mixtral", ["--special-values", "--scale-inv", "--extra-layer", "--shards", "1", "--no-index"], False),
+    ("llama", [], False),
+    ("llama", ["--tied", "--special-values", "--scale-inv", "--extra-layer", "--shards", "3"], False),
 ]
 
 RESULTS = []
@@ -154,8 +156,8 @@ def case(work, i, family, opts, dtype_changed):
 def ep_checks(tag, family, hf, nat):
     """EP views are exact pieces of the full views (in process)."""
     cfg = ref.load_config(hf)
-    if family == "nemotron_h" and ref.n_routed_experts(cfg) is None:
-        return
+    if family == "llama" or (family == "nemotron_h" and ref.n_routed_experts(cfg) is None):
+        return                      # dense: no experts to split
     size = 3
     full_native = ref.expected_tensors(hf)
     full_hf = ref.expected_tensors(nat, direction="to_hf")

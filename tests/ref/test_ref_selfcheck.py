@@ -719,9 +719,9 @@ def family_detection_from_architectures_and_model_type():
     assert ref.detect_family({"model_type": "mixtral"}) == "mixtral"
     assert ref.detect_family({}) == "nemotron_h"
     try:
-        ref.detect_family({"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+        ref.detect_family({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"})
     except ValueError as e:
-        assert "LlamaForCausalLM" in str(e)
+        assert "GPT2LMHeadModel" in str(e)
     else:
         raise AssertionError("no ValueError")
 
@@ -815,6 +815,91 @@ def roundtrip_diff_step3p5_gate_bias_written_back_as_router_bias():
         with contextlib.redirect_stdout(io.StringIO()):
             fails, _ = rt.roundtrip_diff(src, back, family="qwen3_moe")   # no such allowance there
         assert fails == 2, fails
+
+
+# ------------------------------------------------------------------ llama family, tied lm_head (spec 6, 8)
+
+LLAMA_CONFIG = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 1}
+
+
+def llama_hf(with_head=False):
+    hf = {"model.embed_tokens.weight": T("BF16", bf16(1, 2, 3, 4).reshape(2, 2)),
+          "model.layers.0.self_attn.q_proj.weight": T("BF16", bf16(5, 6, 7, 8).reshape(2, 2)),
+          "model.norm.weight": T("BF16", bf16(1, 1))}
+    if with_head:
+        hf["lm_head.weight"] = T("BF16", bf16(9, 10, 11, 12).reshape(2, 2))
+    return hf
+
+
+@test
+def llama_family_from_every_dense_architecture_and_model_type():
+    for arch in ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"):
+        assert ref.detect_family({"architectures": [arch]}) == "llama", arch
+    for mt in ("llama", "qwen2", "qwen3", "mistral"):
+        assert ref.detect_family({"model_type": mt}) == "llama", mt
+
+
+@test
+def llama_tied_from_hf_fills_lm_head_with_the_embedding():
+    for cfg in (dict(LLAMA_CONFIG, tie_word_embeddings=True),
+                dict(LLAMA_CONFIG, text_config={"tie_word_embeddings": True}),
+                dict(LLAMA_CONFIG, thinker_config={"tie_word_embeddings": True},
+                     text_config={"tie_word_embeddings": False})):
+        nat = ref.from_hf(llama_hf(), cfg)
+        assert sorted(nat) == sorted(list(llama_hf()) + ["lm_head.weight"]), sorted(nat)
+        head = nat["lm_head.weight"]
+        assert (head.dtype, head.shape) == ("BF16", (2, 2))
+        assert hexes(head.array()) == ["0x3f80", "0x4000", "0x4040", "0x4080"], hexes(head.array())
+
+
+@test
+def llama_untied_or_complete_from_hf_is_a_pass_through():
+    for cfg in (LLAMA_CONFIG, dict(LLAMA_CONFIG, tie_word_embeddings=False),
+                dict(LLAMA_CONFIG, tie_word_embeddings=False, text_config={"tie_word_embeddings": True})):
+        nat = ref.from_hf(llama_hf(), cfg)
+        assert sorted(nat) == sorted(llama_hf()), (cfg, sorted(nat))
+    nat = ref.from_hf(llama_hf(with_head=True), dict(LLAMA_CONFIG, tie_word_embeddings=True))
+    assert hexes(nat["lm_head.weight"].array()) == ["0x4110", "0x4120", "0x4130", "0x4140"]
+    no_embed = {k: v for k, v in llama_hf().items() if "embed" not in k}
+    assert sorted(ref.from_hf(no_embed, dict(LLAMA_CONFIG, tie_word_embeddings=True))) == sorted(no_embed)
+    try:
+        ref.from_hf(llama_hf(), dict(LLAMA_CONFIG, tie_word_embeddings="yes"))
+    except ValueError as e:
+        assert "tie_word_embeddings" in str(e)
+    else:
+        raise AssertionError("no ValueError")
+
+
+@test
+def llama_to_hf_keeps_every_name_and_drops_extra_state():
+    nat = dict(llama_hf(with_head=True))
+    nat["model.layers.0.self_attn._extra_state"] = T("U8", np.zeros(4, dtype=np.uint8))
+    hf = ref.to_hf(nat, dict(LLAMA_CONFIG, tie_word_embeddings=True))
+    assert sorted(hf) == sorted(llama_hf(with_head=True)), sorted(hf)
+
+
+@test
+def roundtrip_diff_llama_tied_lm_head_is_documented_and_checked():
+    import contextlib
+    import io
+    import roundtrip_diff as rt
+    with tempfile.TemporaryDirectory() as d:
+        src, back = os.path.join(d, "hf"), os.path.join(d, "hf2")
+        cfg = dict(LLAMA_CONFIG, tie_word_embeddings=True)
+        write_ckpt(src, cfg, {k: (t.dtype, t.array()) for k, t in llama_hf().items()})
+        hf2 = ref.to_hf(ref.expected_tensors(src), cfg)
+        os.makedirs(back)
+        shutil_copy(os.path.join(src, "config.json"), os.path.join(back, "config.json"))
+        ref.write_single(os.path.join(back, "model.safetensors"), hf2)
+        with contextlib.redirect_stdout(io.StringIO()):
+            fails, notes = rt.roundtrip_diff(src, back)
+        assert fails == 0 and notes["tied-lm-head"] == 1, (fails, notes)
+        # a lm_head that is not the embedding is a failure, not a documented difference
+        wrong = dict(hf2, **{"lm_head.weight": llama_hf(with_head=True)["lm_head.weight"]})
+        ref.write_single(os.path.join(back, "model.safetensors"), wrong)
+        with contextlib.redirect_stdout(io.StringIO()):
+            fails, notes = rt.roundtrip_diff(src, back)
+        assert fails == 1 and notes["tied-lm-head"] == 0, (fails, notes)
 
 
 def shutil_copy(a, b):
