@@ -97,6 +97,7 @@ static const struct { const char *name; enum rule_op op; } ops[] = {
 	{ "truncate", RULE_TRUNCATE }, { "rename", RULE_RENAME }, { "drop", RULE_DROP },
 	{ "merge_experts", RULE_MERGE }, { "split_experts", RULE_SPLIT },
 	{ "join", RULE_JOIN }, { "split_last", RULE_SPLIT_LAST }, { "route", RULE_ROUTE },
+	{ "dequant", RULE_DEQUANT },
 };
 
 static int load_cast(const struct ctx *c, const cJSON *j, struct rule *r)
@@ -202,6 +203,33 @@ static int load_split_last(const struct ctx *c, const cJSON *j, struct rule *r)
 	return load_shape_ops(c, j, r);
 }
 
+/* dequant: the format, the scale's name, an optional new name and the
+ * shape operations; the products are cast to the adapter dtype unless the
+ * rule's "cast" names another. */
+static int load_dequant(const struct ctx *c, const cJSON *j, struct rule *r)
+{
+	char *format;
+	int rc;
+
+	if ((rc = get_string(c, j, "format", true, &format)) < 0)
+		return rc;
+	if (!strcmp(format, "fp8_block"))
+		r->format = DQ_FP8_BLOCK;
+	else if (!strcmp(format, "mxfp4"))
+		r->format = DQ_MXFP4;
+	else
+		rc = bad(c, "\"format\" is \"%s\"; use \"fp8_block\" or \"mxfp4\"", format, "");
+	free(format);
+	if (rc < 0 || (rc = get_string(c, j, "scale", true, &r->scale)) < 0 ||
+	    (rc = get_string(c, j, "to", false, &r->to)) < 0 ||
+	    (rc = get_bool(c, j, "need_scale", &r->need_scale)) < 0 ||
+	    (rc = load_shape_ops(c, j, r)) < 0)
+		return rc;
+	if (r->cast == SD_DTYPE_INVALID)
+		r->cast_adapter = true;
+	return 0;
+}
+
 static int load_route(const struct ctx *c, const cJSON *j, struct rule *r, int depth)
 {
 	static const char *const groups[] = { "rest" };
@@ -240,7 +268,7 @@ static int load_rule(const struct ctx *c, const cJSON *j, int depth, struct rule
 		if (!strcmp(op->valuestring, ops[k].name))
 			break;
 	if (k == sizeof(ops) / sizeof(ops[0]))
-		return bad(c, "unknown op \"%s\" (truncate, rename, drop, merge_experts, split_experts, join, split_last, route)",
+		return bad(c, "unknown op \"%s\" (truncate, rename, drop, merge_experts, split_experts, join, split_last, route, dequant)",
 			   op->valuestring, "");
 	r->op = ops[k].op;
 	if (cond && !(cJSON_IsString(cond) && (!strcmp(cond->valuestring, "moe") ||
@@ -278,6 +306,8 @@ static int load_rule(const struct ctx *c, const cJSON *j, int depth, struct rule
 		return load_split_last(c, j, r);
 	case RULE_ROUTE:
 		return load_route(c, j, r, depth);
+	case RULE_DEQUANT:
+		return load_dequant(c, j, r);
 	}
 	return 0;
 }
@@ -293,6 +323,7 @@ static void free_rule(struct rule *r)
 	free(r->groups[1]);
 	free(r->route_prefix);
 	free(r->route_root);
+	free(r->scale);
 	adapter_free(r->sub);
 }
 

@@ -359,6 +359,58 @@ static int split_last(struct apply *ap, const struct rule *r, struct item *it, s
 	return 0;
 }
 
+/*
+ * dequant: the weight and the sibling its "scale" template names (a source
+ * tensor) become one dequantizing recipe; then the optional rename and the
+ * shape operations.  A weight without its scale goes on unchanged, as
+ * Automodel dequantizes only weights that have one, unless the rule needs it.
+ */
+static int dequant(struct apply *ap, const struct rule *r, struct item *it)
+{
+	const char *wname = ap->s->tensors[it->src].name;
+	char *sname, *renamed;
+	int q, sc, rc;
+
+	if ((rc = apply_substitute(r->re, it->name, r->scale, &sname, ap->err)) < 0)
+		return rc;
+	long s = source_find(ap->s, sname);
+	if (s < 0) {
+		rc = r->need_scale ? sd_err(ap->err, -EINVAL, "tensor '%s': its scales '%s' are not in the checkpoint",
+					    wname, sname) : 0;
+		free(sname);
+		return rc;
+	}
+	if (it->r) {
+		free(sname);
+		return sd_err(ap->err, -EINVAL, "tensor '%s': a dequant rule must come before any transpose or cast of it",
+			      wname);
+	}
+	enum sd_dtype to = r->cast_adapter ? ap->cfg.dtype : r->cast;
+	if ((rc = item_recipe(ap, it)) < 0 ||
+	    (sc = rc = rx_src(it->r, ap->s, (size_t)s, ap->err)) < 0)
+		goto out;
+	q = it->node;
+	it->node = rc = r->format == DQ_FP8_BLOCK ? rx_dequant_fp8_block(it->r, q, sc, to, ap->err)
+						   : rx_dequant_mxfp4(it->r, q, sc, to, ap->err);
+	if (rc < 0) {
+		sd_err_prefix(ap->err, "tensor '%s' with its scales '%s'", wname, sname);
+		goto out;
+	}
+	if (r->to) {
+		if ((rc = apply_substitute(r->re, it->name, r->to, &renamed, ap->err)) < 0)
+			goto out;
+		free(it->name);
+		it->name = renamed;
+	}
+	struct rule ops = *r;
+	ops.cast = SD_DTYPE_INVALID;    /* the products already have it */
+	ops.cast_adapter = false;
+	rc = apply_shape_ops(ap, &ops, it);
+out:
+	free(sname);
+	return rc;
+}
+
 static int route(struct apply *ap, size_t ri, const struct rule *r, struct item *it)
 {
 	char rest[ST_MAX_NAME + 1];
@@ -413,10 +465,8 @@ static int run_item(struct apply *ap, struct item *it, size_t from)
 		}
 		case RULE_DROP:
 			return 0;
-		case RULE_MERGE:
-			if ((rc = need_source(ap, it)) < 0)
-				return rc;
-			return apply_claim_expert(ap, r, it->name, it->src);
+		case RULE_MERGE:        /* takes a dequantized expert's recipe along */
+			return apply_claim_expert(ap, r, it->name, it->src, &it->r);
 		case RULE_JOIN:
 			if ((rc = need_source(ap, it)) < 0)
 				return rc;
@@ -429,6 +479,10 @@ static int run_item(struct apply *ap, struct item *it, size_t from)
 			return split_last(ap, r, it, i + 1);
 		case RULE_ROUTE:
 			return route(ap, i, r, it);
+		case RULE_DEQUANT:
+			if ((rc = dequant(ap, r, it)) < 0)
+				return rc;
+			break;
 		}
 	}
 	return emit(ap, it);

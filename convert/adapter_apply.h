@@ -11,6 +11,8 @@
 struct xgroup {
 	char *names[2];         /* gate_and_up, down */
 	long *src[3];           /* [PROJ_*][expert] -> source tensor, or -1 */
+	struct recipe **rx[3];  /* [PROJ_*][expert] -> what earlier rules made of
+				 * it (a dequantization), NULL: its bytes */
 	size_t anchor;          /* the first member seen: where the group sits */
 	const struct rule *rule;
 };
@@ -53,8 +55,9 @@ void apply_group_text(const struct apply *ap, const struct rule *r,
 		      const char *subject, const char *group, char *buf, size_t len);
 
 /* adapter_groups.c */
+/* *rx (may be NULL) is the item's recipe; the group takes it. */
 int apply_claim_expert(struct apply *ap, const struct rule *r, const char *name,
-		       size_t src);
+		       size_t src, struct recipe **rx);
 int apply_claim_part(struct apply *ap, const struct rule *r, const char *name,
 		     size_t src);
 int apply_build_groups(struct apply *ap);

@@ -5,7 +5,8 @@
  * source tensor has been seen, every layer must hold every expert of the
  * view's range (Automodel refuses a checkpoint with missing experts, and so
  * do we, naming them), and becomes two grouped tensors whose recipes stack
- * transposed experts.  join collects the named parts of one tensor (Step3p5's
+ * transposed experts (an expert an earlier rule dequantized brings its
+ * recipe, which the group's recipe takes in whole).  join collects the named parts of one tensor (Step3p5's
  * grouped gate and up) and concatenates them on the last dim; a lone part is
  * dropped, as Automodel drops it.
  */
@@ -47,7 +48,8 @@ static struct xgroup *find_group(struct apply *ap, const struct rule *r,
 	g->anchor = src;
 	g->rule = r;
 	for (int k = 0; k < 3; k++) {
-		if (!(g->src[k] = malloc(ap->cfg.experts * sizeof(long)))) {
+		if (!(g->src[k] = malloc(ap->cfg.experts * sizeof(long))) ||
+		    !(g->rx[k] = calloc(ap->cfg.experts, sizeof(*g->rx[k])))) {
 			*rc = sd_err(ap->err, -ENOMEM, "out of memory");
 			return NULL;
 		}
@@ -62,7 +64,7 @@ static struct xgroup *find_group(struct apply *ap, const struct rule *r,
 }
 
 int apply_claim_expert(struct apply *ap, const struct rule *r, const char *name,
-		       size_t src)
+		       size_t src, struct recipe **rx)
 {
 	char proj[64];
 	int rc, role = -1;
@@ -88,6 +90,8 @@ int apply_claim_expert(struct apply *ap, const struct rule *r, const char *name,
 			      ap->s->tensors[g->src[role][e]].name, ap->s->tensors[src].name,
 			      e, proj, g->names[0]);
 	g->src[role][e] = (long)src;
+	g->rx[role][e] = *rx;
+	*rx = NULL;
 	return 0;
 }
 
@@ -124,16 +128,19 @@ static int check_complete(struct apply *ap, const struct xgroup *g)
 		      ap->ep_start, ap->ep_end - 1, ap->cfg.experts);
 }
 
-/* One expert's part: src transposed, cast on its own so that experts stored
- * in different dtypes end up as PyTorch's promoting stack + .to() makes them. */
-static int expert_part(struct apply *ap, struct recipe *r, size_t src)
+/* One expert's part: its source (or the recipe an earlier rule made of it)
+ * transposed, cast on its own so that experts stored in different dtypes
+ * end up as PyTorch's promoting stack + .to() makes them. */
+static int expert_part(struct apply *ap, struct recipe *r, const struct xgroup *g,
+		       int proj, uint64_t e)
 {
-	int x;
+	size_t src = (size_t)g->src[proj][e];
+	const struct recipe *made = g->rx[proj][e];
+	int x = made ? rx_append(r, made, ap->err) : rx_src(r, ap->s, src, ap->err);
 
-	if (ap->s->tensors[src].ndim != 2)
+	if (x >= 0 && r->nodes[x].ndim != 2)
 		return sd_err(ap->err, -EINVAL, "expert tensor '%s' has %d dims; a 2-D [out, in] weight is expected",
-			      ap->s->tensors[src].name, ap->s->tensors[src].ndim);
-	x = rx_src(r, ap->s, src, ap->err);
+			      ap->s->tensors[src].name, r->nodes[x].ndim);
 	if (x >= 0)
 		x = rx_transpose_last2(r, x, ap->err);
 	if (x >= 0 && r->nodes[x].dtype != ap->cfg.dtype)
@@ -183,14 +190,14 @@ static int build_group(struct apply *ap, const struct xgroup *g)
 		}
 		for (uint64_t e = ap->ep_start; e < ap->ep_end && x >= 0; e++) {
 			if (which)
-				x = expert_part(ap, r, (size_t)g->src[PROJ_DOWN][e]);
+				x = expert_part(ap, r, g, PROJ_DOWN, e);
 			else if (!gated)
-				x = expert_part(ap, r, (size_t)g->src[PROJ_UP][e]);
+				x = expert_part(ap, r, g, PROJ_UP, e);
 			else {
 				int part[2];
-				part[0] = x = expert_part(ap, r, (size_t)g->src[PROJ_GATE][e]);
+				part[0] = x = expert_part(ap, r, g, PROJ_GATE, e);
 				if (x >= 0)
-					part[1] = x = expert_part(ap, r, (size_t)g->src[PROJ_UP][e]);
+					part[1] = x = expert_part(ap, r, g, PROJ_UP, e);
 				if (x >= 0)
 					x = rx_concat_last(r, part, 2, ap->err);
 			}
@@ -291,8 +298,15 @@ void apply_free_groups(struct apply *ap)
 	for (size_t i = 0; i < ap->ngroups; i++) {
 		free(ap->groups[i].names[0]);
 		free(ap->groups[i].names[1]);
-		for (int k = 0; k < 3; k++)
+		for (int k = 0; k < 3; k++) {
+			for (uint64_t e = 0; ap->groups[i].rx[k] && e < ap->cfg.experts; e++)
+				if (ap->groups[i].rx[k][e]) {
+					recipe_free(ap->groups[i].rx[k][e]);
+					free(ap->groups[i].rx[k][e]);
+				}
 			free(ap->groups[i].src[k]);
+			free(ap->groups[i].rx[k]);
+		}
 	}
 	free(ap->groups);
 	strmap_free(&ap->group_by_name);

@@ -21,7 +21,9 @@ enum rule_op {
 	RULE_JOIN,      /* named parts -> one tensor joined on the last dim */
 	RULE_SPLIT_LAST,/* one tensor -> parts cut on the last dim */
 	RULE_ROUTE,     /* a prefix handled by another adapter */
+	RULE_DEQUANT,   /* a quantized weight and its sibling scales -> floats */
 };
+enum dequant_format { DQ_FP8_BLOCK, DQ_MXFP4 };
 enum rule_cond { COND_ALWAYS, COND_MOE, COND_DENSE };
 enum { PROJ_GATE, PROJ_UP, PROJ_DOWN };
 
@@ -43,6 +45,9 @@ struct rule {
 	char *route_prefix;     /* route: prefix put back on the outputs */
 	char *route_root;       /* route: config.json object the sub-adapter reads */
 	struct adapter *sub;    /* route: the adapter the prefix goes to */
+	enum dequant_format format;     /* dequant: how the weight is stored */
+	char *scale;            /* dequant: template naming the scale tensor */
+	bool need_scale;        /* dequant: a weight without one fails the mount */
 };
 
 struct adapter {

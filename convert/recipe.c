@@ -293,6 +293,25 @@ int rx_dequant_mxfp4(struct recipe *r, int blocks, int scales, enum sd_dtype to,
 	return push_node(r, &out, (const int[]){ blocks, scales }, 2, err);
 }
 
+int rx_append(struct recipe *r, const struct recipe *src, char *err)
+{
+	uint32_t base = r->nnodes;
+	int *kids = malloc((src->nkids ? src->nkids : 1) * sizeof(int));
+	int x = -EINVAL;
+
+	if (!kids)
+		return sd_err(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < src->nnodes; i++) {
+		const struct rx_node *n = &src->nodes[i];
+		for (uint32_t k = 0; k < n->nkids; k++)
+			kids[k] = (int)(src->kids[n->kids + k] + base);
+		if ((x = push_node(r, n, kids, n->nkids, err)) < 0)
+			break;
+	}
+	free(kids);
+	return x;
+}
+
 void recipe_free(struct recipe *r)
 {
 	free(r->nodes);

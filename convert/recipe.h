@@ -86,6 +86,9 @@ int rx_dequant_fp8_block(struct recipe *r, int q, int scale, enum sd_dtype to,
  * scales: U8 or F8_E8M0 [..., G]. */
 int rx_dequant_mxfp4(struct recipe *r, int blocks, int scales, enum sd_dtype to,
 		     char *err);
+/* Copy every node of src after r's own; returns the index src's root has in
+ * r (so a part built on its own can join a larger recipe). */
+int rx_append(struct recipe *r, const struct recipe *src, char *err);
 void recipe_free(struct recipe *r);
 
 static inline const struct rx_node *rx_root(const struct recipe *r)

@@ -77,7 +77,8 @@ DTYPE_ARG = {"bf16": "BF16", "fp16": "F16", "fp32": "F32"}
 CASTABLE = ("BF16", "F16", "F32", "F64")      # the floating dtypes the reference casts
 EXCLUDE_KEY_RE = re.compile(r".*_extra_state.*")
 
-FAMILIES = ("nemotron_h", "nemotron_omni", "step3p5", "qwen3_moe", "mixtral", "llama")
+FAMILIES = ("nemotron_h", "nemotron_omni", "step3p5", "qwen3_moe", "mixtral", "llama",
+            "deepseek_v3", "gpt_oss")
 DIRECTIONS = ("from_hf", "to_hf")
 ARCHITECTURES = {
     "NemotronHForCausalLM": "nemotron_h",
@@ -89,6 +90,8 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": "llama",
     "Qwen3ForCausalLM": "llama",
     "MistralForCausalLM": "llama",
+    "DeepseekV3ForCausalLM": "deepseek_v3",
+    "GptOssForCausalLM": "gpt_oss",
 }
 MODEL_TYPES = {
     "nemotron_h": "nemotron_h",
@@ -100,6 +103,9 @@ MODEL_TYPES = {
     "qwen2": "llama",
     "qwen3": "llama",
     "mistral": "llama",
+    "deepseek_v3": "deepseek_v3",
+    "kimi_k2": "deepseek_v3",
+    "gpt_oss": "gpt_oss",
 }
 
 # Projection names of one expert, by role.
@@ -112,6 +118,8 @@ MIXIN_FAMILIES = {
                   "experts": ("num_experts",), "inter": ("moe_intermediate_size",)},
     "mixtral": {"seg": "block_sparse_moe.experts", "projs": MIXTRAL_PROJS,
                 "experts": ("num_local_experts",), "inter": ("intermediate_size",)},
+    "deepseek_v3": {"seg": "mlp.experts", "projs": HF_PROJS,
+                    "experts": ("n_routed_experts",), "inter": ("moe_intermediate_size",)},
 }
 
 
@@ -798,6 +806,128 @@ def llama_from_hf(hf_sd, config):
     return out
 
 
+# ---------------------------------------------------------------- quantized: DeepSeek-V3, GPT-OSS (spec 8)
+
+FP8_BLOCK = 128
+# MXFP4 (E2M1) values by 4-bit code, as the spec lists them
+FP4_VALUES = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0]
+
+
+def fp8_e4m3_to_f32(codes):
+    """F8_E4M3 ("fn") codes -> float32, from the fields: bias 7, exponent 0 is subnormal
+    (m * 2^-9), S.1111.111 is NaN (c10 widens it to sign|0x7FF00000), no infinities."""
+    c = np.asarray(codes, dtype=np.uint8).astype(np.int64)
+    sign = np.where(c & 0x80, -1.0, 1.0)
+    e, m = (c >> 3) & 0xF, c & 7
+    mag = np.where(e == 0, np.ldexp(m.astype(np.float64), -9),
+                   np.ldexp(1.0 + m / 8.0, (e - 7).astype(np.int64)))
+    out = (sign * mag).astype(np.float32)
+    nan = (e == 15) & (m == 7)
+    bits = out.view(np.uint32)
+    bits[nan] = np.where(c[nan] & 0x80, 0xFFF00000, 0x7FF00000).astype(np.uint32)
+    return out
+
+
+def dequant_fp8_block(q, scale, dtype):
+    """W[i,j] = float(Q[i,j]) * S[i//128, j//128] in float32, then cast to dtype."""
+    if len(q.shape) != 2 or len(scale.shape) != 2:
+        raise ValueError("FP8 dequantization needs 2-D weight and scales, got %s and %s"
+                         % (list(q.shape), list(scale.shape)))
+    rows, cols = q.shape
+    want = (-(-rows // FP8_BLOCK), -(-cols // FP8_BLOCK))
+    if tuple(scale.shape) != want:
+        raise ValueError("scales %s do not tile a %s weight in 128x128 blocks (need %s)"
+                         % (list(scale.shape), list(q.shape), list(want)))
+
+    def build():
+        w = fp8_e4m3_to_f32(q.array()) if q.dtype == "F8_E4M3" else \
+            st.to_f32_bits(q.array(), q.dtype).view(np.float32)
+        s = st.to_f32_bits(scale.array(), scale.dtype).view(np.float32)
+        full = np.repeat(np.repeat(s, FP8_BLOCK, axis=0)[:rows], FP8_BLOCK, axis=1)[:, :cols]
+        with np.errstate(invalid="ignore", over="ignore"):
+            prod = np.multiply(w, full, dtype=np.float32)
+        return st.cast(prod, "F32", dtype)
+
+    return Tensor(dtype, q.shape, build)
+
+
+def deepseek_from_hf(hf_sd, config, dtype="auto", ep=None):
+    """Dequantize every X.weight that has X.weight_scale_inv, then the gated mixin merge
+    (which drops every *_scale_inv)."""
+    adt = adapter_dtype(config, dtype)
+    sd = {}
+    for k, t in hf_sd.items():
+        if k.endswith(".weight") and k + "_scale_inv" in hf_sd:
+            sd[k] = dequant_fp8_block(t, hf_sd[k + "_scale_inv"], adt)
+        else:
+            sd[k] = t
+    return mixin_from_hf(sd, config, "deepseek_v3", dtype, ep)
+
+
+def dequant_mxfp4(blocks, scales, dtype):
+    """transformers' convert_moe_packed_tensors: [E,out,G,B] u8 blocks -> [E, G*2B, out]."""
+    *lead, G, B = blocks.shape
+    if tuple(scales.shape) != tuple(blocks.shape[:-1]):
+        raise ValueError("MXFP4 scales %s do not match blocks %s" % (list(scales.shape), list(blocks.shape)))
+    E, out_dim = lead
+
+    def build():
+        b = np.asarray(blocks.array(), dtype=np.uint8)
+        lut = np.array(FP4_VALUES, dtype=np.float32)
+        vals = np.empty(b.shape[:-1] + (2 * B,), dtype=np.float32)
+        vals[..., 0::2] = lut[b & 0x0F]
+        vals[..., 1::2] = lut[b >> 4]
+        exp = np.asarray(scales.array(), dtype=np.uint8).astype(np.int32) - 127
+        with np.errstate(over="ignore", invalid="ignore"):
+            pow2 = np.power(np.float32(2.0), exp.astype(np.float32)).astype(np.float32)
+            prod = np.multiply(vals, pow2[..., None], dtype=np.float32)
+        prod = prod.reshape(E, out_dim, G * 2 * B).transpose(0, 2, 1)
+        return st.cast(np.ascontiguousarray(prod), "F32", dtype)
+
+    return Tensor(dtype, (E, G * 2 * B, out_dim), build)
+
+
+GPT_OSS_FROM_HF = [
+    (re.compile(r"^(.+\.mlp)\.router\.(weight|bias)$"), r"\1.gate.\2"),
+    (re.compile(r"^(.+\.mlp\.experts)\.gate_up_proj$"), r"\1.gate_and_up_projs"),
+    (re.compile(r"^(.+\.mlp\.experts)\.down_proj$"), r"\1.down_projs"),
+]
+GPT_OSS_TO_HF = [
+    (re.compile(r"^(.+\.mlp)\.gate\.(weight|bias)$"), r"\1.router.\2"),
+    (re.compile(r"^(.+\.mlp\.experts)\.gate_and_up_projs$"), r"\1.gate_up_proj"),
+    (re.compile(r"^(.+\.mlp\.experts)\.down_projs$"), r"\1.down_proj"),
+]
+
+
+def rename_first(key, table):
+    for rx, to in table:
+        if rx.match(key):
+            return rx.sub(to, key)
+    return key
+
+
+def gpt_oss_from_hf(hf_sd, config, dtype="auto"):
+    adt = adapter_dtype(config, dtype)
+    out = {}
+    for k, t in hf_sd.items():
+        m = re.match(r"^(.+\.mlp\.experts\.(?:gate_up_proj|down_proj))_(blocks|scales)$", k)
+        if m and m.group(2) == "scales":
+            continue
+        if m:
+            if m.group(1) + "_scales" not in hf_sd:
+                raise ValueError("%s has no %s_scales" % (k, m.group(1)))
+            k, t = m.group(1), dequant_mxfp4(t, hf_sd[m.group(1) + "_scales"], adt)
+        put(out, rename_first(k, GPT_OSS_FROM_HF), t)
+    return out
+
+
+def gpt_oss_to_hf(sd):
+    out = {}
+    for k, t in sd.items():
+        put(out, rename_first(k, GPT_OSS_TO_HF), t)
+    return out
+
+
 # ---------------------------------------------------------------- dispatch
 
 def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):
@@ -812,6 +942,10 @@ def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):
         return step_from_hf(hf_sd, config, dtype, ep)
     if family == "llama":
         return llama_from_hf(hf_sd, config)
+    if family == "deepseek_v3":
+        return deepseek_from_hf(hf_sd, config, dtype, ep)
+    if family == "gpt_oss":
+        return gpt_oss_from_hf(hf_sd, config, dtype)
     return mixin_from_hf(hf_sd, config, family, dtype, ep)
 
 
@@ -850,6 +984,8 @@ def to_hf(native_sd, config, dtype="auto", ep=None, family="auto"):
         hf = step_to_hf(native_sd, config, ep)
     elif family == "llama":
         hf = dict(native_sd)        # to_hf only filters (the exclude regex, below)
+    elif family == "gpt_oss":
+        hf = gpt_oss_to_hf(native_sd)
     else:
         hf = mixin_to_hf(native_sd, config, family, ep)
     out = {}

@@ -54,6 +54,15 @@ CASES = [
     ("llama", ["--tied", "--special-values", "--scale-inv", "--extra-layer", "--shards", "3"], False),
 ]
 
+# Quantized families (no roundtrip_diff: the HF view is dequantized, names and
+# dtypes change on purpose).  Dims not multiples of 128 give partial FP8 blocks.
+QUANT_CASES = [
+    ("deepseek_v3", ["--hidden", "192", "--moe-inter", "96", "--special-values"]),
+    ("deepseek_v3", ["--no-quant", "--shards", "3"]),
+    ("gpt_oss", ["--hidden", "192", "--moe-inter", "96", "--special-values"]),
+    ("gpt_oss", ["--no-quant"]),
+]
+
 RESULTS = []
 
 
@@ -153,6 +162,65 @@ def case(work, i, family, opts, dtype_changed):
     ep_checks(tag, family, hf, nat)
 
 
+def quant_case(work, i, family, opts):
+    tag = "%s %s" % (family, " ".join(opts) or "(default)")
+    d = os.path.join(work, "q%02d" % i)
+    hf, nat, hf2 = (os.path.join(d, x) for x in ("hf", "native", "hf2"))
+    rc1, o1 = run(GEN, hf, "--family", family, *opts)
+    rc2, o2 = run(GEN, nat, "--family", family, "--layout", "native", *opts)
+    ok(rc1 == 0 and rc2 == 0, "%s: generates HF and native fixtures" % tag, o1 + o2)
+    if rc1 or rc2:
+        return
+    quant = "--no-quant" not in opts
+    dts = {t.dtype for t in ref.load_hf_state_dict(hf).values()}
+    ok(("F8_E4M3" in dts if family == "deepseek_v3" else "U8" in dts) == quant,
+       "%s: the HF fixture is %squantized" % (tag, "" if quant else "not "), str(dts))
+    cmp_dir = os.path.join(d, "native-cmp")
+    copy_with_readme(nat, cmp_dir, hf)
+    rc, out = run(CHECK, cmp_dir, hf, "--direction", "from_hf", "--family", family)
+    ok(rc == 0, "%s: native fixture == reference from_hf of the HF fixture" % tag, out)
+    native = ref.load_hf_state_dict(nat)
+    ok(all(t.dtype not in ("F8_E4M3", "U8") and not k.endswith(("_scale_inv", "_blocks", "_scales"))
+           for k, t in native.items()), "%s: the native state dict holds no quantized tensor" % tag)
+    rc, out = run(REF, nat, "--direction", "to_hf", "--view", hf2, "--quiet", "--shards", "2")
+    rc2, out2 = run(CHECK, hf2, nat, "--direction", "to_hf")
+    ok(rc == 0 and rc2 == 0, "%s: reference to_hf view of the native fixture passes check_view" % tag, out + out2)
+    hf_keys = set(ref.load_hf_state_dict(hf))
+    back = set(ref.load_hf_state_dict(hf2))
+    want = {k for k in hf_keys if not k.endswith(("_scale_inv", "_scales"))}
+    want = {k[:-len("_blocks")] if k.endswith("_blocks") else k for k in want}
+    ok(back == want, "%s: HF -> native -> HF gives the source's names without the scales" % tag,
+       "missing %s extra %s" % (sorted(want - back)[:5], sorted(back - want)[:5]))
+    name = flip_byte(cmp_dir, "experts")
+    rc, out = run(CHECK, cmp_dir, hf, "--direction", "from_hf")
+    ok(rc != 0 and name in out, "%s: one flipped byte in native tensor %s fails check_view" % (tag, name), out)
+    if family == "deepseek_v3":
+        ep_checks(tag, family, hf, nat)
+
+
+def quant_selfcheck():
+    """The decoders against values worked out by hand from the formats."""
+    codes = np.array([0x00, 0x80, 0x01, 0x07, 0x08, 0x38, 0xC0, 0x7E, 0x7F, 0xFF], dtype=np.uint8)
+    want = [0x00000000, 0x80000000, 0x3B000000, 0x3C600000, 0x3C800000, 0x3F800000, 0xC0000000,
+            0x43E00000, 0x7FF00000, 0xFFF00000]
+    got = ref.fp8_e4m3_to_f32(codes).view(np.uint32).tolist()
+    ok(got == want, "reference F8_E4M3 decode of hand-checked codes", "%s" % [hex(x) for x in got])
+    q = ref.Tensor("F8_E4M3", (130, 129), lambda: np.full((130, 129), 0x38, dtype=np.uint8))
+    s = ref.Tensor("F32", (2, 2), lambda: np.array([[1, 2], [4, np.inf]], dtype=np.float32))
+    w = ref.dequant_fp8_block(q, s, "F32").array()
+    ok(w[127, 127] == 1 and w[127, 128] == 2 and w[128, 0] == 4 and np.isinf(w[129, 128]),
+       "reference FP8 dequant picks the scale of each 128x128 block, partial blocks included")
+    blocks = ref.Tensor("U8", (1, 1, 1, 2), lambda: np.array([[[[0x21, 0xF0]]]], dtype=np.uint8))
+    for scale, vals in ((127, [0.5, 1.0, 0.0, -6.0]), (128, [1.0, 2.0, 0.0, -12.0])):
+        sc = ref.Tensor("U8", (1, 1, 1), lambda scale=scale: np.array([[[scale]]], dtype=np.uint8))
+        got = ref.dequant_mxfp4(blocks, sc, "F32").array().reshape(-1).tolist()
+        ok(got == vals, "reference MXFP4: low nibble first, times 2^(%d-127)" % scale, str(got))
+    sc = ref.Tensor("U8", (1, 1, 1), lambda: np.array([[[255]]], dtype=np.uint8))
+    got = ref.dequant_mxfp4(blocks, sc, "BF16").array().reshape(-1).tolist()
+    ok(got == [0x7F80, 0x7F80, 0x7FC0, 0xFF80], "reference MXFP4: scale 255 is 2^128 = Inf in F32 (0 * Inf = NaN)",
+       str([hex(x) for x in got]))
+
+
 def ep_checks(tag, family, hf, nat):
     """EP views are exact pieces of the full views (in process)."""
     cfg = ref.load_config(hf)
@@ -168,7 +236,8 @@ def ep_checks(tag, family, hf, nat):
         n_ep = ref.expected_tensors(hf, ep=ep)
         e = {"nemotron_h": cfg.get("n_routed_experts"), "step3p5": cfg.get("moe_num_experts"),
              "qwen3_moe": cfg.get("num_experts"), "mixtral": cfg.get("num_local_experts"),
-             "nemotron_omni": (cfg.get("llm_config") or {}).get("n_routed_experts")}[family]
+             "nemotron_omni": (cfg.get("llm_config") or {}).get("n_routed_experts"),
+             "deepseek_v3": cfg.get("n_routed_experts")}[family]
         start, end = ref.expert_range(e, ep)
         if sorted(n_ep) != sorted(full_native):
             problems.append("rank %d: native key set differs" % rank)
@@ -217,6 +286,12 @@ def main(argv):
                 case(work, i, family, opts, changed)
             except Exception:
                 ok(False, "%s %s: no exception" % (family, " ".join(opts)), traceback.format_exc())
+        for i, (family, opts) in enumerate(c for c in QUANT_CASES if a.only in (None, c[0])):
+            try:
+                quant_case(work, i, family, opts)
+            except Exception:
+                ok(False, "%s %s: no exception" % (family, " ".join(opts)), traceback.format_exc())
+        quant_selfcheck()
         # gen option checks
         rc, out = run(GEN, os.path.join(work, "x"), "--family", "mixtral", "--pattern", "ME")
         ok(rc != 0 and "--pattern" in out, "gen_checkpoint refuses Nemotron options for other families", out)
