@@ -247,7 +247,7 @@ static size_t assign_files(const struct plan *p, const struct source *s,
 		file_of[order[i]] = (uint32_t)(nfiles - 1);
 	}
 	if (lo && lo->single)
-		return p->n ? 1 : 0;
+		return 1;       /* even when empty: the directory keeps its file */
 	return lo && lo->file_of ? lo->nfiles : nfiles;
 }
 

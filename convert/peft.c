@@ -57,6 +57,11 @@ static const int pw_of_nat[4] = {
 };
 static const char *const proj_name[3] = { "gate_proj", "up_proj", "down_proj" };
 
+/* Experts split into per-expert v4 keys at most: each makes up to six
+ * tensors, and a zero-sized grouped tensor costs nothing to claim a
+ * billion.  No MoE model has near this many experts in a layer. */
+#define PEFT_V4_MAX_EXPERTS 4096
+
 struct tclass {
 	enum kind kind;
 	uint32_t group;
@@ -69,6 +74,7 @@ struct pgroup {
 	char *prefix;
 	long nat[4], pw[4];     /* source tensor, or -1 */
 	long *v4;               /* [proj][A/B][expert] -> source tensor or -1 */
+	uint64_t nv4;           /* v4 keys of this prefix */
 	bool gate;              /* v4: a gate_proj key exists (gated experts) */
 };
 
@@ -166,8 +172,10 @@ static int classify_one(struct peft *pf, size_t i, pcre2_code **re,
 		g->nat[c->part] = (long)i;
 	else if (c->kind == K_V5)
 		g->pw[c->part] = (long)i;
-	else if (c->part / 2 == P_GATE)
-		g->gate = true;
+	else {
+		g->nv4++;
+		g->gate = g->gate || c->part / 2 == P_GATE;
+	}
 	return 0;
 }
 
@@ -191,8 +199,11 @@ static int classify(struct peft *pf)
 	pcre2_match_data_free(md);
 	if (rc < 0 || !pf->nv4 || pf->experts > pf->nv4)
 		return rc;      /* more ids than keys: no group can be complete */
-	/* v4 experts by id, now that the count is known */
+	/* v4 experts by id, now that the count is known, for the groups with
+	 * enough keys to be complete (so memory stays linear in the keys) */
 	for (size_t g = 0; g < pf->ngroups; g++) {
+		if (pf->groups[g].nv4 < pf->experts)
+			continue;
 		if (!(pf->groups[g].v4 = malloc(6 * pf->experts * sizeof(long))))
 			return sd_err(pf->err, -ENOMEM, "out of memory");
 		for (uint64_t j = 0; j < 6 * pf->experts; j++)
@@ -200,7 +211,7 @@ static int classify(struct peft *pf)
 	}
 	for (size_t i = 0; i < pf->s->ntensors; i++) {
 		const struct tclass *c = &pf->cls[i];
-		if (c->kind == K_V4)
+		if (c->kind == K_V4 && pf->groups[c->group].v4)
 			pf->groups[c->group].v4[(uint64_t)c->part * pf->experts + c->expert] = (long)i;
 	}
 	return 0;
@@ -366,6 +377,9 @@ static int nat_to_v4(struct peft *pf, const struct pgroup *g, int part, size_t s
 	bool gated = false;
 	int rc = 0;
 
+	if (t->shape[0] > PEFT_V4_MAX_EXPERTS)
+		return sd_err(pf->err, -E2BIG, "tensor '%s' holds %" PRIu64 " experts, more than the %d sdafs splits into per-expert PEFT v4 keys; use peft=v5, which keeps them grouped",
+			      t->name, t->shape[0], PEFT_V4_MAX_EXPERTS);
 	if ((part == NAT_GU_A || part == NAT_GU_B) && (rc = nat_gated(pf, g, &gated)) < 0)
 		return rc;
 	uint64_t I = gated ? t->shape[2] / 2 : 0;

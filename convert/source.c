@@ -456,6 +456,11 @@ int source_scan(const char *dir, struct source *out, char *err)
 	/* A PEFT adapter directory: its one weight file and adapter_config.json */
 	if (!s->index_name && s->nweights == 1 && !strcmp(s->files[0].name, PEFT_WEIGHTS) &&
 	    bsearch(&(const char *){ PEFT_CONFIG }, names, n, sizeof(*names), name_cmp)) {
+		if (s->dcp) {   /* else it would be shown as a consolidated model */
+			rc = sd_err(err, -EINVAL, "%s/%s: a PEFT adapter is one whole file, but this one carries DCP_SHARDING_INFO (a piece of a sharded save)",
+				    dir, PEFT_WEIGHTS);
+			goto fail;
+		}
 		if ((rc = read_json_file(s, PEFT_CONFIG, &s->peft_config, err)) < 0)
 			goto fail;
 		s->peft = true;

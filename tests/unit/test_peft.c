@@ -22,6 +22,7 @@
 
 #include "adapter_fixture.h"
 #include "peft.h"
+#include "view.h"
 
 #define P "base_model.model.model.layers.0.mlp.experts"
 #define CONFIG_R4 "{'peft_type': 'LORA', 'r': 4, 'target_modules': ['experts']}"
@@ -253,6 +254,58 @@ static void test_view_hf_of_an_hf_adapter_is_refused(void **state)
 	assert_non_null(must_plan(fx, "m.q.lora_magnitude"));
 }
 
+/* Found by fuzz_checkpoint: the view of a DCP piece named
+ * adapter_model.safetensors was a consolidated model, not an adapter. */
+static void test_an_adapter_file_from_a_sharded_save_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = { { P ".lora_down_B", "BF16", { 3, 4, 8 } } };
+	static const struct test_shard dcp = {
+		.metadata = "{'DCP_SHARDING_INFO': '{\\'" P ".lora_down_B\\': {\\'saved_offsets\\': [0, 0, 0]}}'}",
+	};
+
+	test_write_json(fx->dir, PEFT_CONFIG, CONFIG_R4);
+	test_write_shard(fx->dir, PEFT_WEIGHTS, t, NT(t), &dcp);
+	assert_int_equal(source_scan(fx->dir, &fx->src, fx->err), -EINVAL);
+	assert_mentions(fx->err, PEFT_WEIGHTS);
+	assert_mentions(fx->err, "carries DCP_SHARDING_INFO");
+}
+
+/* Found by fuzz_checkpoint: an adapter without tensors lost its file. */
+static void test_an_empty_adapter_keeps_its_weights_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct view v;
+
+	test_write_json(fx->dir, PEFT_CONFIG, CONFIG_R4);
+	test_write_shard(fx->dir, PEFT_WEIGHTS, NULL, 0, NULL);
+	if (view_open(&v, fx->dir, &defaults, 1u << 20, fx->err) < 0)
+		fail_msg("view_open: %s", fx->err);
+	long w = layout_find(&v.layout, PEFT_WEIGHTS);
+	assert_true(w >= 0);
+	assert_int_equal(v.layout.files[w].kind, VF_WEIGHTS);
+	assert_int_equal(v.layout.files[w].nslots, 0);
+	assert_true(layout_find(&v.layout, "model.safetensors.index.json") < 0);
+	view_close(&v);
+}
+
+/* A zero-sized [1e8, 0, 4] tensor split into per-expert keys ran out of
+ * time and memory (tests/fuzz/regressions: peft-v4-split-of-1e8-experts). */
+static void test_v4_splits_at_most_4096_experts(void **state)
+{
+	struct fixture *fx = *state;
+	struct view_opts o = defaults;
+	static const struct test_tensor t[] = { { P ".lora_down_A", "BF16", { 4097, 1, 1 } } };
+
+	o.peft_v4 = true;
+	scan_adapter(fx, CONFIG_R4, t, NT(t));
+	assert_int_equal(plan_adapter(fx, &o), -E2BIG);
+	assert_mentions(fx->err, P ".lora_down_A");
+	assert_mentions(fx->err, "holds 4097 experts");
+	assert_mentions(fx->err, "use peft=v5");
+	must_plan_adapter(fx, &defaults);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)
@@ -268,6 +321,9 @@ int main(void)
 		T(test_a_native_tensor_of_two_dims_is_refused),
 		T(test_an_adapter_is_not_split_by_expert_parallel_rank),
 		T(test_view_hf_of_an_hf_adapter_is_refused),
+		T(test_an_adapter_file_from_a_sharded_save_is_refused),
+		T(test_an_empty_adapter_keeps_its_weights_file),
+		T(test_v4_splits_at_most_4096_experts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
