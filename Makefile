@@ -15,7 +15,7 @@ SAN       ?=
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 \
-             -Iconvert -Icache -Ifs -Idist -I$(BUILD)/gen
+             -Iconvert -Icache -Ifs -Idist -Igpu -I$(BUILD)/gen
 OPT       ?= -O2 -g
 # override: flags a user puts in CFLAGS are added to ours, never replace them
 override CFLAGS  += $(OPT) -std=c11 $(WARN) -pthread -fno-strict-aliasing
@@ -39,6 +39,23 @@ ifneq ($(MPI_LIBS),)
 $(BUILD)/obj/dist/%.o: CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
 $(BUILD)/sdafs: LDLIBS += $(MPI_LIBS)
 endif
+# The CUDA backend (gpu/) where nvcc is installed, else a stub that says so;
+# `make NVCC=` builds without it.  CUDA's runtime is linked statically, so
+# a binary built with it still runs (on the CPU) without a driver or GPU.
+NVCC      ?= $(wildcard /usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+# no FMA contraction, no flush-to-zero: the kernels must round as the CPU does
+NVCC_FLAGS = -O2 -std=c++17 --fmad=false -ftz=false -prec-div=true -prec-sqrt=true \
+             $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Werror,-fno-strict-aliasing
+ifneq ($(NVCC),)
+GPU_OBJ   := $(BUILD)/obj/gpu/recipe_cuda.o
+CPPFLAGS  += -DHAVE_CUDA
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+else
+GPU_OBJ   := $(BUILD)/obj/gpu/gpu_none.o
+endif
+LIB_OBJ   += $(GPU_OBJ)
 ADAPTERS  := $(wildcard convert/adapters/*.json)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -65,6 +82,10 @@ $(BUILD)/gen/builtin_adapters.h: $(ADAPTERS) scripts/embed.sh
 	scripts/embed.sh $(ADAPTERS) > $@
 
 $(BUILD)/obj/convert/adapter.o: $(BUILD)/gen/builtin_adapters.h
+
+$(BUILD)/obj/gpu/%.o: gpu/%.cu gpu/gpu.h convert/quant.h convert/dtype_scalar.h convert/recipe.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVCC_FLAGS) -c -o $@ $<
 
 $(BUILD)/libsdafs.a: $(LIB_OBJ)
 	@rm -f $@
@@ -110,7 +131,7 @@ FUZZ_CC      ?= clang-14
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS  := -O1 -g -fno-omit-frame-pointer -std=c11 $(WARN) -pthread \
                 -fno-strict-aliasing $(FUZZ_SAN)
-FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o)
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) $(FUZZ_DIR)/obj/gpu/gpu_none.o
 FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 fuzz-build: $(FUZZ_BIN)

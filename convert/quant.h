@@ -25,10 +25,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifndef SD_HD
 #ifdef __CUDACC__
 #define SD_HD __host__ __device__ __forceinline__
 #else
 #define SD_HD static inline
+#endif
 #endif
 
 /* Rows of an FP8 weight (and columns) that share one scale. */

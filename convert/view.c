@@ -19,6 +19,7 @@
 #include "cache.h"
 #include "dcp.h"
 #include "err.h"
+#include "gpu.h"
 #include "grow.h"
 #include "peft.h"
 
@@ -176,7 +177,14 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	uint64_t rows = rx_rows(rx_root(t->recipe));
 	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
 	struct rx_reader rd = { source_read, v, &v->src, source_read_at };
-	int rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
+	int rc = -ENOTSUP;
+	bool on_gpu = false;
+
+	if (v->gpu && gpu_supports(t->recipe))
+		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, buf, &rd, err)) == 0;
+	/* what the GPU does not take (F64, past its memory bound) converts here */
+	if (rc == -ENOTSUP || rc == -ENOMEM)
+		rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
 
 	if (rc < 0) {
 		sd_err_prefix(err, "converting '%s' rows %" PRIu64 "..%" PRIu64,
@@ -186,6 +194,8 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	(void)len;
 	atomic_fetch_add(&v->stats.chunks_converted, 1);
 	atomic_fetch_add(&v->stats.bytes_converted, len);
+	if (on_gpu)
+		atomic_fetch_add(&v->stats.bytes_converted_cuda, len);
 	return 0;
 }
 
@@ -426,11 +436,15 @@ char *view_stats_json(struct view *v)
 	cache_get_stats(v->cache, &cs);
 	cJSON_AddStringToObject(j, "adapter", v->plan.adapter);
 	cJSON_AddStringToObject(j, "direction", v->plan.direction);
-	cJSON_AddStringToObject(j, "backend", "cpu");
+	cJSON_AddStringToObject(j, "backend", v->gpu ? "cuda" : "cpu");
 	cJSON_AddNumberToObject(j, "header_bytes_read", (double)v->src.header_bytes_read);
 	cJSON_AddNumberToObject(j, "source_bytes_read", (double)atomic_load(&v->stats.source_bytes));
 	cJSON_AddNumberToObject(j, "chunks_converted", (double)atomic_load(&v->stats.chunks_converted));
 	cJSON_AddNumberToObject(j, "bytes_converted", (double)atomic_load(&v->stats.bytes_converted));
+	uint64_t on_gpu = atomic_load(&v->stats.bytes_converted_cuda);
+	cJSON_AddNumberToObject(j, "bytes_converted_cpu",
+				(double)(atomic_load(&v->stats.bytes_converted) - on_gpu));
+	cJSON_AddNumberToObject(j, "bytes_converted_cuda", (double)on_gpu);
 	cJSON_AddNumberToObject(j, "reads", (double)atomic_load(&v->stats.reads));
 	cJSON_AddNumberToObject(j, "read_errors", (double)atomic_load(&v->stats.read_errors));
 	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));

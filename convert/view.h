@@ -28,6 +28,7 @@ struct view_stats {
 	_Atomic uint64_t source_bytes;          /* tensor and pass-through bytes read */
 	_Atomic uint64_t chunks_converted;
 	_Atomic uint64_t bytes_converted;
+	_Atomic uint64_t bytes_converted_cuda;  /* of those, by the GPU */
 	_Atomic uint64_t reads;
 	_Atomic uint64_t read_errors;
 	_Atomic uint64_t source_changes;        /* source files found changed */
@@ -43,6 +44,7 @@ struct view {
 	struct cache *cache;
 	struct view_opts opts;
 	struct view_stats stats;
+	bool gpu;               /* convert on the GPU where it can (gpu.h) */
 };
 
 /* One piece of a read: memory (mem != NULL) or source bytes (fd, off). */

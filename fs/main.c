@@ -24,6 +24,7 @@
 #include "cache.h"
 #include "dist.h"
 #include "err.h"
+#include "gpu.h"
 
 /* The kernel page cache keeps converted pages (keep_cache); this cache only
  * stages chunks while requests are served and holds the random-access working
@@ -101,7 +102,8 @@ static void usage(FILE *out)
 "  mpi                  one daemon per MPI rank (under mpirun/srun; stays in the\n"
 "                       foreground): rank 0 reads the headers for everyone, each\n"
 "                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
-"  backend=auto|cpu     conversion backend (this build: cpu)\n"
+"  backend=auto|cpu|cuda  where chunks are converted: cuda needs a usable GPU\n"
+"                       (and a build with nvcc); auto uses one when there is one\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
 "  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
@@ -231,9 +233,9 @@ static int build_opts(const struct cmdline *c, struct view_opts *o, uint64_t *ca
 			c->cache_size);
 		return -1;
 	}
-	if (c->backend && strcmp(c->backend, "auto") && strcmp(c->backend, "cpu")) {
-		fprintf(stderr, "sdafs: backend=%s: this build converts on the CPU only (backend=auto or cpu)\n",
-			c->backend);
+	if (c->backend && strcmp(c->backend, "auto") && strcmp(c->backend, "cpu") &&
+	    strcmp(c->backend, "cuda")) {
+		fprintf(stderr, "sdafs: backend=%s: expected auto, cpu or cuda\n", c->backend);
 		return -1;
 	}
 	if (c->prefetch && !c->materialize_dir && !c->mpi) {
@@ -573,6 +575,30 @@ out:
 	return rc;
 }
 
+/* backend=: the GPU when asked for (a mount that cannot have it fails) or,
+ * with auto, when one is usable; the choice is said once, at mount. */
+static int choose_backend(const struct cmdline *c, bool *gpu)
+{
+	char name[256], err[SD_ERRLEN];
+	bool want = c->backend && !strcmp(c->backend, "cuda");
+	int rc;
+
+	*gpu = false;
+	if (c->backend && !strcmp(c->backend, "cpu"))
+		return 0;
+	rc = gpu_init(name, sizeof(name), err);
+	if (rc < 0 && want) {
+		fprintf(stderr, "sdafs: backend=cuda: %s; use backend=cpu or auto\n", err);
+		return -1;
+	}
+	*gpu = rc == 0;
+	if (*gpu)
+		fprintf(stderr, "sdafs: converting on the GPU (%s)\n", name);
+	else if (gpu_compiled_in())
+		fprintf(stderr, "sdafs: converting on the CPU: %s\n", err);
+	return 0;
+}
+
 static int run(struct cmdline *c, struct fuse_args *args)
 {
 	struct view_opts vo;
@@ -608,6 +634,10 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		return 1;
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
+		return 1;
+	}
+	if (!c->inspect && choose_backend(c, &fs.view.gpu) < 0) {
+		view_close(&fs.view);
 		return 1;
 	}
 	if (c->inspect && c->json) {

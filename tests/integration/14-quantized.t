@@ -8,7 +8,7 @@
 # re-quantize).  A scale of the wrong shape, or blocks without scales, fail
 # the mount naming the tensor.
 . "$(dirname "$0")/lib.sh"
-plan 22
+plan 26
 
 GEN_DS="--family deepseek_v3 --hidden 192 --moe-inter 96 --special-values --shards 2"
 GEN_GO="--family gpt_oss --hidden 192 --moe-inter 96 --special-values --shards 2"
@@ -60,6 +60,30 @@ both_ways gpt-oss "$T/go" gpt_oss
 
 $GEN "$T/go-bf16" $GEN_GO --no-quant >/dev/null
 both_ways gpt-oss-bf16 "$T/go-bf16" gpt_oss
+
+# Backends: the CPU on request, the GPU on request where there is one (the
+# same bytes, counted per backend in .sdafs-stats); without a usable GPU
+# backend=cuda refuses the mount, saying why.
+mount_view "$T/ds" "$T/cpu" -o backend=cpu
+$CHECK "$T/cpu" "$T/ds" --family deepseek_v3 >"$T/cpu.check" 2>&1
+ok $? "backend=cpu: the view equals the reference" || diag "$T/cpu.check"
+[ "$(stat_field "$T/cpu" backend)" = cpu ] && [ "$(stat_field "$T/cpu" bytes_converted_cuda)" = 0 ] &&
+	[ "$(stat_field "$T/cpu" bytes_converted_cpu)" = "$(stat_field "$T/cpu" bytes_converted)" ] &&
+	[ "$(stat_field "$T/cpu" bytes_converted)" -gt 0 ]
+ok $? "backend=cpu: .sdafs-stats counts every converted byte as the CPU's"
+unmount_view "$T/cpu"
+if mount_view "$T/ds" "$T/cuda" -o backend=cuda; then
+	$CHECK "$T/cuda" "$T/ds" --family deepseek_v3 >"$T/cuda.check" 2>&1
+	ok $? "backend=cuda: the view equals the reference" || diag "$T/cuda.check"
+	[ "$(stat_field "$T/cuda" backend)" = cuda ] && [ "$(stat_field "$T/cuda" bytes_converted_cuda)" -gt 0 ]
+	ok $? "backend=cuda: .sdafs-stats counts the GPU's bytes"
+	unmount_view "$T/cuda"
+else
+	grep -q "backend=cuda: .*\(no usable GPU\|built without CUDA\)" "$T/cuda.log"
+	ok $? "backend=cuda without a usable GPU refuses the mount, saying why" || diag "$T/cuda.log"
+	TAP_N=$((TAP_N + 1))
+	echo "ok $TAP_N # skip no usable GPU: $(grep -o 'backend=cuda: [^;]*' "$T/cuda.log" | head -1)"
+fi
 
 # Malformed: rewrite one tensor's header entry (the data stays the same size).
 refused() {     # refused NAME DIR WORDS...: 2 tests
