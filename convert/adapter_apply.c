@@ -688,9 +688,27 @@ static int alias_tied_lm_head(struct apply *ap)
 	return rc;
 }
 
+/* The other half of the tie: Automodel's save pops a tied lm_head (it is the
+ * embedding's storage), so an HF view of a tied native checkpoint that holds
+ * both leaves lm_head out.  Returns the source tensor to skip, or -1. */
+static int tied_lm_head_to_skip(struct apply *ap, long *skip)
+{
+	const struct adapter *a = ap->cfg.a;
+	bool tied;
+	int rc;
+
+	*skip = -1;
+	if (!a->tied_lm_head || source_find(ap->s, a->tied_embedding) < 0)
+		return 0;
+	if ((rc = tie_flag(ap, &tied)) == 0 && tied)
+		*skip = source_find(ap->s, a->tied_lm_head);
+	return rc;
+}
+
 int adapter_plan(const struct adapter *a, const struct source *s,
 		 const struct view_opts *o, int dir, struct plan *out, char *err)
 {
+	long skip = -1;
 	struct apply *ap;
 	int rc;
 
@@ -708,7 +726,11 @@ int adapter_plan(const struct adapter *a, const struct source *s,
 		return rc;
 	if (out->dtype == SD_DTYPE_INVALID)
 		out->dtype = ap->cfg.dtype;
+	if (dir == DIR_TO_HF)
+		rc = tied_lm_head_to_skip(ap, &skip);
 	for (size_t i = 0; i < s->ntensors && rc == 0; i++) {
+		if ((long)i == skip)
+			continue;
 		struct item it = { .name = strdup(s->tensors[i].name), .src = i };
 		rc = it.name ? run_item(ap, &it, 0) : sd_err(err, -ENOMEM, "out of memory");
 		item_free(&it);

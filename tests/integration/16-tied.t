@@ -3,11 +3,12 @@
 # native names are the same (§8): a checkpoint saved from a tied model has
 # no lm_head.weight, and its native view holds one that is an alias of
 # model.embed_tokens.weight — the same source bytes, nothing converted.
+# Viewed back as HF, the tied lm_head is dropped again, as the save pops it.
 # view=hf shows the source as it is; an untied checkpoint gets no alias; a
 # sharded Automodel save of the tied model chains to the same native view.
 . "$(dirname "$0")/lib.sh"
 DCP="$PY $REPO/tests/fixtures/gen_dcp.py"
-plan 19
+plan 20
 
 # same_tensor DIR1 NAME1 DIR2 NAME2: the two tensors have the same dtype,
 # shape and bytes (read through each directory's index).
@@ -44,6 +45,14 @@ same_tensor "$T/nat" $HEAD "$T/nat" $EMBED && same_tensor "$T/nat" $HEAD "$T/tie
 ok $? "$HEAD is byte-identical to $EMBED, in the view and in the source"
 $CHECK "$T/nat" "$T/tied" >"$T/nat.check" 2>&1
 ok $? "the native view equals the reference from_hf (every tensor, index, other files)" || diag "$T/nat.check"
+# Saving pops a tied lm_head: the native view copied to disk and viewed as
+# HF gives back exactly the original checkpoint, without lm_head.
+mkdir -p "$T/nat-copy" && cp "$T"/nat/* "$T/nat-copy/"
+mount_view "$T/nat-copy" "$T/back" -o view=hf
+! has_tensor "$T/back" $HEAD && $CHECK "$T/back" "$T/nat-copy" --direction to_hf >"$T/back.check" 2>&1 &&
+	$PY "$REPO/tests/ref/roundtrip_diff.py" "$T/tied" "$T/back" >>"$T/back.check" 2>&1
+ok $? "the HF view of the native copy drops the tied $HEAD and equals the original" || diag "$T/back.check"
+unmount_view "$T/back"
 unmount_view "$T/nat"
 ok $? "unmounts cleanly, sanitizer log clean"
 

@@ -984,6 +984,9 @@ def to_hf(native_sd, config, dtype="auto", ep=None, family="auto"):
         hf = step_to_hf(native_sd, config, ep)
     elif family == "llama":
         hf = dict(native_sd)        # to_hf only filters (the exclude regex, below)
+        # spec 6: the save pops a tied lm_head (it shares the embedding's storage)
+        if tie_word_embeddings(config) and EMBEDDING in hf:
+            hf.pop(LM_HEAD, None)
     elif family == "gpt_oss":
         hf = gpt_oss_to_hf(native_sd)
     else:

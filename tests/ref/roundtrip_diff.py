@@ -23,9 +23,6 @@ for the differences Automodel itself makes, which are listed as NOTE lines and c
   gate-bias     (step3p5) an HF moe.gate.bias (or moe.gate.e_score_correction_bias) is
                 read as-is and written back as moe.router_bias (same bytes; the router_bias
                 key is not in the original).
-  tied-lm-head  (llama, tie_word_embeddings) the original has no lm_head.weight; the native
-                state dict gets one filled from model.embed_tokens.weight and to_hf keeps
-                it, so HF2 holds lm_head.weight with the embedding's bytes.
   dtype         only with --dtype-changed: a floating tensor whose dtype (or values)
                 changed by casts, e.g. experts cast to the adapter dtype or a view mounted
                 with dtype=; HF2 must equal the original cast to HF2's dtype, directly or
@@ -49,7 +46,7 @@ import automodel_ref as ref  # noqa: E402
 import check_view  # noqa: E402
 import safetensors_lite as st  # noqa: E402
 
-CATEGORIES = ("widened-f32", "scale-inv", "truncated", "gate-ignored", "gate-bias", "tied-lm-head", "dtype")
+CATEGORIES = ("widened-f32", "scale-inv", "truncated", "gate-ignored", "gate-bias", "dtype")
 
 
 class Report:
@@ -91,7 +88,6 @@ class Rules:
         self.nemo = family in ("nemotron_h", "nemotron_omni")
         self.nemo_moe = self.nemo and ref.n_routed_experts(nemo_cfg) is not None
         self.num_layers = int(nemo_cfg.get("num_hidden_layers") or 0) if self.nemo else 0
-        self.tied = family == "llama" and ref.tie_word_embeddings(config)
 
     def nemo_key(self, key):
         """The key inside the Nemotron-H LLM (None when the key is not part of it)."""
@@ -123,13 +119,6 @@ class Rules:
         k = self.nemo_key(key)
         return (k is not None and self.nemo_moe and
                 re.search(r"\.mixer\.experts\.\d+\.gate_proj\.weight$", k) is not None)
-
-    def tied_lm_head_source(self, key, hf1):
-        """For lm_head.weight found only in HF2: the original key it must equal (the
-        embedding of a tied llama-family model), else None."""
-        if self.tied and key == ref.LM_HEAD and ref.EMBEDDING in hf1:
-            return ref.EMBEDDING
-        return None
 
     def gate_bias_target(self, key, hf2):
         """For a Step3p5 moe.gate.bias / moe.gate.e_score_correction_bias key, the router_bias
@@ -269,13 +258,6 @@ def roundtrip_diff(dir1, dir2, family="auto", dtype_changed=False, limit=200, qu
                 rep.fail("%s (%s %s) is missing from HF2" % (key, t1.dtype, list(t1.shape)))
     for key in sorted(set(hf2) - set(hf1) - explained_extra):
         t2 = hf2[key]
-        source = rules.tied_lm_head_source(key, hf1)
-        if source is not None:
-            before = rep.fails
-            compare_tensor("%s (as %s)" % (key, source), hf1[source], t2, rules, dtype_changed, rep)
-            if rep.fails == before:
-                rep.note("tied-lm-head", "%s: filled from %s (tied)" % (key, source))
-            continue
         rep.fail("%s (%s %s) is in HF2 but not in the original" % (key, t2.dtype, list(t2.shape)))
     summary = ", ".join("%d %s" % (n, c) for c, n in rep.notes.items() if n)
     status = "PASS" if rep.fails == 0 else "FAIL (%d differences)" % rep.fails

@@ -874,12 +874,19 @@ def llama_untied_or_complete_from_hf_is_a_pass_through():
 def llama_to_hf_keeps_every_name_and_drops_extra_state():
     nat = dict(llama_hf(with_head=True))
     nat["model.layers.0.self_attn._extra_state"] = T("U8", np.zeros(4, dtype=np.uint8))
-    hf = ref.to_hf(nat, dict(LLAMA_CONFIG, tie_word_embeddings=True))
+    hf = ref.to_hf(nat, dict(LLAMA_CONFIG, tie_word_embeddings=False))
     assert sorted(hf) == sorted(llama_hf(with_head=True)), sorted(hf)
 
 
 @test
-def roundtrip_diff_llama_tied_lm_head_is_documented_and_checked():
+def llama_to_hf_of_a_tied_model_pops_lm_head():
+    # spec 6: the save pops the tied lm_head (same storage as the embedding)
+    hf = ref.to_hf(dict(llama_hf(with_head=True)), dict(LLAMA_CONFIG, tie_word_embeddings=True))
+    assert sorted(hf) == sorted(llama_hf()), sorted(hf)
+
+
+@test
+def roundtrip_diff_llama_tied_round_trip_is_exact_and_an_extra_lm_head_fails():
     import contextlib
     import io
     import roundtrip_diff as rt
@@ -893,13 +900,13 @@ def roundtrip_diff_llama_tied_lm_head_is_documented_and_checked():
         ref.write_single(os.path.join(back, "model.safetensors"), hf2)
         with contextlib.redirect_stdout(io.StringIO()):
             fails, notes = rt.roundtrip_diff(src, back)
-        assert fails == 0 and notes["tied-lm-head"] == 1, (fails, notes)
-        # a lm_head that is not the embedding is a failure, not a documented difference
-        wrong = dict(hf2, **{"lm_head.weight": llama_hf(with_head=True)["lm_head.weight"]})
-        ref.write_single(os.path.join(back, "model.safetensors"), wrong)
+        assert "lm_head.weight" not in hf2 and fails == 0 and not any(notes.values()), (fails, notes)
+        # an lm_head the original does not have is a failure, even the embedding's bytes
+        extra = dict(hf2, **{"lm_head.weight": hf2["model.embed_tokens.weight"]})
+        ref.write_single(os.path.join(back, "model.safetensors"), extra)
         with contextlib.redirect_stdout(io.StringIO()):
             fails, notes = rt.roundtrip_diff(src, back)
-        assert fails == 1 and notes["tied-lm-head"] == 0, (fails, notes)
+        assert fails == 1, (fails, notes)
 
 
 def shutil_copy(a, b):
