@@ -18,6 +18,7 @@
 #include "builtin_adapters.h"
 
 #define MAX_ROUTE_DEPTH 4
+#define MAX_EXPERTS 65536u     /* ten times the largest MoE layer known */
 
 static const char *const dir_keys[DIR_COUNT] = { "hf_to_native", "native_to_hf" };
 
@@ -701,6 +702,11 @@ int apply_cfg_init(struct apply_cfg *c, const struct adapter *a,
 	    (rc = config_count(a, s, c->config, "moe_intermediate", &c->moe_inter, err)) < 0 ||
 	    (rc = config_dtype(a, s, c->config, &c->dtype, err)) < 0)
 		return rc;
+	/* A split makes one tensor per expert from a tensor that may hold no
+	 * bytes at all, so the count itself must stay sane. */
+	if (c->experts > MAX_EXPERTS)
+		return sd_err(err, -EINVAL, "%s/config.json: %" PRIu64 " routed experts is more than sdafs handles (%u)",
+			      s->dir, c->experts, MAX_EXPERTS);
 	if (o->dtype != SD_DTYPE_INVALID)
 		c->dtype = o->dtype;
 	return 0;

@@ -636,6 +636,19 @@ static void test_ep_rank_without_experts_is_an_error(void **state)
 	assert_mentions(fx->err, "ep_rank=3 of ep_size=4 holds no expert (the model has 2)");
 }
 
+/* Found reading the PEFT fuzz campaign's bug: a split makes one tensor per
+ * expert even from a tensor of no bytes, so a huge count must be refused. */
+static void test_an_absurd_expert_count_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = { UP(0, 0, "BF16"), DOWN(0, 0, "BF16") };
+	const struct view_opts o = { .view = VIEW_NATIVE, .dtype = SD_DTYPE_INVALID };
+
+	assert_int_equal(plan_checkpoint(fx, NEMOTRON(",'n_routed_experts':100000000"), t, NT(t),
+					 &o), -EINVAL);
+	assert_mentions(fx->err, "100000000 routed experts is more than sdafs handles");
+}
+
 static void test_ep_rank_sees_only_its_experts(void **state)
 {
 	struct fixture *fx = *state;
@@ -915,6 +928,7 @@ int main(void)
 		TEST(test_experts_beyond_n_routed_experts_are_dropped),
 		TEST(test_mtp_experts_merge_under_the_mtp_prefix),
 		TEST(test_experts_are_cast_to_config_torch_dtype),
+		TEST(test_an_absurd_expert_count_is_refused),
 		TEST(test_dtype_option_overrides_torch_dtype_for_experts),
 		TEST(test_experts_default_to_bfloat16_without_torch_dtype),
 		TEST(test_expert_dtype_never_casts_other_tensors),
