@@ -55,6 +55,12 @@ CHECKPOINTS = [
     ("qwen3_moe", "native", ["--layers", "2"], 0x80, True),
     ("mixtral", "hf", ["--layers", "1", "--moe-inter", "8"], 0x88, False),  # F16
     ("mixtral", "native", ["--layers", "1"], 0x02, True),   # view=hf
+    ("deepseek_v3", "hf", ["--layers", "2"], 0x80, True),   # FP8 blocks + scale_inv; layer 0 dense
+    ("deepseek_v3", "native", ["--layers", "2"], 0x00, True),
+    ("gpt_oss", "hf", ["--layers", "1", "--hidden", "32", "--moe-inter", "32"], 0x80, True),  # MXFP4
+    ("gpt_oss", "native", ["--layers", "1", "--hidden", "32", "--moe-inter", "32"], 0x08, True),
+    ("llama", "hf", ["--layers", "1", "--tied"], 0x80, True),     # tied: lm_head alias
+    ("llama", "hf", ["--layers", "1", "--tied"], 0x02, False),    # view=hf
 ]
 
 # Automodel sharded saves (tests/fixtures/gen_dcp.py) of a small Nemotron-H:
