@@ -51,7 +51,10 @@ cat "$MNT/.sdafs-stats"
 
 echo
 echo "== the plan of one grouped tensor (sdafs --inspect)"
-build/sdafs --inspect "$SRC" | grep -m1 "down_projs" | cut -c1-200
+# (the whole listing first: grep -m1 closing the pipe early would kill sdafs
+# with SIGPIPE, which pipefail reports as a failure)
+plan=$(build/sdafs --inspect "$SRC")
+grep -m1 "down_projs" <<<"$plan" | cut -c1-200
 
 fusermount3 -u "$MNT"
 echo
