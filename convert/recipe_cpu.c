@@ -396,37 +396,120 @@ static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
 }
 
 /*
- * Dequantization: the F32 products go to scratch, then through the same
- * cast as RX_CAST (dtype_convert), so rounding and NaNs follow c10.  The
- * scalar rules are quant.h's, shared with the CUDA kernels.
+ * Dequantization by table.  Within one scale block a weight code always
+ * gives the same output, so the block's possible outputs are computed first,
+ * with the per-element rule itself (quant.h's product in F32, then the cast
+ * RX_CAST uses, dtype_convert), and the codes are looked up: the bits are
+ * the rule's by construction, at the cost of one load per element instead
+ * of a decode, a multiply with its NaN checks and a cast.
  */
+
+/* dst[i] = table[codes[i]] for entries of size es (2, 4, 8 or 16 bytes);
+ * fixed-size memcpy, so each entry moves as one load and one store whatever
+ * the alignment of dst.  Unrolled by four: the loop is three memory
+ * operations per entry, so its own counting would otherwise cost as much. */
+#define LOOKUP_ONE(SIZE, k)                                                     \
+	memcpy(dst + (i + (k)) * (SIZE), table + (size_t)codes[i + (k)] * (SIZE), (SIZE))
+#define DEFINE_LOOKUP(NAME, SIZE)                                               \
+	static void NAME(unsigned char *restrict dst, const uint8_t *restrict codes, \
+			 size_t n, const unsigned char *restrict table)         \
+	{                                                                       \
+		size_t i = 0;                                                   \
+		for (; i + 4 <= n; i += 4) {                                    \
+			LOOKUP_ONE(SIZE, 0);                                    \
+			LOOKUP_ONE(SIZE, 1);                                    \
+			LOOKUP_ONE(SIZE, 2);                                    \
+			LOOKUP_ONE(SIZE, 3);                                    \
+		}                                                               \
+		for (; i < n; i++)                                              \
+			LOOKUP_ONE(SIZE, 0);                                    \
+	}
+
+DEFINE_LOOKUP(lookup2, 2)
+DEFINE_LOOKUP(lookup4, 4)
+DEFINE_LOOKUP(lookup8, 8)
+DEFINE_LOOKUP(lookup16, 16)
+
+static void lookup(void *dst, const uint8_t *codes, size_t n, const void *table,
+		   size_t es)
+{
+	switch (es) {
+	case 2: lookup2(dst, codes, n, table); break;
+	case 4: lookup4(dst, codes, n, table); break;
+	case 8: lookup8(dst, codes, n, table); break;
+	default: lookup16(dst, codes, n, table); break;
+	}
+}
+
+/* The 256 outputs of one FP8 scale block, in the output dtype. */
+static void fp8_block_table(void *table, enum sd_dtype to, float scale)
+{
+	float prod[256];
+
+	for (unsigned c = 0; c < 256; c++)
+		prod[c] = sd_dequant_mul(sd_f32_from_bits(sd_fp8e4m3_to_f32_bits((uint8_t)c)),
+					 scale);
+	dtype_convert(table, to, prod, SD_F32, 256);
+}
+
+/* Rows of a 128-row block of scales share their tables: one per block
+ * column, built once for all the block's rows in range. */
 static int eval_dequant_fp8(struct eval *ev, const struct rx_node *n, uint64_t r0,
 			    uint64_t r1, void *dst)
 {
 	uint64_t cols = n->shape[1], bcols = kid(ev, n, 1)->shape[1];
 	uint64_t s0 = r0 / SD_FP8_BLOCK, s1 = (r1 - 1) / SD_FP8_BLOCK + 1;
+	size_t es = dtype_size(n->dtype), tsize = 256 * es;
 	uint8_t *q = temp(ev, (r1 - r0) * cols);
 	float *scale = temp(ev, (s1 - s0) * bcols * sizeof(float));
-	float *out = temp(ev, (r1 - r0) * cols * sizeof(float));
-	float lut[256];
+	unsigned char *tables = temp(ev, bcols * tsize);
 	int rc;
 
-	if (!q || !scale || !out)
+	if (!q || !scale || !tables)
 		return -ENOMEM;
 	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, q)) < 0 ||
 	    (rc = eval(ev, kid_index(ev, n, 1), s0, s1, scale)) < 0)
 		return rc;
-	for (unsigned c = 0; c < 256; c++)
-		lut[c] = sd_f32_from_bits(sd_fp8e4m3_to_f32_bits((uint8_t)c));
-	for (uint64_t i = 0; i < r1 - r0; i++) {
-		const float *srow = scale + ((r0 + i) / SD_FP8_BLOCK - s0) * bcols;
-		const uint8_t *qrow = q + i * cols;
-		float *orow = out + i * cols;
-		for (uint64_t j = 0; j < cols; j++)
-			orow[j] = sd_dequant_mul(lut[qrow[j]], srow[j / SD_FP8_BLOCK]);
+	for (uint64_t sr = s0; sr < s1; sr++) {
+		uint64_t a = sr * SD_FP8_BLOCK > r0 ? sr * SD_FP8_BLOCK : r0;
+		uint64_t b = (sr + 1) * SD_FP8_BLOCK < r1 ? (sr + 1) * SD_FP8_BLOCK : r1;
+		for (uint64_t bc = 0; bc < bcols; bc++)
+			fp8_block_table(tables + bc * tsize, n->dtype,
+					scale[(sr - s0) * bcols + bc]);
+		for (uint64_t i = a; i < b; i++) {
+			const uint8_t *qrow = q + (i - r0) * cols;
+			unsigned char *orow = (unsigned char *)dst + (i - r0) * cols * es;
+			for (uint64_t bc = 0; bc < bcols; bc++) {
+				uint64_t j = bc * SD_FP8_BLOCK;
+				uint64_t w = cols - j < SD_FP8_BLOCK ? cols - j : SD_FP8_BLOCK;
+				lookup(orow + j * es, qrow + j, (size_t)w, tables + bc * tsize, es);
+			}
+		}
 	}
-	dtype_convert(dst, n->dtype, out, SD_F32, (size_t)((r1 - r0) * cols));
 	return 0;
+}
+
+/*
+ * MXFP4: a group of 32 values shares one scale byte, so there are at most
+ * 256 distinct scales.  For each one that occurs, a table maps a block byte
+ * to its two outputs (low nibble first); a group is then one lookup per
+ * byte.  The 16 values of a scale are computed by the rule, and the pairs
+ * are copies of them.
+ */
+static void mxfp4_pair_table(unsigned char *table, enum sd_dtype to, uint8_t scale)
+{
+	float prod[16];
+	unsigned char val[16 * 8];
+	size_t es = dtype_size(to);
+	float sc = sd_f32_from_bits(sd_e8m0_to_f32_bits(scale));
+
+	for (unsigned c = 0; c < 16; c++)
+		prod[c] = sd_dequant_mul(sd_f32_from_bits(sd_fp4_to_f32_bits((uint8_t)c)), sc);
+	dtype_convert(val, to, prod, SD_F32, 16);
+	for (unsigned b = 0; b < 256; b++) {
+		memcpy(table + b * 2 * es, val + (b & 15u) * es, es);
+		memcpy(table + b * 2 * es + es, val + (b >> 4) * es, es);
+	}
 }
 
 static int eval_dequant_mxfp4(struct eval *ev, const struct rx_node *n, uint64_t r0,
@@ -435,27 +518,30 @@ static int eval_dequant_mxfp4(struct eval *ev, const struct rx_node *n, uint64_t
 	const struct rx_node *b = kid(ev, n, 0), *s = kid(ev, n, 1);
 	uint64_t bytes = b->shape[b->ndim - 1];
 	uint64_t groups = (r1 - r0) * rx_row_bytes(s);
+	size_t es = dtype_size(n->dtype), tsize = 256 * 2 * es;
 	uint8_t *blocks = temp(ev, groups * bytes), *scales = temp(ev, groups);
-	float *out = temp(ev, groups * bytes * 2 * sizeof(float));
+	uint16_t slot[256];
+	unsigned nslots = 0;
 	int rc;
 
-	if (!blocks || !scales || !out)
+	if (!blocks || !scales)
 		return -ENOMEM;
 	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, blocks)) < 0 ||
 	    (rc = eval(ev, kid_index(ev, n, 1), r0, r1, scales)) < 0)
 		return rc;
-	for (uint64_t g = 0; g < groups; g++) {
-		float sc = sd_f32_from_bits(sd_e8m0_to_f32_bits(scales[g]));
-		const uint8_t *bg = blocks + g * bytes;
-		float *og = out + g * bytes * 2;
-		for (uint64_t k = 0; k < bytes; k++) {
-			float lo = sd_f32_from_bits(sd_fp4_to_f32_bits(bg[k] & 0xF));
-			float hi = sd_f32_from_bits(sd_fp4_to_f32_bits((uint8_t)(bg[k] >> 4)));
-			og[2 * k] = sd_dequant_mul(lo, sc);
-			og[2 * k + 1] = sd_dequant_mul(hi, sc);
-		}
-	}
-	dtype_convert(dst, n->dtype, out, SD_F32, (size_t)(groups * bytes * 2));
+	memset(slot, 0xFF, sizeof(slot));
+	for (uint64_t g = 0; g < groups; g++)
+		if (slot[scales[g]] == 0xFFFF)
+			slot[scales[g]] = (uint16_t)nslots++;
+	unsigned char *tables = temp(ev, nslots * tsize);
+	if (!tables)
+		return -ENOMEM;
+	for (unsigned v = 0; v < 256; v++)
+		if (slot[v] != 0xFFFF)
+			mxfp4_pair_table(tables + slot[v] * tsize, n->dtype, (uint8_t)v);
+	for (uint64_t g = 0; g < groups; g++)
+		lookup((unsigned char *)dst + g * bytes * 2 * es, blocks + g * bytes,
+		       (size_t)bytes, tables + slot[scales[g]] * tsize, 2 * es);
 	return 0;
 }
 

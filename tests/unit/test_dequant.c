@@ -196,6 +196,11 @@ static void store(enum sd_dtype t, float v, unsigned char *p)
 	case SD_F32:
 		memcpy(p, &v, 4);
 		return;
+	case SD_F64: {
+		double d = v;
+		memcpy(p, &d, 8);
+		return;
+	}
 	default:
 		fail_msg("reference does not write %s", dtype_name(t));
 	}
@@ -370,6 +375,50 @@ static void test_fp8_ragged_blocks_use_the_partial_scales(void **state)
 	}
 }
 
+/* Output types of the random tests: F64 too, the widest table entries. */
+static const enum sd_dtype all_out_types[] = { SD_F32, SD_BF16, SD_F16, SD_F64 };
+
+/* A scale for the random tests: mostly random finite values across the
+ * whole F32 range, sometimes one of the specials. */
+static float random_scale(void)
+{
+	static const uint32_t special[] = { 0x00000000u, 0x80000000u, 0x00000001u,
+					    0x7F800000u, 0xFF800000u, 0x7FC00001u,
+					    0xFF800001u, 0x7F7FFFFFu };
+	uint64_t x = rng_next();
+
+	if (x % 8 == 0)
+		return from_bits(special[(x >> 8) % (sizeof(special) / sizeof(special[0]))]);
+	uint32_t b = (uint32_t)(x >> 32);
+	if ((b & 0x7F800000u) == 0x7F800000u)
+		b &= ~0x40000000u;       /* keep it finite */
+	return from_bits(b);
+}
+
+/* Random codes under 6 x 8 blocks of random scales, both dims ragged:
+ * every table is built from its own block's scale and used for exactly
+ * the block's rows and columns. */
+static void test_fp8_random_codes_under_many_scale_blocks(void **state)
+{
+	const uint64_t rows = 700, cols = 1000;
+
+	for (size_t t = 0; t < sizeof(all_out_types) / sizeof(all_out_types[0]); t++) {
+		struct fixture *f = *state;
+		int q, s;
+		uint8_t *qb = add_src(f, "q", SD_F8_E4M3, 2, (uint64_t[]){ rows, cols }, &q);
+		float *sb = (float *)add_src(f, "s", SD_F32, 2, (uint64_t[]){ 6, 8 }, &s);
+		for (int k = 0; k < 48; k++)
+			sb[k] = random_scale();
+		built(rx_dequant_fp8_block(&f->r, q, s, all_out_types[t], f->err), f->err);
+		unsigned char *want = ref_fp8_block(qb, sb, rows, cols, all_out_types[t]);
+		assert_computes(f, want);
+		assert_rows(f, want, 383, 641);
+		free(want);
+		teardown(state);
+		setup(state);
+	}
+}
+
 /* A transpose over a dequant (what a native view of a DeepSeek expert is). */
 static void test_fp8_dequant_under_a_transpose_of_a_stack(void **state)
 {
@@ -459,6 +508,27 @@ static void test_mxfp4_every_byte_under_every_edge_scale(void **state)
 		assert_int_equal(rx_root(&f->r)->shape[1], 16 * 32);
 		unsigned char *want = ref_mxfp4(bb, sb, 256, 16, out_types[t]);
 		assert_computes(f, want);
+		free(want);
+		teardown(state);
+		setup(state);
+	}
+}
+
+/* Random bytes under random scales from all 256 values, many groups per
+ * row: each group is looked up in its own scale's table. */
+static void test_mxfp4_random_bytes_under_random_scales(void **state)
+{
+	const uint64_t E = 3, O = 37, G = 90;
+
+	for (size_t t = 0; t < sizeof(all_out_types) / sizeof(all_out_types[0]); t++) {
+		struct fixture *f = *state;
+		int b, s;
+		uint8_t *bb = add_src(f, "b", SD_U8, 4, (uint64_t[]){ E, O, G, 16 }, &b);
+		uint8_t *sb = add_src(f, "s", SD_U8, 3, (uint64_t[]){ E, O, G }, &s);
+		built(rx_dequant_mxfp4(&f->r, b, s, all_out_types[t], f->err), f->err);
+		unsigned char *want = ref_mxfp4(bb, sb, E * O * G, 16, all_out_types[t]);
+		assert_computes(f, want);
+		assert_rows(f, want, 1, 3);
 		free(want);
 		teardown(state);
 		setup(state);
@@ -572,9 +642,11 @@ int main(void)
 		T(test_fp8_decode_knows_every_code),
 		T(test_fp8_scales_at_the_edges_multiply_like_pytorch),
 		T(test_fp8_ragged_blocks_use_the_partial_scales),
+		T(test_fp8_random_codes_under_many_scale_blocks),
 		T(test_fp8_dequant_under_a_transpose_of_a_stack),
 		T(test_fp8_builder_refuses_what_does_not_fit),
 		T(test_mxfp4_every_byte_under_every_edge_scale),
+		T(test_mxfp4_random_bytes_under_random_scales),
 		T(test_mxfp4_known_values),
 		T(test_mxfp4_then_transpose_is_gpt_oss_expert_layout),
 		T(test_mxfp4_builder_refuses_what_does_not_fit),
