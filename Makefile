@@ -158,10 +158,19 @@ demo: deps all
 	scripts/demo.sh
 
 # make bench [BENCH_GB=0.5]: ratios to raw reads and to a FUSE passthrough
-# floor (bench/README.md); results in $(BUILD)/bench/results.json.
-.PHONY: bench
-bench: all $(BUILD)/bench/passthrough
+# floor, then the per-operation section (bench/README.md); results in
+# $(BUILD)/bench/results.json.  make bench-ops runs only the latter.
+.PHONY: bench bench-ops
+bench: all $(BUILD)/bench/passthrough $(BUILD)/bench/ops
 	/usr/bin/python3 bench/run.py --build $(BUILD)
+
+bench-ops: $(BUILD)/bench/ops
+	$(BUILD)/bench/ops --json $(BUILD)/bench/ops.json
+
+# per-operation throughput of the recipe backends, on the library itself
+$(BUILD)/bench/ops: bench/ops.c $(BUILD)/libsdafs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsdafs.a $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c fs/bdi.c fs/bdi.h
 	@mkdir -p $(dir $@)

@@ -12,8 +12,9 @@ BENCH_GB GiB and a 1,000-shard / 100,000-tensor checkpoint, then runs rounds
 in which every variant is measured once, in an order rotated from round to
 round, and reports medians: throughput ratios to a raw `cat` of the source
 (warm page cache) and to a minimal FUSE passthrough (bench/passthrough.c)
-with sdafs's FUSE settings.  Writes DIR/bench/results.json.  bench/README.md
-says what every number means.
+with sdafs's FUSE settings.  Then the per-operation section: DIR/bench/ops
+(bench/ops.c) times each recipe operation in memory, per backend.  Writes
+DIR/bench/results.json.  bench/README.md says what every number means.
 
 Every daemon runs in the foreground (-f) as a child of this script, on its
 own temporary mount point; every mount is unmounted with fusermount3 -u in a
@@ -291,12 +292,13 @@ class Bench:
                 os.unlink(os.path.join(self.logdir, f))
         self.sdafs = os.path.join(self.build, "sdafs")
         self.passthrough = os.path.join(self.build, "bench", "passthrough")
+        self.ops = os.path.join(self.build, "bench", "ops")
         self.samples = {}           # variant -> list per round of dicts
         self.info = {}
 
     # ---- setup
     def prepare(self):
-        for exe in (self.sdafs, self.passthrough):
+        for exe in (self.sdafs, self.passthrough, self.ops):
             if not os.access(exe, os.X_OK):
                 sys.exit("bench: %s missing; run `make bench`" % exe)
         if not shutil.which("fusermount3"):
@@ -515,6 +517,18 @@ class Bench:
                 # page cache, free page reporting) outside the next timing
                 time.sleep(self.a.settle)
 
+    def run_ops(self):
+        """The per-operation section (bench/ops.c): in memory, no FUSE; run
+        after the rounds so it takes no CPU from them."""
+        path = os.path.join(self.dir, "ops.json")
+        log("per-operation section: %s" % self.ops)
+        r = subprocess.run([self.ops, "--json", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            return {"error": "%s exited with %d" % (self.ops, r.returncode), "output": r.stdout}
+        with open(path) as f:
+            return json.load(f)
+
     # ---- results
     def summarize(self):
         S, R = self.samples, self.a.rounds
@@ -698,7 +712,29 @@ def fmt_table(res, meta):
                    max(rs["vm_hwm_cold_direct"]) / MiB, rs["vm_hwm_mounted"] / MiB,
                    (rs["cache_bytes"] or 0) / MiB, (rs["limit_bytes"] or 0) / MiB,
                    "ok" if rs["pass"] else "MISSED"))
+    out.append("")
+    out.extend(fmt_ops(res.get("ops")))
     return "\n".join(out)
+
+
+def fmt_ops(ops):
+    """The per-operation section: GB/s of output per backend, one thread."""
+    if not ops or "error" in ops:
+        return ["recipe operations: not measured (%s)" % (ops or {}).get("error", "no results")]
+    out = ["recipe operations in memory (bench/ops.c), one thread, GB/s of output, median of %d passes"
+           % ops["reps"]]
+    if "cuda_skipped" in ops:
+        out.append("  CUDA column skipped: %s" % ops["cuda_skipped"])
+    else:
+        out.append("  CUDA: %s" % ops["cuda_device"])
+    out.append("  %-18s %8s %7s %7s %8s" % ("op", "MB out", "CPU", "CUDA", "CUDA/CPU"))
+    for o in ops["ops"]:
+        cuda = "%7.2f" % o["cuda_gb_s"] if "cuda_gb_s" in o else "%7s" % "-"
+        ratio = "%8.2f" % o["cuda_over_cpu"] if "cuda_over_cpu" in o else "%8s" % "-"
+        note = "  CUDA: %s" % o["cuda_note"] if "cuda_note" in o else ""
+        out.append("  %-18s %8.1f %7.2f %s %s%s" % (o["op"], o["bytes_out"] / 1e6, o["cpu_gb_s"],
+                                                   cuda, ratio, note))
+    return out
 
 
 def main():
@@ -729,6 +765,7 @@ def main():
         res = b.summarize()
     finally:
         cleanup_all()
+    res["ops"] = b.run_ops()
     wall = c1[2] - c0[2]
     other = max(0.0, (c1[0] - c0[0]) - (c1[1] - c0[1]))
     meta = {"started": started, "rounds": a.rounds, "settle_s": a.settle, "gb": a.gb, "tensors": a.tensors, "seed": a.seed,

@@ -1,0 +1,426 @@
+/*
+ * ops.c — how fast each recipe operation runs, per backend, on synthetic
+ * tensors of the sizes real checkpoints have (`make bench-ops`; `make bench`
+ * runs it as one section).
+ *
+ * Every case is a recipe over an in-memory source evaluated the way the
+ * view does it: in calls of one cache chunk each (one expert of a stacked
+ * tensor, else 4 MiB of rows), with the source handed over by memcpy where
+ * the daemon would pread it from the page cache.  The figure is bytes of
+ * output per second on one thread (the daemon converts one chunk per
+ * worker), the median of the timed passes after one untimed pass that grows
+ * the scratch arenas and faults in the output.  Where gpu_init() finds a
+ * GPU the same calls go through recipe_eval_cuda, whose output must equal
+ * the CPU's byte for byte (the run fails otherwise).
+ *
+ *   ops [--reps N] [--json FILE] [--only NAME]
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dtype.h"
+#include "err.h"
+#include "gpu.h"
+#include "recipe.h"
+#include "source.h"
+
+#define MAX_TENSORS 64
+#define CHUNK_BYTES ((uint64_t)4 << 20)         /* plan.c's CHUNK_TARGET */
+
+/* One case's source tensors and its recipe. */
+struct bench_case {
+	struct source src;
+	struct src_tensor tensors[MAX_TENSORS];
+	unsigned char *bytes[MAX_TENSORS];
+	struct rx_reader reader;
+	struct recipe r;
+	uint64_t chunk_rows;
+	char err[SD_ERRLEN];
+};
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
+
+static uint64_t rng_next(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+static int read_from_memory(void *arg, uint32_t tensor, uint64_t off, void *dst,
+			    size_t len, char *err)
+{
+	struct bench_case *c = arg;
+
+	(void)err;
+	memcpy(dst, c->bytes[tensor] + off, len);
+	return 0;
+}
+
+static void die(const char *what, const char *err)
+{
+	fprintf(stderr, "ops: %s: %s\n", what, err);
+	exit(1);
+}
+
+/* Random bytes are fine for every dtype here: the casts and dequant tables
+ * cost the same for every pattern, NaNs included. */
+static void fill_random(unsigned char *p, uint64_t n)
+{
+	uint64_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x = rng_next();
+		memcpy(p + i, &x, 8);
+	}
+	for (; i < n; i++)
+		p[i] = (unsigned char)rng_next();
+}
+
+/* A source tensor of random bytes; returns its rx_src node. */
+static int add_src(struct bench_case *c, enum sd_dtype dt, int ndim, const uint64_t *shape)
+{
+	size_t i = c->src.ntensors;
+	struct src_tensor *t = &c->tensors[i];
+	char name[32];
+	uint64_t n = 1;
+
+	if (i >= MAX_TENSORS)
+		die("add_src", "too many tensors");
+	for (int d = 0; d < ndim; d++)
+		n *= t->shape[d] = shape[d];
+	snprintf(name, sizeof(name), "t%zu", i);
+	t->name = strdup(name);
+	t->dtype = dt;
+	t->ndim = ndim;
+	t->nbytes = n * dtype_size(dt);
+	if (!t->name || !(c->bytes[i] = malloc(t->nbytes)))
+		die("add_src", "out of memory");
+	fill_random(c->bytes[i], t->nbytes);
+	c->src.ntensors++;
+	int x = rx_src(&c->r, &c->src, i, c->err);
+	if (x < 0)
+		die("rx_src", c->err);
+	return x;
+}
+
+/* A builder's result, or the end of the run with its message. */
+static int ok(struct bench_case *c, int x)
+{
+	if (x < 0)
+		die("building a recipe", c->err);
+	return x;
+}
+
+static void case_free(struct bench_case *c)
+{
+	for (size_t i = 0; i < c->src.ntensors; i++) {
+		free(c->tensors[i].name);
+		free(c->bytes[i]);
+	}
+	recipe_free(&c->r);
+}
+
+/* --- the cases -------------------------------------------------------------- */
+
+/* Expert sizes: Nemotron-3-Nano-30B-A3B-like H 2688, I 1856; DeepSeek-V3's
+ * 7168 x 2048 FP8 experts; GPT-OSS-120b's [5760, 90, 16] MXFP4 gate_up. */
+enum { H = 2688, I = 1856, E = 8 };
+
+static void build_transpose_stack(struct bench_case *c)
+{
+	int x = add_src(c, SD_BF16, 3, (uint64_t[]){ E, H, I });
+
+	ok(c, rx_transpose_last2(&c->r, x, c->err));
+}
+
+/* What the view does for down_projs: each expert [H, I] transposed, stacked. */
+static void build_stack_transposed(struct bench_case *c)
+{
+	int xs[E];
+
+	for (int e = 0; e < E; e++) {
+		int x = add_src(c, SD_BF16, 2, (uint64_t[]){ H, I });
+		xs[e] = ok(c, rx_transpose_last2(&c->r, x, c->err));
+	}
+	ok(c, rx_stack0(&c->r, xs, E, c->err));
+}
+
+static void build_stack_copy(struct bench_case *c)
+{
+	int xs[E];
+
+	for (int e = 0; e < E; e++)
+		xs[e] = add_src(c, SD_BF16, 2, (uint64_t[]){ H, I });
+	ok(c, rx_stack0(&c->r, xs, E, c->err));
+}
+
+/* gate_and_up_projs: [gate_e^T | up_e^T] per expert, stacked. */
+static void build_gate_and_up(struct bench_case *c)
+{
+	int xs[E];
+
+	for (int e = 0; e < E; e++) {
+		int gu[2];
+		for (int k = 0; k < 2; k++)
+			gu[k] = ok(c, rx_transpose_last2(&c->r, add_src(c, SD_BF16, 2,
+					(uint64_t[]){ I, H }), c->err));
+		xs[e] = ok(c, rx_concat_last(&c->r, gu, 2, c->err));
+	}
+	ok(c, rx_stack0(&c->r, xs, E, c->err));
+}
+
+static void build_concat_last(struct bench_case *c)
+{
+	int xs[2];
+
+	for (int k = 0; k < 2; k++)
+		xs[k] = add_src(c, SD_BF16, 2, (uint64_t[]){ E * H, I });
+	ok(c, rx_concat_last(&c->r, xs, 2, c->err));
+}
+
+static void build_cast_bf16_f32(struct bench_case *c)
+{
+	int x = add_src(c, SD_BF16, 2, (uint64_t[]){ E * H, I });
+
+	ok(c, rx_cast(&c->r, x, SD_F32, c->err));
+}
+
+static void build_cast_f32_bf16(struct bench_case *c)
+{
+	int x = add_src(c, SD_F32, 2, (uint64_t[]){ E * H, I });
+
+	ok(c, rx_cast(&c->r, x, SD_BF16, c->err));
+}
+
+/* Scales drawn from a range real weight_scale_inv values have. */
+static void build_dequant_fp8(struct bench_case *c, enum sd_dtype to)
+{
+	const uint64_t out = 7168, in = 2048;
+	int q = add_src(c, SD_F8_E4M3, 2, (uint64_t[]){ out, in });
+	int s = add_src(c, SD_F32, 2, (uint64_t[]){ out / 128, in / 128 });
+	float *sb = (float *)c->bytes[c->src.ntensors - 1];
+
+	for (uint64_t k = 0; k < (out / 128) * (in / 128); k++)
+		sb[k] = (float)(rng_next() % 1000 + 1) * 1e-6f;
+	ok(c, rx_dequant_fp8_block(&c->r, q, s, to, c->err));
+}
+
+static void build_dequant_fp8_bf16(struct bench_case *c)
+{
+	build_dequant_fp8(c, SD_BF16);
+}
+
+static void build_dequant_fp8_f32(struct bench_case *c)
+{
+	build_dequant_fp8(c, SD_F32);
+}
+
+/* Two experts of GPT-OSS-120b's gate_up_proj; E8M0 scales near 2^-8. */
+static void build_dequant_mxfp4(struct bench_case *c)
+{
+	int b = add_src(c, SD_U8, 4, (uint64_t[]){ 2, 5760, 90, 16 });
+	int s = add_src(c, SD_U8, 3, (uint64_t[]){ 2, 5760, 90 });
+	unsigned char *sb = c->bytes[c->src.ntensors - 1];
+
+	for (uint64_t k = 0; k < 2 * 5760 * 90; k++)
+		sb[k] = (unsigned char)(112 + rng_next() % 16);
+	ok(c, rx_dequant_mxfp4(&c->r, b, s, SD_BF16, c->err));
+}
+
+static const struct {
+	const char *name, *what;
+	void (*build)(struct bench_case *c);
+	bool per_row;           /* one row of dim 0 (an expert) per call */
+} cases[] = {
+	{ "transpose_last2", "BF16 [8, 2688, 1856] -> [8, 1856, 2688]", build_transpose_stack, true },
+	{ "stack0_transpose", "8 x transpose_last2(BF16 [2688, 1856]), stacked", build_stack_transposed, true },
+	{ "stack0_copy", "8 x BF16 [2688, 1856], stacked", build_stack_copy, true },
+	{ "gate_and_up", "8 x concat_last(gate^T, up^T), BF16 [1856, 2688] each", build_gate_and_up, true },
+	{ "concat_last", "concat_last of 2 x BF16 [21504, 1856]", build_concat_last, false },
+	{ "cast_bf16_f32", "BF16 -> F32, [21504, 1856]", build_cast_bf16_f32, false },
+	{ "cast_f32_bf16", "F32 -> BF16, [21504, 1856]", build_cast_f32_bf16, false },
+	{ "dequant_fp8_bf16", "F8_E4M3 [7168, 2048] x F32 block scales -> BF16", build_dequant_fp8_bf16, false },
+	{ "dequant_fp8_f32", "F8_E4M3 [7168, 2048] x F32 block scales -> F32", build_dequant_fp8_f32, false },
+	{ "dequant_mxfp4", "MXFP4 [2, 5760, 90, 16] x E8M0 -> BF16 [2, 5760, 2880]", build_dequant_mxfp4, true },
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+/* --- timing ----------------------------------------------------------------- */
+
+typedef int (*eval_fn)(const struct recipe *r, uint64_t r0, uint64_t r1, void *dst,
+		       const struct rx_reader *rd, char *err);
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The whole root, chunk by chunk, into out; seconds, or < 0 on failure. */
+static double one_pass(struct bench_case *c, eval_fn eval, unsigned char *out)
+{
+	const struct rx_node *root = rx_root(&c->r);
+	uint64_t rows = rx_rows(root), rb = rx_row_bytes(root);
+	double t0 = now();
+
+	for (uint64_t r0 = 0; r0 < rows; r0 += c->chunk_rows) {
+		uint64_t r1 = r0 + c->chunk_rows < rows ? r0 + c->chunk_rows : rows;
+		if (eval(&c->r, r0, r1, out + r0 * rb, &c->reader, c->err) < 0)
+			return -1;
+	}
+	return now() - t0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Median seconds over reps passes after one untimed one; < 0 on failure. */
+static double time_backend(struct bench_case *c, eval_fn eval, unsigned char *out, int reps)
+{
+	double t[64];
+
+	if (one_pass(c, eval, out) < 0)
+		return -1;
+	for (int k = 0; k < reps; k++)
+		if ((t[k] = one_pass(c, eval, out)) < 0)
+			return -1;
+	qsort(t, (size_t)reps, sizeof(t[0]), cmp_double);
+	return reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: ops [--reps N (1..64, default 5)] [--json FILE] [--only NAME]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *json_path = NULL, *only = NULL;
+	int reps = 5;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+			reps = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--json") && i + 1 < argc)
+			json_path = argv[++i];
+		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+			only = argv[++i];
+		else
+			usage();
+	}
+	if (reps < 1 || reps > 64)
+		usage();
+
+	char gpu_name[256] = "", why[SD_ERRLEN] = "";
+	bool gpu = gpu_init(gpu_name, sizeof(gpu_name), why) == 0;
+	cJSON *doc = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(doc, "ops");
+
+	cJSON_AddNumberToObject(doc, "reps", reps);
+	cJSON_AddStringToObject(doc, "unit", "GB/s of output (1e9 bytes), one thread, median");
+	cJSON_AddBoolToObject(doc, "cuda_compiled_in", gpu_compiled_in());
+	if (gpu)
+		cJSON_AddStringToObject(doc, "cuda_device", gpu_name);
+	else
+		cJSON_AddStringToObject(doc, "cuda_skipped", why);
+
+	printf("recipe operations, one thread, GB/s of output (median of %d passes)\n", reps);
+	if (!gpu)
+		printf("CUDA column skipped: %s\n", why);
+	else
+		printf("CUDA: %s\n", gpu_name);
+	printf("\n%-18s %9s %9s %9s %7s  %s\n", "op", "MB out", "CPU", "CUDA", "CUDA/CPU", "what");
+
+	int failed = 0;
+	for (size_t k = 0; k < NCASES; k++) {
+		if (only && strcmp(only, cases[k].name))
+			continue;
+		struct bench_case *c = calloc(1, sizeof(*c));
+		if (!c)
+			die("main", "out of memory");
+		c->src.tensors = c->tensors;
+		c->reader = (struct rx_reader){ .read = read_from_memory, .arg = c };
+		cases[k].build(c);
+
+		const struct rx_node *root = rx_root(&c->r);
+		uint64_t rb = rx_row_bytes(root), bytes = rx_rows(root) * rb;
+		c->chunk_rows = cases[k].per_row || rb >= CHUNK_BYTES ? 1 : CHUNK_BYTES / rb;
+		unsigned char *cpu_out = malloc(bytes), *gpu_out = NULL;
+		if (!cpu_out)
+			die("main", "out of memory");
+		double cpu_s = time_backend(c, recipe_eval_cpu, cpu_out, reps), gpu_s = 0;
+		if (cpu_s < 0)
+			die(cases[k].name, c->err);
+		const char *gpu_note = NULL;
+		if (gpu && !gpu_supports(&c->r)) {
+			gpu_note = "not supported by the CUDA backend";
+		} else if (gpu) {
+			if (!(gpu_out = malloc(bytes)))
+				die("main", "out of memory");
+			if ((gpu_s = time_backend(c, recipe_eval_cuda, gpu_out, reps)) < 0) {
+				gpu_note = c->err;
+				failed = 1;
+			} else if (memcmp(cpu_out, gpu_out, bytes)) {
+				gpu_note = "CUDA output differs from the CPU's";
+				failed = 1;
+			}
+		}
+
+		double cpu_gbs = (double)bytes / cpu_s * 1e-9;
+		cJSON *row = cJSON_CreateObject();
+		cJSON_AddStringToObject(row, "op", cases[k].name);
+		cJSON_AddStringToObject(row, "what", cases[k].what);
+		cJSON_AddNumberToObject(row, "bytes_out", (double)bytes);
+		cJSON_AddNumberToObject(row, "chunk_rows", (double)c->chunk_rows);
+		cJSON_AddNumberToObject(row, "cpu_s", cpu_s);
+		cJSON_AddNumberToObject(row, "cpu_gb_s", cpu_gbs);
+		char gcol[16] = "-", ratio[16] = "-";
+		if (gpu && !gpu_note) {
+			double gpu_gbs = (double)bytes / gpu_s * 1e-9;
+			cJSON_AddNumberToObject(row, "cuda_s", gpu_s);
+			cJSON_AddNumberToObject(row, "cuda_gb_s", gpu_gbs);
+			cJSON_AddNumberToObject(row, "cuda_over_cpu", gpu_gbs / cpu_gbs);
+			snprintf(gcol, sizeof(gcol), "%.2f", gpu_gbs);
+			snprintf(ratio, sizeof(ratio), "%.2f", gpu_gbs / cpu_gbs);
+		} else if (gpu_note) {
+			cJSON_AddStringToObject(row, "cuda_note", gpu_note);
+		}
+		cJSON_AddItemToArray(rows, row);
+		printf("%-18s %9.1f %9.2f %9s %7s  %s\n", cases[k].name, (double)bytes / 1e6,
+		       cpu_gbs, gcol, ratio, cases[k].what);
+		if (gpu_note)
+			printf("%-18s CUDA: %s\n", "", gpu_note);
+		fflush(stdout);
+		free(cpu_out);
+		free(gpu_out);
+		case_free(c);
+		free(c);
+	}
+
+	if (json_path) {
+		char *text = cJSON_Print(doc);
+		FILE *f = fopen(json_path, "w");
+		if (!text || !f || fputs(text, f) < 0 || fclose(f) != 0) {
+			fprintf(stderr, "ops: cannot write %s: %s\n", json_path, strerror(errno));
+			return 1;
+		}
+		free(text);
+	}
+	cJSON_Delete(doc);
+	return failed;
+}
