@@ -232,6 +232,8 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		 * transposed.  A child that cannot give rows comes whole. */
 		uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ?
 				 TRANSPOSE_BLOCK / (C * es) : R;
+		if (block > 8 && block < R)
+			block &= ~(uint64_t)7;  /* whole 8x8 register blocks, no ragged edge */
 		if (block == 0)
 			block = 1;
 		if (block > R)

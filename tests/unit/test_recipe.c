@@ -494,6 +494,7 @@ static void test_transpose_last2_of_2d_swaps_rows_and_columns(void **state)
 	static const uint64_t sizes[][2] = {
 		{ 37, 53 }, { 53, 37 }, { 1, 29 }, { 29, 1 }, { 1, 1 }, { 32, 32 },
 		{ 33, 65 }, { 64, 3 }, { 2, 31 },
+		{ 300, 700 },   /* over one 256 KiB block: blocks of 184 rows, then 116 */
 	};
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
