@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend_check.h"
 #include "cache.h"
 #include "dist.h"
 #include "err.h"
@@ -576,7 +577,8 @@ out:
 }
 
 /* backend=: the GPU when asked for (a mount that cannot have it fails) or,
- * with auto, when one is usable; the choice is said once, at mount. */
+ * with auto, when one is usable and gives the CPU's bytes on a set of small
+ * cases (backend_check); the choice is said once, at mount. */
 static int choose_backend(const struct cmdline *c, bool *gpu)
 {
 	char name[256], err[SD_ERRLEN];
@@ -587,6 +589,10 @@ static int choose_backend(const struct cmdline *c, bool *gpu)
 	if (c->backend && !strcmp(c->backend, "cpu"))
 		return 0;
 	rc = gpu_init(name, sizeof(name), err);
+	/* A GPU whose bytes differ from the CPU's on any kind of operation (a
+	 * driver, compiler or hardware fault) never converts for a view. */
+	if (rc == 0)
+		rc = backend_check(recipe_eval_cuda, err);
 	if (rc < 0 && want) {
 		fprintf(stderr, "sdafs: backend=cuda: %s; use backend=cpu or auto\n", err);
 		return -1;
