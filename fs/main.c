@@ -274,7 +274,8 @@ static void list_adapters(void)
 {
 	char err[SD_ERRLEN], arch[512];
 
-	printf("%-16s %-40s %s\n", "NAME", "ARCHITECTURES", "DESCRIPTION");
+	/* two lines each: the architectures lists are too long for one column */
+	printf("%-16s %s\n", "NAME", "DESCRIPTION / architectures in config.json");
 	for (size_t i = 0; i < adapter_builtin_count(); i++) {
 		struct adapter *a;
 		if (adapter_builtin(i, &a, err) < 0) {
@@ -282,7 +283,7 @@ static void list_adapters(void)
 			continue;
 		}
 		adapter_architectures(a, arch, sizeof(arch));
-		printf("%-16s %-40s %s\n", adapter_name(a), arch, adapter_description(a));
+		printf("%-16s %s\n%-16s %s\n", adapter_name(a), adapter_description(a), "", arch);
 		adapter_free(a);
 	}
 }
