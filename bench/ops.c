@@ -27,42 +27,19 @@
 #include "dtype.h"
 #include "err.h"
 #include "gpu.h"
+#include "memsrc.h"
 #include "recipe.h"
-#include "source.h"
 
-#define MAX_TENSORS 64
 #define CHUNK_BYTES ((uint64_t)4 << 20)         /* plan.c's CHUNK_TARGET */
 
 /* One case's source tensors and its recipe. */
 struct bench_case {
-	struct source src;
-	struct src_tensor tensors[MAX_TENSORS];
-	unsigned char *bytes[MAX_TENSORS];
+	struct memsrc mem;
 	struct rx_reader reader;
 	struct recipe r;
 	uint64_t chunk_rows;
 	char err[SD_ERRLEN];
 };
-
-static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-static int read_from_memory(void *arg, uint32_t tensor, uint64_t off, void *dst,
-			    size_t len, char *err)
-{
-	struct bench_case *c = arg;
-
-	(void)err;
-	memcpy(dst, c->bytes[tensor] + off, len);
-	return 0;
-}
 
 static void die(const char *what, const char *err)
 {
@@ -70,42 +47,16 @@ static void die(const char *what, const char *err)
 	exit(1);
 }
 
-/* Random bytes are fine for every dtype here: the casts and dequant tables
- * cost the same for every pattern, NaNs included. */
-static void fill_random(unsigned char *p, uint64_t n)
-{
-	uint64_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x = rng_next();
-		memcpy(p + i, &x, 8);
-	}
-	for (; i < n; i++)
-		p[i] = (unsigned char)rng_next();
-}
-
-/* A source tensor of random bytes; returns its rx_src node. */
+/* A source tensor of random bytes; returns its rx_src node.  Random bytes
+ * are fine for every dtype here: the casts and dequant tables cost the
+ * same for every pattern, NaNs included. */
 static int add_src(struct bench_case *c, enum sd_dtype dt, int ndim, const uint64_t *shape)
 {
-	size_t i = c->src.ntensors;
-	struct src_tensor *t = &c->tensors[i];
-	char name[32];
-	uint64_t n = 1;
+	int i = memsrc_add(&c->mem, NULL, dt, ndim, shape, MEMSRC_RANDOM, c->err);
 
-	if (i >= MAX_TENSORS)
-		die("add_src", "too many tensors");
-	for (int d = 0; d < ndim; d++)
-		n *= t->shape[d] = shape[d];
-	snprintf(name, sizeof(name), "t%zu", i);
-	t->name = strdup(name);
-	t->dtype = dt;
-	t->ndim = ndim;
-	t->nbytes = n * dtype_size(dt);
-	if (!t->name || !(c->bytes[i] = malloc(t->nbytes)))
-		die("add_src", "out of memory");
-	fill_random(c->bytes[i], t->nbytes);
-	c->src.ntensors++;
-	int x = rx_src(&c->r, &c->src, i, c->err);
+	if (i < 0)
+		die("add_src", c->err);
+	int x = rx_src(&c->r, &c->mem.src, (size_t)i, c->err);
 	if (x < 0)
 		die("rx_src", c->err);
 	return x;
@@ -121,10 +72,7 @@ static int ok(struct bench_case *c, int x)
 
 static void case_free(struct bench_case *c)
 {
-	for (size_t i = 0; i < c->src.ntensors; i++) {
-		free(c->tensors[i].name);
-		free(c->bytes[i]);
-	}
+	memsrc_free(&c->mem);
 	recipe_free(&c->r);
 }
 
@@ -206,10 +154,10 @@ static void build_dequant_fp8(struct bench_case *c, enum sd_dtype to)
 	const uint64_t out = 7168, in = 2048;
 	int q = add_src(c, SD_F8_E4M3, 2, (uint64_t[]){ out, in });
 	int s = add_src(c, SD_F32, 2, (uint64_t[]){ out / 128, in / 128 });
-	float *sb = (float *)c->bytes[c->src.ntensors - 1];
+	float *sb = (float *)c->mem.bytes[c->mem.src.ntensors - 1];
 
 	for (uint64_t k = 0; k < (out / 128) * (in / 128); k++)
-		sb[k] = (float)(rng_next() % 1000 + 1) * 1e-6f;
+		sb[k] = (float)(memsrc_random(&c->mem) % 1000 + 1) * 1e-6f;
 	ok(c, rx_dequant_fp8_block(&c->r, q, s, to, c->err));
 }
 
@@ -228,10 +176,10 @@ static void build_dequant_mxfp4(struct bench_case *c)
 {
 	int b = add_src(c, SD_U8, 4, (uint64_t[]){ 2, 5760, 90, 16 });
 	int s = add_src(c, SD_U8, 3, (uint64_t[]){ 2, 5760, 90 });
-	unsigned char *sb = c->bytes[c->src.ntensors - 1];
+	unsigned char *sb = c->mem.bytes[c->mem.src.ntensors - 1];
 
 	for (uint64_t k = 0; k < 2 * 5760 * 90; k++)
-		sb[k] = (unsigned char)(112 + rng_next() % 16);
+		sb[k] = (unsigned char)(112 + memsrc_random(&c->mem) % 16);
 	ok(c, rx_dequant_mxfp4(&c->r, b, s, SD_BF16, c->err));
 }
 
@@ -353,8 +301,8 @@ int main(int argc, char **argv)
 		struct bench_case *c = calloc(1, sizeof(*c));
 		if (!c)
 			die("main", "out of memory");
-		c->src.tensors = c->tensors;
-		c->reader = (struct rx_reader){ .read = read_from_memory, .arg = c };
+		memsrc_init(&c->mem, 0x2545F4914F6CDD1Dull);
+		c->reader = memsrc_reader(&c->mem);
 		cases[k].build(c);
 
 		const struct rx_node *root = rx_root(&c->r);

@@ -17,64 +17,29 @@
 #include <string.h>
 
 #include "err.h"
-#include "source.h"
-
-#define NT 24           /* source tensors at most */
+#include "memsrc.h"
 
 struct bc {
-	struct source src;
-	struct src_tensor t[NT];
-	unsigned char *data[NT];
-	uint64_t rng;
+	struct memsrc mem;
 	char *err;
 };
-
-static int mem_read(void *arg, uint32_t tensor, uint64_t off, void *dst, size_t len,
-		    char *err)
-{
-	struct bc *b = arg;
-
-	(void)err;
-	memcpy(dst, b->data[tensor] + off, len);
-	return 0;
-}
-
-static uint32_t next(struct bc *b)
-{
-	b->rng = b->rng * 6364136223846793005ull + 1442695040888963407ull;
-	return (uint32_t)(b->rng >> 33);
-}
 
 /* A source tensor of random bytes, or (every) every 16-bit pattern in turn;
  * returns its index. */
 static int tensor(struct bc *b, enum sd_dtype dt, int ndim, const uint64_t *shape, bool every)
 {
-	size_t i = b->src.ntensors;
-	uint64_t n = dtype_size(dt);
+	int i = memsrc_add(&b->mem, NULL, dt, ndim, shape, MEMSRC_RANDOM, b->err);
 
-	if (i >= NT)
-		return sd_err(b->err, -E2BIG, "backend check: too many tensors");
-	for (int d = 0; d < ndim; d++)
-		n *= shape[d];
-	if (!(b->data[i] = malloc(n ? n : 1)))
-		return sd_err(b->err, -ENOMEM, "out of memory");
-	for (uint64_t k = 0; k < n; k++)
-		b->data[i][k] = every ? (unsigned char)(k & 1 ? (k / 2) >> 8 : k / 2)
-				      : (unsigned char)next(b);
-	struct src_tensor *t = &b->t[i];
-	memset(t, 0, sizeof(*t));
-	t->dtype = dt;
-	t->ndim = ndim;
-	memcpy(t->shape, shape, (size_t)ndim * sizeof(*shape));
-	t->nbytes = n;
-	b->src.ntensors++;
-	return (int)i;
+	if (i >= 0 && every)
+		for (uint64_t k = 0; k < b->mem.src.tensors[i].nbytes; k++)
+			b->mem.bytes[i][k] = (unsigned char)(k & 1 ? (k / 2) >> 8 : k / 2);
+	return i;
 }
 
 /* The root of r evaluated by both, whole and from row 1; 0 when equal. */
 static int compare(struct bc *b, const struct recipe *r, const char *what, rx_eval_fn eval)
 {
-	struct rx_reader rd = { mem_read, b, &b->src, NULL };
+	struct rx_reader rd = memsrc_reader(&b->mem);
 	uint64_t rows = rx_rows(rx_root(r)), rb = rx_row_bytes(rx_root(r));
 	size_t len = (size_t)(rows * rb);
 	unsigned char *want = malloc(len + 1), *got = malloc(len + 1);
@@ -113,7 +78,7 @@ static int src(struct bc *b, struct recipe *r, enum sd_dtype dt, int ndim,
 {
 	int t = tensor(b, dt, ndim, shape, every);
 
-	return t < 0 ? t : rx_src(r, &b->src, (size_t)t, b->err);
+	return t < 0 ? t : rx_src(r, &b->mem.src, (size_t)t, b->err);
 }
 
 #define SHAPE(...) (const uint64_t[]){ __VA_ARGS__ }
@@ -189,8 +154,7 @@ int backend_check(rx_eval_fn eval, char *err)
 
 	if (!b)
 		return sd_err(err, -ENOMEM, "out of memory");
-	b->src.tensors = b->t;
-	b->rng = 0x5daf5;
+	memsrc_init(&b->mem, 0x5daf5);
 	b->err = err;
 	for (int k = 0; rc == 0; k++) {
 		struct recipe r;
@@ -205,8 +169,7 @@ int backend_check(rx_eval_fn eval, char *err)
 			rc = compare(b, &r, what, eval);
 		recipe_free(&r);
 	}
-	for (size_t i = 0; i < b->src.ntensors; i++)
-		free(b->data[i]);
+	memsrc_free(&b->mem);
 	free(b);
 	return rc;
 }

@@ -31,99 +31,22 @@
 #include "dtype.h"
 #include "err.h"
 #include "recipe.h"
-#include "source.h"
+#include "testlib.h"
 
-/* ---- an in-memory source ----------------------------------------------------- */
+/* ---- the fixture (testlib.h) ------------------------------------------------- */
 
-#define MAX_TENSORS 8
-
-struct fixture {
-	struct source src;
-	struct src_tensor tensors[MAX_TENSORS];
-	unsigned char *bytes[MAX_TENSORS];
-	struct rx_reader reader;
-	struct recipe r;
-	char err[SD_ERRLEN];
-};
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-static int read_from_memory(void *arg, uint32_t tensor, uint64_t off, void *dst,
-			    size_t len, char *err)
-{
-	struct fixture *f = arg;
-
-	(void)err;
-	assert_true(tensor < f->src.ntensors);
-	assert_true(off + len <= f->tensors[tensor].nbytes);
-	memcpy(dst, f->bytes[tensor] + off, len);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	f->src.tensors = f->tensors;
-	f->reader = (struct rx_reader){ .read = read_from_memory, .arg = f };
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	for (size_t i = 0; i < f->src.ntensors; i++) {
-		free(f->tensors[i].name);
-		free(f->bytes[i]);
-	}
-	recipe_free(&f->r);
-	free(f);
-	return 0;
-}
+/* This file's random stream (see recipe_fixture_setup). */
+static uint64_t stream = 0x9E3779B97F4A7C15ull;
 
 /* A source tensor with random bytes; returns its bytes for the test to set.
  * *node is its rx_src. */
-static unsigned char *add_src(struct fixture *f, const char *name, enum sd_dtype dt,
+static unsigned char *add_src(struct recipe_fixture *f, const char *name, enum sd_dtype dt,
 			      int ndim, const uint64_t *shape, int *node)
 {
-	size_t i = f->src.ntensors;
-	struct src_tensor *t = &f->tensors[i];
-	uint64_t n = 1;
+	size_t i = recipe_fixture_add(f, name, dt, ndim, shape, MEMSRC_RANDOM);
 
-	assert_true(i < MAX_TENSORS);
-	for (int d = 0; d < ndim; d++)
-		n *= t->shape[d] = shape[d];
-	t->name = strdup(name);
-	t->dtype = dt;
-	t->ndim = ndim;
-	t->nbytes = n * dtype_size(dt);
-	f->bytes[i] = malloc(t->nbytes ? t->nbytes : 1);
-	assert_non_null(f->bytes[i]);
-	for (uint64_t b = 0; b < t->nbytes; b++)
-		f->bytes[i][b] = (unsigned char)(rng_next() >> 24);
-	f->src.ntensors++;
-	*node = rx_src(&f->r, &f->src, i, f->err);
-	assert_true(*node >= 0);
-	return f->bytes[i];
-}
-
-static int built(int x, const char *err)
-{
-	if (x < 0)
-		fail_msg("builder failed: %d: %s", x, err);
-	return x;
+	*node = recipe_fixture_src(f, i);
+	return f->mem.bytes[i];
 }
 
 /* ---- the references ------------------------------------------------------------ */
@@ -243,18 +166,13 @@ static unsigned char *ref_mxfp4(const uint8_t *b, const uint8_t *s, uint64_t gro
 
 /* ---- the check ----------------------------------------------------------------- */
 
-static void assert_rows(struct fixture *f, const unsigned char *want, uint64_t r0,
+static void assert_rows(struct recipe_fixture *f, const unsigned char *want, uint64_t r0,
 			uint64_t r1)
 {
 	uint64_t rb = rx_row_bytes(rx_root(&f->r));
 	size_t len = (size_t)((r1 - r0) * rb);
-	unsigned char *got = malloc(len ? len : 1);
+	unsigned char *got = recipe_fixture_eval(f, r0, r1);
 
-	assert_non_null(got);
-	memset(got, 0xA5, len);
-	int rc = recipe_eval_cpu(&f->r, r0, r1, got, &f->reader, f->err);
-	if (rc != 0)
-		fail_msg("rows [%" PRIu64 ", %" PRIu64 "): %d: %s", r0, r1, rc, f->err);
 	for (size_t k = 0; k < len; k++)
 		if (got[k] != want[r0 * rb + k])
 			fail_msg("rows [%" PRIu64 ", %" PRIu64 "): byte %zu of %zu is %02x, "
@@ -265,7 +183,7 @@ static void assert_rows(struct fixture *f, const unsigned char *want, uint64_t r
 
 /* Whole, every single row, and ranges that start or end inside a 128-row
  * scale block or cross one. */
-static void assert_computes(struct fixture *f, const unsigned char *want)
+static void assert_computes(struct recipe_fixture *f, const unsigned char *want)
 {
 	uint64_t rows = rx_rows(rx_root(&f->r));
 	static const uint64_t cuts[] = { 0, 1, 63, 127, 128, 129, 200, 255, 256, 257, 299 };
@@ -285,7 +203,7 @@ static const enum sd_dtype out_types[] = { SD_F32, SD_BF16, SD_F16 };
 
 static void test_fp8_decode_knows_every_code(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int q, s;
 	uint8_t *qb = add_src(f, "w.weight", SD_F8_E4M3, 2, (uint64_t[]){ 2, 128 }, &q);
 	float one = 1.0f;
@@ -333,7 +251,7 @@ static void test_fp8_scales_at_the_edges_multiply_like_pytorch(void **state)
 	const uint64_t rows = 256, cols = 128 * 10;
 
 	for (size_t t = 0; t < sizeof(out_types) / sizeof(out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int q, s;
 		uint8_t *qb = add_src(f, "q", SD_F8_E4M3, 2, (uint64_t[]){ rows, cols }, &q);
 		float *sb = (float *)add_src(f, "s", SD_F32, 2, (uint64_t[]){ 2, 10 }, &s);
@@ -346,8 +264,8 @@ static void test_fp8_scales_at_the_edges_multiply_like_pytorch(void **state)
 		assert_rows(f, want, 0, rows);
 		assert_rows(f, want, 127, 129);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
@@ -357,12 +275,12 @@ static void test_fp8_ragged_blocks_use_the_partial_scales(void **state)
 	const uint64_t rows = 300, cols = 200;
 
 	for (size_t t = 0; t < sizeof(out_types) / sizeof(out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int q, s;
 		uint8_t *qb = add_src(f, "q", SD_F8_E4M3, 2, (uint64_t[]){ rows, cols }, &q);
 		float *sb = (float *)add_src(f, "s", SD_F32, 2, (uint64_t[]){ 3, 2 }, &s);
 		for (int k = 0; k < 6; k++)     /* distinct, so a wrong block shows */
-			sb[k] = (float)ldexp(1.0 + k / 8.0, (int)(rng_next() % 40) - 20);
+			sb[k] = (float)ldexp(1.0 + k / 8.0, (int)(memsrc_random(&f->mem) % 40) - 20);
 		built(rx_dequant_fp8_block(&f->r, q, s, out_types[t], f->err), f->err);
 		assert_int_equal(rx_root(&f->r)->dtype, out_types[t]);
 		assert_int_equal(rx_root(&f->r)->shape[0], rows);
@@ -370,8 +288,8 @@ static void test_fp8_ragged_blocks_use_the_partial_scales(void **state)
 		unsigned char *want = ref_fp8_block(qb, sb, rows, cols, out_types[t]);
 		assert_computes(f, want);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
@@ -380,12 +298,12 @@ static const enum sd_dtype all_out_types[] = { SD_F32, SD_BF16, SD_F16, SD_F64 }
 
 /* A scale for the random tests: mostly random finite values across the
  * whole F32 range, sometimes one of the specials. */
-static float random_scale(void)
+static float random_scale(struct recipe_fixture *f)
 {
 	static const uint32_t special[] = { 0x00000000u, 0x80000000u, 0x00000001u,
 					    0x7F800000u, 0xFF800000u, 0x7FC00001u,
 					    0xFF800001u, 0x7F7FFFFFu };
-	uint64_t x = rng_next();
+	uint64_t x = memsrc_random(&f->mem);
 
 	if (x % 8 == 0)
 		return from_bits(special[(x >> 8) % (sizeof(special) / sizeof(special[0]))]);
@@ -403,26 +321,26 @@ static void test_fp8_random_codes_under_many_scale_blocks(void **state)
 	const uint64_t rows = 700, cols = 1000;
 
 	for (size_t t = 0; t < sizeof(all_out_types) / sizeof(all_out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int q, s;
 		uint8_t *qb = add_src(f, "q", SD_F8_E4M3, 2, (uint64_t[]){ rows, cols }, &q);
 		float *sb = (float *)add_src(f, "s", SD_F32, 2, (uint64_t[]){ 6, 8 }, &s);
 		for (int k = 0; k < 48; k++)
-			sb[k] = random_scale();
+			sb[k] = random_scale(f);
 		built(rx_dequant_fp8_block(&f->r, q, s, all_out_types[t], f->err), f->err);
 		unsigned char *want = ref_fp8_block(qb, sb, rows, cols, all_out_types[t]);
 		assert_computes(f, want);
 		assert_rows(f, want, 383, 641);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
 /* A transpose over a dequant (what a native view of a DeepSeek expert is). */
 static void test_fp8_dequant_under_a_transpose_of_a_stack(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int q[2], s[2], x[2];
 	uint8_t *qb[2];
 	float *sb[2];
@@ -451,7 +369,7 @@ static void test_fp8_dequant_under_a_transpose_of_a_stack(void **state)
 	free(want);
 }
 
-static void assert_refused(struct fixture *f, int rc, const char *words)
+static void assert_refused(struct recipe_fixture *f, int rc, const char *words)
 {
 	assert_int_equal(rc, -EINVAL);
 	if (!strstr(f->err, words))
@@ -460,7 +378,7 @@ static void assert_refused(struct fixture *f, int rc, const char *words)
 
 static void test_fp8_builder_refuses_what_does_not_fit(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int q, s, bad_s, s_bf16, w_bf16, q3;
 
 	add_src(f, "q", SD_F8_E4M3, 2, (uint64_t[]){ 300, 200 }, &q);
@@ -494,7 +412,7 @@ static void test_mxfp4_every_byte_under_every_edge_scale(void **state)
 	static const uint8_t edge[16] = { 127, 0, 1, 2, 126, 128, 253, 254, 255, 100,
 					  150, 118, 136, 64, 190, 127 };
 	for (size_t t = 0; t < sizeof(out_types) / sizeof(out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int b, s;
 		/* 16 groups of 16 bytes: every byte value once per group row */
 		uint8_t *bb = add_src(f, "x_blocks", SD_U8, 3, (uint64_t[]){ 16, 16, 16 }, &b);
@@ -509,8 +427,8 @@ static void test_mxfp4_every_byte_under_every_edge_scale(void **state)
 		unsigned char *want = ref_mxfp4(bb, sb, 256, 16, out_types[t]);
 		assert_computes(f, want);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
@@ -521,7 +439,7 @@ static void test_mxfp4_random_bytes_under_random_scales(void **state)
 	const uint64_t E = 3, O = 37, G = 90;
 
 	for (size_t t = 0; t < sizeof(all_out_types) / sizeof(all_out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int b, s;
 		uint8_t *bb = add_src(f, "b", SD_U8, 4, (uint64_t[]){ E, O, G, 16 }, &b);
 		uint8_t *sb = add_src(f, "s", SD_U8, 3, (uint64_t[]){ E, O, G }, &s);
@@ -530,14 +448,14 @@ static void test_mxfp4_random_bytes_under_random_scales(void **state)
 		assert_computes(f, want);
 		assert_rows(f, want, 1, 3);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
 static void test_mxfp4_known_values(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int b, s;
 	uint8_t *bb = add_src(f, "x_blocks", SD_U8, 3, (uint64_t[]){ 1, 3, 2 }, &b);
 	uint8_t *sb = add_src(f, "x_scales", SD_U8, 2, (uint64_t[]){ 1, 3 }, &s);
@@ -565,12 +483,12 @@ static void test_mxfp4_then_transpose_is_gpt_oss_expert_layout(void **state)
 	const uint64_t E = 3, O = 5, G = 4;
 
 	for (size_t t = 0; t < sizeof(out_types) / sizeof(out_types[0]); t++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int b, s;
 		uint8_t *bb = add_src(f, "b", SD_U8, 4, (uint64_t[]){ E, O, G, 16 }, &b);
 		uint8_t *sb = add_src(f, "s", SD_U8, 3, (uint64_t[]){ E, O, G }, &s);
 		for (uint64_t g = 0; g < E * O * G; g++)
-			sb[g] = (uint8_t)(110 + rng_next() % 30);
+			sb[g] = (uint8_t)(110 + memsrc_random(&f->mem) % 30);
 		int x = built(rx_dequant_mxfp4(&f->r, b, s, out_types[t], f->err), f->err);
 		built(rx_transpose_last2(&f->r, x, f->err), f->err);
 		size_t es = dtype_size(out_types[t]);
@@ -584,14 +502,14 @@ static void test_mxfp4_then_transpose_is_gpt_oss_expert_layout(void **state)
 		assert_computes(f, want);
 		free(flat);
 		free(want);
-		teardown(state);
-		setup(state);
+		recipe_fixture_teardown(state);
+		recipe_fixture_setup(state);
 	}
 }
 
 static void test_mxfp4_builder_refuses_what_does_not_fit(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int b, s, s_wrong, s_f32, b2, s1, e8;
 
 	add_src(f, "b", SD_U8, 4, (uint64_t[]){ 2, 3, 4, 16 }, &b);
@@ -617,24 +535,25 @@ static void test_mxfp4_builder_refuses_what_does_not_fit(void **state)
 
 static void test_format_writes_the_dequant_operations(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int q, s, b, bs;
 	char buf[256];
 
 	add_src(f, "a.weight", SD_F8_E4M3, 2, (uint64_t[]){ 4, 4 }, &q);
 	add_src(f, "a.weight_scale_inv", SD_F32, 2, (uint64_t[]){ 1, 1 }, &s);
 	built(rx_dequant_fp8_block(&f->r, q, s, SD_BF16, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf, "dequant_fp8_block(src(\"a.weight\"), "
 			    "src(\"a.weight_scale_inv\"), BF16)");
 	add_src(f, "x_blocks", SD_U8, 3, (uint64_t[]){ 1, 1, 16 }, &b);
 	add_src(f, "x_scales", SD_U8, 2, (uint64_t[]){ 1, 1 }, &bs);
 	built(rx_dequant_mxfp4(&f->r, b, bs, SD_F32, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf, "dequant_mxfp4(src(\"x_blocks\"), src(\"x_scales\"), F32)");
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_prestate_setup_teardown(name, recipe_fixture_setup, \
+							 recipe_fixture_teardown, &stream)
 
 int main(void)
 {

@@ -29,66 +29,12 @@
 #include "err.h"
 #include "gpu.h"
 #include "recipe.h"
-#include "source.h"
-
-#define MAX_TENSORS 16
-
-struct fixture {
-	struct source src;
-	struct src_tensor tensors[MAX_TENSORS];
-	unsigned char *bytes[MAX_TENSORS];
-	struct rx_reader reader;
-	struct recipe r;
-	char err[SD_ERRLEN];
-};
+#include "testlib.h"
 
 static char why_skip[SD_ERRLEN];
 
-static uint64_t rng_state = 0x853C49E6748FEA9Bull;
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-static int read_from_memory(void *arg, uint32_t tensor, uint64_t off, void *dst,
-			    size_t len, char *err)
-{
-	struct fixture *f = arg;
-
-	(void)err;
-	assert_true(off + len <= f->tensors[tensor].nbytes);
-	memcpy(dst, f->bytes[tensor] + off, len);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	f->src.tensors = f->tensors;
-	f->reader = (struct rx_reader){ .read = read_from_memory, .arg = f };
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	for (size_t i = 0; i < f->src.ntensors; i++) {
-		free(f->tensors[i].name);
-		free(f->bytes[i]);
-	}
-	recipe_free(&f->r);
-	free(f);
-	return 0;
-}
+/* This file's random stream (see recipe_fixture_setup). */
+static uint64_t stream = 0x853C49E6748FEA9Bull;
 
 /* Special bit patterns laid over the start of float tensors. */
 static const uint32_t f32_special[] = {
@@ -103,47 +49,24 @@ static const uint16_t f16_special[] = {
 };
 
 /* A source tensor with random bits, specials first; returns its rx_src. */
-static int add_src(struct fixture *f, enum sd_dtype dt, int ndim, const uint64_t *shape)
+static int add_src(struct recipe_fixture *f, enum sd_dtype dt, int ndim, const uint64_t *shape)
 {
-	size_t i = f->src.ntensors;
-	struct src_tensor *t = &f->tensors[i];
-	uint64_t n = 1;
-	char name[32];
+	size_t i = recipe_fixture_add(f, NULL, dt, ndim, shape, MEMSRC_RANDOM);
+	unsigned char *b = f->mem.bytes[i];
+	uint64_t n = f->mem.src.tensors[i].nbytes / dtype_size(dt);
 
-	assert_true(i < MAX_TENSORS);
-	for (int d = 0; d < ndim; d++)
-		n *= t->shape[d] = shape[d];
-	snprintf(name, sizeof(name), "t%zu", i);
-	t->name = strdup(name);
-	t->dtype = dt;
-	t->ndim = ndim;
-	t->nbytes = n * dtype_size(dt);
-	f->bytes[i] = malloc(t->nbytes ? t->nbytes : 1);
-	assert_non_null(f->bytes[i]);
-	for (uint64_t b = 0; b < t->nbytes; b++)
-		f->bytes[i][b] = (unsigned char)(rng_next() >> 24);
 	if (dt == SD_F32)
-		memcpy(f->bytes[i], f32_special, n * 4 < sizeof(f32_special) ? n * 4 : sizeof(f32_special));
+		memcpy(b, f32_special, n * 4 < sizeof(f32_special) ? n * 4 : sizeof(f32_special));
 	if (dt == SD_F16)
-		memcpy(f->bytes[i], f16_special, n * 2 < sizeof(f16_special) ? n * 2 : sizeof(f16_special));
+		memcpy(b, f16_special, n * 2 < sizeof(f16_special) ? n * 2 : sizeof(f16_special));
 	if (dt == SD_BF16)              /* every pattern while there is room */
 		for (uint64_t k = 0; k < n && k < 65536; k++)
-			memcpy(f->bytes[i] + 2 * k, &(uint16_t){ (uint16_t)k }, 2);
-	f->src.ntensors++;
-	int x = rx_src(&f->r, &f->src, i, f->err);
-	assert_true(x >= 0);
-	return x;
-}
-
-static int built(int x, const char *err)
-{
-	if (x < 0)
-		fail_msg("builder failed: %d: %s", x, err);
-	return x;
+			memcpy(b + 2 * k, &(uint16_t){ (uint16_t)k }, 2);
+	return recipe_fixture_src(f, i);
 }
 
 /* Rows [r0, r1) of the root on both backends: the same bytes. */
-static void assert_same(struct fixture *f, uint64_t r0, uint64_t r1)
+static void assert_same(struct recipe_fixture *f, uint64_t r0, uint64_t r1)
 {
 	size_t len = (size_t)((r1 - r0) * rx_row_bytes(rx_root(&f->r)));
 	unsigned char *cpu = malloc(len + 1), *gpu = malloc(len + 1);
@@ -164,7 +87,7 @@ static void assert_same(struct fixture *f, uint64_t r0, uint64_t r1)
 }
 
 /* Whole, each single row of the first few, and a spread of ranges. */
-static void assert_backends_agree(struct fixture *f)
+static void assert_backends_agree(struct recipe_fixture *f)
 {
 	uint64_t rows = rx_rows(rx_root(&f->r));
 
@@ -178,8 +101,8 @@ static void assert_backends_agree(struct fixture *f)
 
 static void reset(void **state)
 {
-	teardown(state);
-	setup(state);
+	recipe_fixture_teardown(state);
+	recipe_fixture_setup(state);
 }
 
 /* ---- casts ------------------------------------------------------------------ */
@@ -190,7 +113,7 @@ static void test_casts_between_bf16_f16_f32_match_bit_for_bit(void **state)
 
 	for (size_t a = 0; a < 3; a++)
 		for (size_t b = 0; b < 3; b++) {
-			struct fixture *f = *state;
+			struct recipe_fixture *f = *state;
 			if (a == b)
 				continue;
 			int x = add_src(f, t[a], 2, (uint64_t[]){ 512, 160 });  /* 81920 >= 65536 */
@@ -207,7 +130,7 @@ static void test_transpose_of_1_2_4_8_byte_elements_matches(void **state)
 	static const enum sd_dtype t[] = { SD_U8, SD_BF16, SD_F32, SD_I64 };
 
 	for (size_t k = 0; k < 4; k++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		/* ragged against the 32x32 tiles; 2-D and batched */
 		int x = add_src(f, t[k], 2, (uint64_t[]){ 77, 131 });
 		built(rx_transpose_last2(&f->r, x, f->err), f->err);
@@ -223,7 +146,7 @@ static void test_transpose_of_1_2_4_8_byte_elements_matches(void **state)
 
 static void test_merged_experts_recipe_matches(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int kids[4];
 
 	for (int e = 0; e < 4; e++) {    /* gated: cat(gate^T, up^T) per expert, cast */
@@ -238,7 +161,7 @@ static void test_merged_experts_recipe_matches(void **state)
 
 static void test_index_slices_concat_and_reshape_match(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int x = add_src(f, SD_BF16, 3, (uint64_t[]){ 6, 10, 12 });
 
 	built(rx_index0(&f->r, x, 4, f->err), f->err);
@@ -271,11 +194,11 @@ static void test_fp8_block_dequant_matches_for_every_code_and_edge_scale(void **
 	static const enum sd_dtype t[] = { SD_F32, SD_BF16, SD_F16 };
 
 	for (size_t k = 0; k < 3; k++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int q = add_src(f, SD_F8_E4M3, 2, (uint64_t[]){ 300, 520 });  /* partial blocks */
 		int s = add_src(f, SD_F32, 2, (uint64_t[]){ 3, 5 });    /* specials: 0, Inf, NaN... */
 		for (unsigned c = 0; c < 256; c++)
-			f->bytes[f->src.ntensors - 2][c] = (uint8_t)c;
+			f->mem.bytes[f->mem.src.ntensors - 2][c] = (uint8_t)c;
 		built(rx_dequant_fp8_block(&f->r, q, s, t[k], f->err), f->err);
 		assert_backends_agree(f);
 		reset(state);
@@ -287,12 +210,12 @@ static void test_mxfp4_dequant_then_transpose_matches(void **state)
 	static const enum sd_dtype t[] = { SD_F32, SD_BF16, SD_F16 };
 
 	for (size_t k = 0; k < 3; k++) {
-		struct fixture *f = *state;
+		struct recipe_fixture *f = *state;
 		int b = add_src(f, SD_U8, 4, (uint64_t[]){ 4, 16, 4, 16 });     /* every byte */
 		int s = add_src(f, SD_U8, 3, (uint64_t[]){ 4, 16, 4 });        /* every scale */
 		for (unsigned c = 0; c < 256; c++) {
-			f->bytes[f->src.ntensors - 2][c] = (uint8_t)c;
-			f->bytes[f->src.ntensors - 1][c] = (uint8_t)(255 - c);
+			f->mem.bytes[f->mem.src.ntensors - 2][c] = (uint8_t)c;
+			f->mem.bytes[f->mem.src.ntensors - 1][c] = (uint8_t)(255 - c);
 		}
 		int x = built(rx_dequant_mxfp4(&f->r, b, s, t[k], f->err), f->err);
 		built(rx_transpose_last2(&f->r, x, f->err), f->err);
@@ -305,7 +228,7 @@ static void test_mxfp4_dequant_then_transpose_matches(void **state)
  * is reused, and results stay right. */
 static void test_repeated_chunks_of_growing_size_match(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int x = add_src(f, SD_BF16, 2, (uint64_t[]){ 1500, 700 });
 
 	built(rx_transpose_last2(&f->r, x, f->err), f->err);
@@ -313,7 +236,8 @@ static void test_repeated_chunks_of_growing_size_match(void **state)
 		assert_same(f, 0, n);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_prestate_setup_teardown(name, recipe_fixture_setup, \
+							 recipe_fixture_teardown, &stream)
 
 int main(void)
 {

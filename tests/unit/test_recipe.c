@@ -30,75 +30,12 @@
 #include "err.h"
 #include "plan.h"
 #include "recipe.h"
-#include "source.h"
+#include "testlib.h"
 
-/* ---- the in-memory source ------------------------------------------------- */
+/* ---- the fixture (testlib.h) ----------------------------------------------- */
 
-#define MAX_TENSORS 32
-
-struct fixture {
-	struct source src;
-	struct src_tensor tensors[MAX_TENSORS];
-	unsigned char *bytes[MAX_TENSORS];
-	unsigned reads[MAX_TENSORS];    /* reader calls per tensor */
-	long fail_tensor;               /* reads of this tensor fail (-1: none) */
-	struct rx_reader reader;
-	struct recipe r;
-	char err[SD_ERRLEN];
-};
-
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-
-static uint64_t rng_next(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return rng_state;
-}
-
-/* The reader: bytes [off, off + len) of a tensor.  Reading past a tensor's
- * end is a bug of the evaluator, so it fails the test. */
-static int read_from_memory(void *arg, uint32_t tensor, uint64_t off, void *dst,
-			    size_t len, char *err)
-{
-	struct fixture *f = arg;
-
-	assert_true(tensor < f->src.ntensors);
-	assert_true(off + len <= f->tensors[tensor].nbytes);
-	f->reads[tensor]++;
-	if ((long)tensor == f->fail_tensor)
-		return sd_err(err, -EIO, "reading '%s' at byte %" PRIu64 ": disk on fire",
-			      f->tensors[tensor].name, off);
-	memcpy(dst, f->bytes[tensor] + off, len);
-	return 0;
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -1;
-	f->src.tensors = f->tensors;
-	f->fail_tensor = -1;
-	f->reader = (struct rx_reader){ .read = read_from_memory, .arg = f };
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	for (size_t i = 0; i < f->src.ntensors; i++) {
-		free(f->tensors[i].name);
-		free(f->bytes[i]);
-	}
-	recipe_free(&f->r);
-	free(f);
-	return 0;
-}
+/* This file's random stream (see recipe_fixture_setup). */
+static uint64_t stream = 0x243F6A8885A308D3ull;
 
 static uint64_t elem_count(int ndim, const uint64_t *shape)
 {
@@ -109,57 +46,17 @@ static uint64_t elem_count(int ndim, const uint64_t *shape)
 	return n;
 }
 
-/* Describe a source tensor and fill it with random bits; returns its index.
- * data_ok false leaves it without bytes (for plans, which read none). */
-static size_t add_tensor_data(struct fixture *f, const char *name, enum sd_dtype dt,
-			      int ndim, const uint64_t *shape, bool data_ok)
-{
-	size_t i = f->src.ntensors;
-	struct src_tensor *t = &f->tensors[i];
-
-	assert_true(i < MAX_TENSORS);
-	t->name = strdup(name);
-	assert_non_null(t->name);
-	t->dtype = dt;
-	t->ndim = ndim;
-	for (int d = 0; d < ndim; d++)
-		t->shape[d] = shape[d];
-	t->nbytes = elem_count(ndim, shape) * dtype_size(dt);
-	t->offset = 4096 * i;
-	if (data_ok) {
-		f->bytes[i] = malloc(t->nbytes ? t->nbytes : 1);
-		assert_non_null(f->bytes[i]);
-		for (uint64_t b = 0; b < t->nbytes; b++)
-			f->bytes[i][b] = (unsigned char)(rng_next() >> 24);
-	}
-	f->src.ntensors++;
-	return i;
-}
-
-static size_t add_tensor(struct fixture *f, const char *name, enum sd_dtype dt,
+static size_t add_tensor(struct recipe_fixture *f, const char *name, enum sd_dtype dt,
 			 int ndim, const uint64_t *shape)
 {
-	return add_tensor_data(f, name, dt, ndim, shape, true);
+	return recipe_fixture_add(f, name, dt, ndim, shape, MEMSRC_RANDOM);
 }
 
 /* rx_src over a new tensor, asserting the builder succeeds. */
-static int src_node(struct fixture *f, const char *name, enum sd_dtype dt, int ndim,
+static int src_node(struct recipe_fixture *f, const char *name, enum sd_dtype dt, int ndim,
 		    const uint64_t *shape)
 {
-	size_t t = add_tensor(f, name, dt, ndim, shape);
-	int x = rx_src(&f->r, &f->src, t, f->err);
-
-	assert_true(x >= 0);
-	return x;
-}
-
-/* A builder's result, failing the test (with the builder's message) if it
- * refused. */
-static int built(int x, const char *err)
-{
-	if (x < 0)
-		fail_msg("builder failed: %d: %s", x, err);
-	return x;
+	return recipe_fixture_src(f, add_tensor(f, name, dt, ndim, shape));
 }
 
 /* ---- naive references ----------------------------------------------------- */
@@ -199,12 +96,12 @@ static void arr_free(struct arr *a)
 	a->b = NULL;
 }
 
-static struct arr ref_src(const struct fixture *f, size_t t)
+static struct arr ref_src(const struct recipe_fixture *f, size_t t)
 {
-	const struct src_tensor *s = &f->tensors[t];
+	const struct src_tensor *s = &f->mem.src.tensors[t];
 	struct arr a = arr_new(s->dtype, s->ndim, s->shape);
 
-	memcpy(a.b, f->bytes[t], arr_bytes(&a));
+	memcpy(a.b, f->mem.bytes[t], arr_bytes(&a));
 	return a;
 }
 
@@ -363,18 +260,13 @@ static struct arr ref_cast(const struct arr *x, enum sd_dtype to)
 /* ---- the check every evaluation test makes --------------------------------- */
 
 /* Evaluate rows [r0, r1) into a buffer of exactly the promised size. */
-static void assert_rows_equal(struct fixture *f, const struct arr *want,
+static void assert_rows_equal(struct recipe_fixture *f, const struct arr *want,
 			      uint64_t r0, uint64_t r1)
 {
 	uint64_t rb = rx_row_bytes(rx_root(&f->r));
 	size_t len = (size_t)((r1 - r0) * rb);
-	unsigned char *got = malloc(len ? len : 1);
+	unsigned char *got = recipe_fixture_eval(f, r0, r1);
 
-	assert_non_null(got);
-	memset(got, 0xA5, len);
-	int rc = recipe_eval_cpu(&f->r, r0, r1, got, &f->reader, f->err);
-	if (rc != 0)
-		fail_msg("rows [%" PRIu64 ", %" PRIu64 "): %d: %s", r0, r1, rc, f->err);
 	if (memcmp(got, want->b + r0 * rb, len) != 0) {
 		size_t k = 0;
 		while (got[k] == want->b[r0 * rb + k])
@@ -390,7 +282,7 @@ static void assert_rows_equal(struct fixture *f, const struct arr *want,
  * the matching slice of want.  Small tensors try every [r0, r1); large
  * ones every single row, every prefix and suffix, and a spread of middles.
  */
-static void assert_recipe_computes(struct fixture *f, const struct arr *want)
+static void assert_recipe_computes(struct recipe_fixture *f, const struct arr *want)
 {
 	const struct rx_node *root = rx_root(&f->r);
 
@@ -411,10 +303,10 @@ static void assert_recipe_computes(struct fixture *f, const struct arr *want)
 
 static void test_src_yields_the_tensor_bytes_as_stored(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "w", SD_I32, 2, (uint64_t[]){ 7, 3 });
 
-	built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 	struct arr want = ref_src(f, t);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
@@ -422,10 +314,10 @@ static void test_src_yields_the_tensor_bytes_as_stored(void **state)
 
 static void test_src_of_a_scalar_is_one_row(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "scale", SD_F32, 0, NULL);
 
-	built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 	assert_int_equal(rx_rows(rx_root(&f->r)), 1);
 	assert_int_equal(rx_row_bytes(rx_root(&f->r)), 4);
 	struct arr want = ref_src(f, t);
@@ -436,9 +328,9 @@ static void test_src_of_a_scalar_is_one_row(void **state)
 /* cast(src) of a [9, 5] tensor matches the scalar conversion of each element. */
 static void check_cast(void **state, enum sd_dtype from, enum sd_dtype to)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "w", from, 2, (uint64_t[]){ 9, 5 });
-	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 
 	built(rx_cast(&f->r, x, to, f->err), f->err);
 	struct arr s = ref_src(f, t), want = ref_cast(&s, to);
@@ -474,11 +366,11 @@ static void test_cast_bf16_to_f16_goes_through_f32(void **state)
 
 /* ---- transpose_last2 ------------------------------------------------------------ */
 
-static void check_transpose(struct fixture *f, enum sd_dtype dt, int ndim,
+static void check_transpose(struct recipe_fixture *f, enum sd_dtype dt, int ndim,
 			    const uint64_t *shape)
 {
 	size_t t = add_tensor(f, "w", dt, ndim, shape);
-	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 
 	built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	struct arr s = ref_src(f, t), want = ref_transpose_last2(&s);
@@ -520,7 +412,7 @@ static void test_transpose_last2_of_3d_and_4d_transposes_each_batch(void **state
 
 /* ---- concat_last ----------------------------------------------------------------- */
 
-static void check_concat(struct fixture *f, int ndim, const uint64_t *lead,
+static void check_concat(struct recipe_fixture *f, int ndim, const uint64_t *lead,
 			 const uint64_t *widths, size_t n)
 {
 	int xs[8];
@@ -534,7 +426,7 @@ static void check_concat(struct fixture *f, int ndim, const uint64_t *lead,
 		shape[ndim - 1] = widths[k];
 		snprintf(name, sizeof(name), "part%zu", k);
 		size_t t = add_tensor(f, name, SD_BF16, ndim, shape);
-		xs[k] = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+		xs[k] = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 		parts[k] = ref_src(f, t);
 	}
 	built(rx_concat_last(&f->r, xs, (uint32_t)n, f->err), f->err);
@@ -566,7 +458,7 @@ static void test_concat_last_of_1d_appends_along_dim_0(void **state)
 enum { E = 3, I = 5, H = 7 };
 
 /* E expert tensors [I, H] in BF16, called experts.<e>.<what>. */
-static void add_experts(struct fixture *f, const char *what, size_t *t)
+static void add_experts(struct recipe_fixture *f, const char *what, size_t *t)
 {
 	for (int e = 0; e < E; e++) {
 		char name[64];
@@ -576,12 +468,12 @@ static void add_experts(struct fixture *f, const char *what, size_t *t)
 }
 
 /* stack0 over e of transpose_last2(src(t[e])), optionally cast per expert. */
-static int stack_transposed(struct fixture *f, const size_t *t)
+static int stack_transposed(struct recipe_fixture *f, const size_t *t)
 {
 	int kids[E];
 
 	for (int e = 0; e < E; e++) {
-		int x = built(rx_src(&f->r, &f->src, t[e], f->err), f->err);
+		int x = built(rx_src(&f->r, &f->mem.src, t[e], f->err), f->err);
 		kids[e] = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	}
 	return built(rx_stack0(&f->r, kids, E, f->err), f->err);
@@ -589,7 +481,7 @@ static int stack_transposed(struct fixture *f, const size_t *t)
 
 static void test_stack0_of_transposed_experts_is_e_h_i(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t up[E];
 
 	add_experts(f, "up_proj.weight", up);
@@ -600,22 +492,22 @@ static void test_stack0_of_transposed_experts_is_e_h_i(void **state)
 		for (uint64_t h = 0; h < H; h++)
 			for (uint64_t i = 0; i < I; i++)
 				memcpy(at(&want, (e * H + h) * I + i),
-				       f->bytes[up[e]] + (i * H + h) * 2, 2);
+				       f->mem.bytes[up[e]] + (i * H + h) * 2, 2);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 }
 
 static void test_stack0_of_gate_and_up_concat_is_gated_e_h_2i(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t gate[E], up[E];
 	int kids[E];
 
 	add_experts(f, "gate_proj.weight", gate);
 	add_experts(f, "up_proj.weight", up);
 	for (int e = 0; e < E; e++) {
-		int g = built(rx_src(&f->r, &f->src, gate[e], f->err), f->err);
-		int u = built(rx_src(&f->r, &f->src, up[e], f->err), f->err);
+		int g = built(rx_src(&f->r, &f->mem.src, gate[e], f->err), f->err);
+		int u = built(rx_src(&f->r, &f->mem.src, up[e], f->err), f->err);
 		int parts[2] = { built(rx_transpose_last2(&f->r, g, f->err), f->err),
 				 built(rx_transpose_last2(&f->r, u, f->err), f->err) };
 		kids[e] = built(rx_concat_last(&f->r, parts, 2, f->err), f->err);
@@ -627,8 +519,8 @@ static void test_stack0_of_gate_and_up_concat_is_gated_e_h_2i(void **state)
 		for (uint64_t h = 0; h < H; h++)
 			for (uint64_t j = 0; j < 2 * I; j++) {
 				const unsigned char *from = j < I
-					? f->bytes[gate[e]] + (j * H + h) * 2
-					: f->bytes[up[e]] + ((j - I) * H + h) * 2;
+					? f->mem.bytes[gate[e]] + (j * H + h) * 2
+					: f->mem.bytes[up[e]] + ((j - I) * H + h) * 2;
 				memcpy(at(&want, (e * H + h) * 2 * I + j), from, 2);
 			}
 	assert_recipe_computes(f, &want);
@@ -637,7 +529,7 @@ static void test_stack0_of_gate_and_up_concat_is_gated_e_h_2i(void **state)
 
 static void test_cast_of_stacked_experts_casts_every_element(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t down[E];
 
 	add_experts(f, "down_proj.weight", down);
@@ -648,7 +540,7 @@ static void test_cast_of_stacked_experts_casts_every_element(void **state)
 		for (uint64_t h = 0; h < H; h++)
 			for (uint64_t i = 0; i < I; i++) {
 				uint16_t b;
-				memcpy(&b, f->bytes[down[e]] + (i * H + h) * 2, 2);
+				memcpy(&b, f->mem.bytes[down[e]] + (i * H + h) * 2, 2);
 				uint32_t w = (uint32_t)b << 16;
 				memcpy(at(&want, (e * H + h) * I + i), &w, 4);
 			}
@@ -659,7 +551,7 @@ static void test_cast_of_stacked_experts_casts_every_element(void **state)
 /* Row e of a stack needs expert e only: the others are never read. */
 static void test_rows_of_a_stack_read_only_their_experts(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t up[E];
 	unsigned char out[H * I * 2];
 
@@ -675,13 +567,13 @@ static void test_rows_of_a_stack_read_only_their_experts(void **state)
 
 static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t3 = add_tensor(f, "cube", SD_BF16, 3, (uint64_t[]){ 4, 3, 5 });
 	size_t t1 = add_tensor(f, "vec", SD_F32, 1, (uint64_t[]){ 6 });
 	struct arr cube = ref_src(f, t3), vec = ref_src(f, t1), want;
 
 	/* A 3-D tensor's plane */
-	int x = built(rx_src(&f->r, &f->src, t3, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
 	built(rx_index0(&f->r, x, 2, f->err), f->err);
 	want = ref_index0(&cube, 2);
 	assert_recipe_computes(f, &want);
@@ -696,7 +588,7 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 	arr_free(&plane);
 
 	/* An element of a vector: a scalar, one row */
-	x = built(rx_src(&f->r, &f->src, t1, f->err), f->err);
+	x = built(rx_src(&f->r, &f->mem.src, t1, f->err), f->err);
 	built(rx_index0(&f->r, x, 5, f->err), f->err);
 	assert_int_equal(rx_root(&f->r)->ndim, 0);
 	want = ref_index0(&vec, 5);
@@ -704,7 +596,7 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 	arr_free(&want);
 
 	/* A row of a 2-D transpose (a column of its source) */
-	x = built(rx_src(&f->r, &f->src, t3, f->err), f->err);
+	x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
 	x = built(rx_index0(&f->r, x, 3, f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_index0(&f->r, x, 4, f->err), f->err);
@@ -720,11 +612,11 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 
 static void test_slice0_keeps_rows_a_to_b(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "w", SD_BF16, 2, (uint64_t[]){ 9, 4 });
 	struct arr s = ref_src(f, t), want;
 
-	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 	built(rx_slice0(&f->r, x, 2, 7, f->err), f->err);
 	want = ref_slice(&s, 0, 2, 7);
 	assert_recipe_computes(f, &want);
@@ -747,7 +639,7 @@ static void test_slice0_keeps_rows_a_to_b(void **state)
 
 static void test_slice0_of_a_stack_keeps_experts_a_to_b(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t up[E];
 
 	add_experts(f, "up_proj.weight", up);
@@ -769,34 +661,34 @@ static void test_slice0_of_a_stack_keeps_experts_a_to_b(void **state)
 
 static void test_slice_last_keeps_columns_a_to_b(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t2 = add_tensor(f, "mat", SD_BF16, 2, (uint64_t[]){ 6, 10 });
 	size_t t3 = add_tensor(f, "cube", SD_F32, 3, (uint64_t[]){ 3, 4, 9 });
 	size_t t1 = add_tensor(f, "vec", SD_U8, 1, (uint64_t[]){ 11 });
 	struct arr mat = ref_src(f, t2), cube = ref_src(f, t3), vec = ref_src(f, t1);
 	struct arr want;
 
-	int x = built(rx_src(&f->r, &f->src, t2, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t2, f->err), f->err);
 	built(rx_slice_last(&f->r, x, 3, 8, f->err), f->err);
 	want = ref_slice(&mat, 1, 3, 8);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
-	x = built(rx_src(&f->r, &f->src, t3, f->err), f->err);
+	x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
 	built(rx_slice_last(&f->r, x, 0, 4, f->err), f->err);
 	want = ref_slice(&cube, 2, 0, 4);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
 	/* For a vector the last dim is the row dim */
-	x = built(rx_src(&f->r, &f->src, t1, f->err), f->err);
+	x = built(rx_src(&f->r, &f->mem.src, t1, f->err), f->err);
 	built(rx_slice_last(&f->r, x, 2, 9, f->err), f->err);
 	want = ref_slice(&vec, 0, 2, 9);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
 	/* Columns of a 2-D transpose: rows 1..5 of the source */
-	x = built(rx_src(&f->r, &f->src, t2, f->err), f->err);
+	x = built(rx_src(&f->r, &f->mem.src, t2, f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_slice_last(&f->r, x, 1, 5, f->err), f->err);
 	struct arr tp = ref_transpose_last2(&mat);
@@ -815,7 +707,7 @@ static void test_slice_last_keeps_columns_a_to_b(void **state)
  * and [20, 3] (every output row range starts or ends inside a child row). */
 static void test_reshape_keeps_the_bytes_in_row_major_order(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "mat", SD_BF16, 2, (uint64_t[]){ 6, 10 });
 	static const uint64_t shapes[][3] = { { 4, 15, 0 }, { 20, 3, 0 }, { 2, 3, 10 } };
 	static const int nds[] = { 2, 2, 3 };
@@ -825,7 +717,7 @@ static void test_reshape_keeps_the_bytes_in_row_major_order(void **state)
 		want.ndim = nds[k];
 		for (int d = 0; d < nds[k]; d++)
 			want.shape[d] = shapes[k][d];
-		int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+		int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 		built(rx_reshape(&f->r, x, nds[k], shapes[k], f->err), f->err);
 		assert_recipe_computes(f, &want);
 		arr_free(&want);
@@ -838,7 +730,7 @@ static void test_reshape_keeps_the_bytes_in_row_major_order(void **state)
  * element by element against that formula. */
 static void test_reshape_transpose_reshape_is_the_rank_major_permute(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	const uint64_t NE = 5, NI = 7, R = 3;
 	size_t t = add_tensor(f, "lora_down_A", SD_F32, 3, (uint64_t[]){ NE, NI, R });
 	struct arr a = ref_src(f, t);
@@ -849,7 +741,7 @@ static void test_reshape_transpose_reshape_is_the_rank_major_permute(void **stat
 			for (uint64_t k = 0; k < R; k++)
 				memcpy(at(&want, i * R * NE + k * NE + e),
 				       at(&a, (e * NI + i) * R + k), 4);
-	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 	x = built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NE, NI * R }, f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NI, R * NE }, f->err), f->err);
@@ -860,7 +752,7 @@ static void test_reshape_transpose_reshape_is_the_rank_major_permute(void **stat
 
 static void test_reshape_to_another_element_count_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int x = src_node(f, "w", SD_BF16, 2, (uint64_t[]){ 4, 6 });
 	uint32_t before = f->r.nnodes;
 
@@ -872,7 +764,7 @@ static void test_reshape_to_another_element_count_is_refused(void **state)
 /* ---- builders refuse what does not fit ------------------------------------------------ */
 
 /* The builder's result was rc, nothing was added, and the message says what. */
-static void assert_refused(struct fixture *f, int rc, uint32_t nodes_before,
+static void assert_refused(struct recipe_fixture *f, int rc, uint32_t nodes_before,
 			   const char *message)
 {
 	assert_int_equal(rc, -EINVAL);
@@ -883,7 +775,7 @@ static void assert_refused(struct fixture *f, int rc, uint32_t nodes_before,
 
 static void test_transpose_of_a_vector_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int x = src_node(f, "v", SD_BF16, 1, (uint64_t[]){ 4 });
 
 	assert_refused(f, rx_transpose_last2(&f->r, x, f->err), 1,
@@ -892,7 +784,7 @@ static void test_transpose_of_a_vector_is_refused(void **state)
 
 static void test_concat_of_mismatched_shapes_or_dtypes_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int a = src_node(f, "a", SD_BF16, 2, (uint64_t[]){ 2, 3 });
 	int b = src_node(f, "b", SD_BF16, 2, (uint64_t[]){ 3, 3 });
 	int c = src_node(f, "c", SD_F32, 2, (uint64_t[]){ 2, 3 });
@@ -910,7 +802,7 @@ static void test_concat_of_mismatched_shapes_or_dtypes_is_refused(void **state)
 
 static void test_stack_of_mismatched_shapes_or_dtypes_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int a = src_node(f, "a", SD_BF16, 2, (uint64_t[]){ 2, 3 });
 	int b = src_node(f, "b", SD_BF16, 2, (uint64_t[]){ 2, 4 });
 	int c = src_node(f, "c", SD_F16, 2, (uint64_t[]){ 2, 3 });
@@ -927,7 +819,7 @@ static void test_stack_of_mismatched_shapes_or_dtypes_is_refused(void **state)
 
 static void test_index0_out_of_range_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int a = src_node(f, "a", SD_BF16, 2, (uint64_t[]){ 5, 3 });
 	int s = src_node(f, "s", SD_BF16, 0, NULL);
 
@@ -939,7 +831,7 @@ static void test_index0_out_of_range_is_refused(void **state)
 
 static void test_slice_out_of_range_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int a = src_node(f, "a", SD_BF16, 2, (uint64_t[]){ 5, 3 });
 	int s = src_node(f, "s", SD_BF16, 0, NULL);
 
@@ -958,7 +850,7 @@ static void test_slice_out_of_range_is_refused(void **state)
 
 static void test_cast_of_a_non_float_dtype_is_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int i = src_node(f, "i", SD_I32, 1, (uint64_t[]){ 4 });
 	int b = src_node(f, "b", SD_BF16, 1, (uint64_t[]){ 4 });
 	int q = src_node(f, "q", SD_F8_E4M3, 1, (uint64_t[]){ 4 });
@@ -975,7 +867,7 @@ static void test_cast_of_a_non_float_dtype_is_refused(void **state)
 
 static void test_row_separability_follows_what_rows_need(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct recipe *r = &f->r;
 	int m = src_node(f, "mat", SD_BF16, 2, (uint64_t[]){ 4, 6 });
 	int c = src_node(f, "cube", SD_BF16, 3, (uint64_t[]){ 2, 4, 6 });
@@ -1001,7 +893,7 @@ static void test_row_separability_follows_what_rows_need(void **state)
 
 static void test_format_writes_the_expression(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	char buf[512];
 	const char *want =
 		"cast(stack0(transpose_last2(src(\"a.0.w\")), transpose_last2(src(\"a.1.w\"))), F32)";
@@ -1012,13 +904,13 @@ static void test_format_writes_the_expression(void **state)
 	int st = built(rx_stack0(&f->r, (int[]){ t0, t1 }, 2, f->err), f->err);
 
 	built(rx_cast(&f->r, st, SD_F32, f->err), f->err);
-	assert_int_equal(recipe_format(&f->r, &f->src, false, buf, sizeof(buf)), strlen(want));
+	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf)), strlen(want));
 	assert_string_equal(buf, want);
 }
 
 static void test_format_writes_the_arguments_of_index_and_slices(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	char buf[256];
 	int x = src_node(f, "w", SD_BF16, 3, (uint64_t[]){ 4, 5, 6 });
 
@@ -1026,7 +918,7 @@ static void test_format_writes_the_arguments_of_index_and_slices(void **state)
 	x = built(rx_slice0(&f->r, x, 0, 2, f->err), f->err);
 	x = built(rx_slice_last(&f->r, x, 3, 6, f->err), f->err);
 	built(rx_concat_last(&f->r, (int[]){ x, x }, 2, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"concat_last(slice_last(slice0(index0(src(\"w\"), 1), 0, 2), 3, 6), "
 		"slice_last(slice0(index0(src(\"w\"), 1), 0, 2), 3, 6))");
@@ -1035,7 +927,7 @@ static void test_format_writes_the_arguments_of_index_and_slices(void **state)
 /* Lists of more than three children show the first two, a count, the last. */
 static void test_format_shortens_long_child_lists_unless_full(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	char buf[512];
 	int kids[5];
 
@@ -1045,33 +937,33 @@ static void test_format_shortens_long_child_lists_unless_full(void **state)
 		kids[e] = src_node(f, name, SD_BF16, 1, (uint64_t[]){ 2 });
 	}
 	built(rx_stack0(&f->r, kids, 5, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), ... 2 more ..., src(\"e4\"))");
-	recipe_format(&f->r, &f->src, true, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, true, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), src(\"e2\"), src(\"e3\"), src(\"e4\"))");
 	built(rx_stack0(&f->r, kids, 4, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), ... 1 more ..., src(\"e3\"))");
 	/* Three children are shown as they are */
 	built(rx_stack0(&f->r, kids, 3, f->err), f->err);
-	recipe_format(&f->r, &f->src, false, buf, sizeof(buf));
+	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
 	assert_string_equal(buf, "stack0(src(\"e0\"), src(\"e1\"), src(\"e2\"))");
 }
 
 static void test_format_into_a_short_buffer_truncates_and_returns_the_full_length(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	char buf[8];
 	int x = src_node(f, "weight", SD_BF16, 1, (uint64_t[]){ 2 });
 
 	built(rx_cast(&f->r, x, SD_F32, f->err), f->err);
-	assert_int_equal(recipe_format(&f->r, &f->src, false, buf, sizeof(buf)),
+	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf)),
 			 strlen("cast(src(\"weight\"), F32)"));
 	assert_string_equal(buf, "cast(sr");
-	assert_int_equal(recipe_format(&f->r, &f->src, false, NULL, 0),
+	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, NULL, 0),
 			 strlen("cast(src(\"weight\"), F32)"));
 }
 
@@ -1079,7 +971,7 @@ static void test_format_into_a_short_buffer_truncates_and_returns_the_full_lengt
 
 static void test_reader_error_reaches_the_caller_with_its_message(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	size_t up[E];
 	unsigned char out[E * H * I * 4];
 
@@ -1098,7 +990,7 @@ static void test_reader_error_reaches_the_caller_with_its_message(void **state)
  */
 static void test_rows_of_zero_bytes_evaluate_to_nothing(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	int empty = src_node(f, "empty", SD_BF16, 2, (uint64_t[]){ 3, 0 });
 	int cube = src_node(f, "cube", SD_BF16, 3, (uint64_t[]){ 2, 0, 4 });
 	int full = src_node(f, "full", SD_BF16, 2, (uint64_t[]){ 3, 4 });
@@ -1119,7 +1011,7 @@ static void test_rows_of_zero_bytes_evaluate_to_nothing(void **state)
 /* ---- plan chunking ------------------------------------------------------------------------------ */
 
 /* Add the fixture's recipe to plan p under name (the plan takes it). */
-static void plan_take(struct fixture *f, struct plan *p, const char *name)
+static void plan_take(struct recipe_fixture *f, struct plan *p, const char *name)
 {
 	struct recipe *r = malloc(sizeof(*r));
 
@@ -1142,7 +1034,7 @@ static void assert_chunks_cover(const struct plan_tensor *t)
 
 static void test_plan_gives_stacked_experts_one_expert_per_chunk(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
 	size_t up[E], down[E];
 
@@ -1168,10 +1060,10 @@ static void test_plan_gives_stacked_experts_one_expert_per_chunk(void **state)
 /* A row of a 2-D transpose needs the whole source: one chunk, all rows. */
 static void test_plan_keeps_a_2d_transpose_in_one_chunk(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
-	size_t t = add_tensor_data(f, "big", SD_BF16, 2, (uint64_t[]){ 4096, 3000 }, false);
-	int x = built(rx_src(&f->r, &f->src, t, f->err), f->err);
+	size_t t = recipe_fixture_add(f, "big", SD_BF16, 2, (uint64_t[]){ 4096, 3000 }, MEMSRC_NO_BYTES);
+	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
 
 	built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	plan_take(f, &p, "big.t");
@@ -1185,18 +1077,21 @@ static void test_plan_keeps_a_2d_transpose_in_one_chunk(void **state)
 /* A separable tensor is cut into chunks of whole rows of about 4 MiB. */
 static void test_plan_cuts_a_separable_cast_into_4_mib_chunks(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
 	const uint64_t target = 4u << 20;
-	size_t big = add_tensor_data(f, "big", SD_F32, 2, (uint64_t[]){ 100000, 1000 }, false);
-	size_t wide = add_tensor_data(f, "wide", SD_F32, 2, (uint64_t[]){ 3, 3000000 }, false);
-	size_t small = add_tensor_data(f, "A_log", SD_BF16, 1, (uint64_t[]){ 2 }, false);
+	size_t big = recipe_fixture_add(f, "big", SD_F32, 2, (uint64_t[]){ 100000, 1000 },
+					MEMSRC_NO_BYTES);
+	size_t wide = recipe_fixture_add(f, "wide", SD_F32, 2, (uint64_t[]){ 3, 3000000 },
+					 MEMSRC_NO_BYTES);
+	size_t small = recipe_fixture_add(f, "A_log", SD_BF16, 1, (uint64_t[]){ 2 },
+					  MEMSRC_NO_BYTES);
 
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->src, big, f->err), f->err), SD_BF16, f->err), f->err);
+	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, big, f->err), f->err), SD_BF16, f->err), f->err);
 	plan_take(f, &p, "big.bf16");
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->src, wide, f->err), f->err), SD_BF16, f->err), f->err);
+	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, wide, f->err), f->err), SD_BF16, f->err), f->err);
 	plan_take(f, &p, "wide.bf16");
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->src, small, f->err), f->err), SD_F32, f->err), f->err);
+	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, small, f->err), f->err), SD_F32, f->err), f->err);
 	plan_take(f, &p, "A_log.f32");
 	plan_chunk(&p);
 
@@ -1223,7 +1118,7 @@ static void test_plan_cuts_a_separable_cast_into_4_mib_chunks(void **state)
 
 static void test_plan_add_refuses_a_duplicate_name(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
 	int x = src_node(f, "w", SD_BF16, 1, (uint64_t[]){ 4 });
 	struct rx_node as_stored = f->r.nodes[x];
@@ -1241,7 +1136,7 @@ static void test_plan_add_refuses_a_duplicate_name(void **state)
  * limit, made view files our own reader refused. */
 static void test_plan_add_refuses_names_a_header_cannot_hold(void **state)
 {
-	struct fixture *f = *state;
+	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
 	int x = src_node(f, "w", SD_BF16, 1, (uint64_t[]){ 4 });
 	struct rx_node as_stored = f->r.nodes[x];
@@ -1262,7 +1157,8 @@ static void test_plan_add_refuses_names_a_header_cannot_hold(void **state)
 	plan_free(&p);
 }
 
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_prestate_setup_teardown(name, recipe_fixture_setup, \
+							 recipe_fixture_teardown, &stream)
 
 int main(void)
 {

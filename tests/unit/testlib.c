@@ -1,8 +1,10 @@
 /*
  * testlib.c — the unit tests' shared fixture helpers (see testlib.h).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,4 +140,79 @@ uint64_t test_write_shard(const char *dir, const char *name,
 	free(json);
 	cJSON_Delete(root);
 	return header_len;
+}
+
+static int read_counting(void *arg, uint32_t tensor, uint64_t off, void *dst,
+			 size_t len, char *err)
+{
+	struct recipe_fixture *f = arg;
+
+	if (tensor < RECIPE_FIXTURE_TENSORS)
+		f->reads[tensor]++;
+	if ((long)tensor == f->fail_tensor)
+		return sd_err(err, -EIO, "reading '%s' at byte %" PRIu64 ": disk on fire",
+			      f->mem.src.tensors[tensor].name, off);
+	return memsrc_read(&f->mem, tensor, off, dst, len, err);
+}
+
+int recipe_fixture_setup(void **state)
+{
+	struct recipe_fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	f->stream = *state;
+	memsrc_init(&f->mem, *f->stream);
+	f->reader = (struct rx_reader){ .read = read_counting, .arg = f, .src = &f->mem.src };
+	f->fail_tensor = -1;
+	*state = f;
+	return 0;
+}
+
+int recipe_fixture_teardown(void **state)
+{
+	struct recipe_fixture *f = *state;
+
+	*f->stream = f->mem.rng;
+	*state = f->stream;
+	memsrc_free(&f->mem);
+	recipe_free(&f->r);
+	free(f);
+	return 0;
+}
+
+size_t recipe_fixture_add(struct recipe_fixture *f, const char *name, enum sd_dtype dt,
+			  int ndim, const uint64_t *shape, enum memsrc_fill fill)
+{
+	int i = memsrc_add(&f->mem, name, dt, ndim, shape, fill, f->err);
+
+	if (i < 0)
+		fail_msg("adding tensor '%s': %s", name ? name : "", f->err);
+	assert_true(i < RECIPE_FIXTURE_TENSORS);
+	return (size_t)i;
+}
+
+int built(int x, const char *err)
+{
+	if (x < 0)
+		fail_msg("builder failed: %d: %s", x, err);
+	return x;
+}
+
+int recipe_fixture_src(struct recipe_fixture *f, size_t t)
+{
+	return built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+}
+
+unsigned char *recipe_fixture_eval(struct recipe_fixture *f, uint64_t r0, uint64_t r1)
+{
+	size_t len = (size_t)((r1 - r0) * rx_row_bytes(rx_root(&f->r)));
+	unsigned char *got = malloc(len ? len : 1);
+	int rc;
+
+	assert_non_null(got);
+	memset(got, 0xA5, len);
+	if ((rc = recipe_eval_cpu(&f->r, r0, r1, got, &f->reader, f->err)) != 0)
+		fail_msg("rows [%" PRIu64 ", %" PRIu64 "): %d: %s", r0, r1, rc, f->err);
+	return got;
 }

@@ -1,7 +1,8 @@
 /*
  * testlib.h — fixture helpers the unit tests share: a temporary directory
- * under /tmp and its removal, files and JSON written into it, and
- * safetensors shards laid out as a safetensors writer lays them out.
+ * under /tmp and its removal, files and JSON written into it, safetensors
+ * shards laid out as a safetensors writer lays them out, and a recipe
+ * being built over an in-memory source.
  *
  * The writers fail the running cmocka test when anything goes wrong, so a
  * test can call them without checking.  JSON given to them is written with
@@ -13,6 +14,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "err.h"
+#include "memsrc.h"
+#include "recipe.h"
 
 /* Make a fresh directory /tmp/sdafs-test-<tag>-XXXXXX and put its path in
  * buf.  Returns 0, or -1 when it cannot be made (a setup returns -1 then). */
@@ -58,5 +63,50 @@ struct test_shard {
 uint64_t test_write_shard(const char *dir, const char *name,
 			  const struct test_tensor *t, size_t n,
 			  const struct test_shard *opt);
+
+/*
+ * What the recipe tests (test_recipe, test_dequant, test_gpu) build on: a
+ * recipe over an in-memory source (memsrc.h) and a reader of it that
+ * counts its calls per tensor and fails those of one tensor on request.
+ */
+#define RECIPE_FIXTURE_TENSORS 32
+
+struct recipe_fixture {
+	struct memsrc mem;
+	struct rx_reader reader;
+	struct recipe r;
+	unsigned reads[RECIPE_FIXTURE_TENSORS]; /* reader calls per tensor */
+	long fail_tensor;               /* its reads fail with -EIO (-1: none) */
+	uint64_t *stream;               /* the test file's random stream */
+	char err[SD_ERRLEN];
+};
+
+/*
+ * cmocka setup and teardown, for cmocka_unit_test_prestate_setup_teardown
+ * with the test file's random stream (a uint64_t) as the initial state.
+ * The tensors' bytes continue that stream, so each test of a file gets
+ * bytes of its own, and the same ones every run.  Teardown puts the stream
+ * back in *state: a test may tear down and set up again for a fresh
+ * fixture.
+ */
+int recipe_fixture_setup(void **state);
+int recipe_fixture_teardown(void **state);
+
+/* memsrc_add into f, failing the test when it refuses; the index. */
+size_t recipe_fixture_add(struct recipe_fixture *f, const char *name, enum sd_dtype dt,
+			  int ndim, const uint64_t *shape, enum memsrc_fill fill);
+
+/* A recipe builder's result x, failing the test with the builder's message
+ * (err) when it refused. */
+int built(int x, const char *err);
+
+/* rx_src of f's tensor t in f's recipe, failing the test when refused. */
+int recipe_fixture_src(struct recipe_fixture *f, size_t t);
+
+/* Rows [r0, r1) of f's recipe by recipe_eval_cpu, in a buffer of exactly
+ * their size (so AddressSanitizer sees an overrun) filled with 0xA5 first
+ * (so a byte left unwritten is likely to show); the test fails when the
+ * evaluation does.  The caller frees it. */
+unsigned char *recipe_fixture_eval(struct recipe_fixture *f, uint64_t r0, uint64_t r1);
 
 #endif
