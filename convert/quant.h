@@ -23,34 +23,11 @@
 #define SDAFS_QUANT_H
 
 #include <stdint.h>
-#include <string.h>
 
-#ifndef SD_HD
-#ifdef __CUDACC__
-#define SD_HD __host__ __device__ __forceinline__
-#else
-#define SD_HD static inline
-#endif
-#endif
+#include "dtype_scalar.h"   /* SD_HD, f32_bits, f32_from_bits */
 
 /* Rows of an FP8 weight (and columns) that share one scale. */
 #define SD_FP8_BLOCK 128u
-
-SD_HD uint32_t sd_f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-SD_HD float sd_f32_from_bits(uint32_t u)
-{
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
 
 /* c10 fp8e4m3fn_to_fp32_value, written out case by case. */
 SD_HD uint32_t sd_fp8e4m3_to_f32_bits(uint8_t q)
@@ -93,10 +70,10 @@ SD_HD float sd_dequant_mul(float a, float b)
 	if (p == p)
 		return p;
 	if (a != a)
-		return sd_f32_from_bits(sd_f32_bits(a) | 0x00400000u);
+		return f32_from_bits(f32_bits(a) | 0x00400000u);
 	if (b != b)
-		return sd_f32_from_bits(sd_f32_bits(b) | 0x00400000u);
-	return sd_f32_from_bits(0xFFC00000u);
+		return f32_from_bits(f32_bits(b) | 0x00400000u);
+	return f32_from_bits(0xFFC00000u);
 }
 
 #endif

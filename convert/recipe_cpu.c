@@ -449,7 +449,7 @@ static void fp8_block_table(void *table, enum sd_dtype to, float scale)
 	float prod[256];
 
 	for (unsigned c = 0; c < 256; c++)
-		prod[c] = sd_dequant_mul(sd_f32_from_bits(sd_fp8e4m3_to_f32_bits((uint8_t)c)),
+		prod[c] = sd_dequant_mul(f32_from_bits(sd_fp8e4m3_to_f32_bits((uint8_t)c)),
 					 scale);
 	dtype_convert(table, to, prod, SD_F32, 256);
 }
@@ -503,10 +503,10 @@ static void mxfp4_pair_table(unsigned char *table, enum sd_dtype to, uint8_t sca
 	float prod[16];
 	unsigned char val[16 * 8];
 	size_t es = dtype_size(to);
-	float sc = sd_f32_from_bits(sd_e8m0_to_f32_bits(scale));
+	float sc = f32_from_bits(sd_e8m0_to_f32_bits(scale));
 
 	for (unsigned c = 0; c < 16; c++)
-		prod[c] = sd_dequant_mul(sd_f32_from_bits(sd_fp4_to_f32_bits((uint8_t)c)), sc);
+		prod[c] = sd_dequant_mul(f32_from_bits(sd_fp4_to_f32_bits((uint8_t)c)), sc);
 	dtype_convert(val, to, prod, SD_F32, 16);
 	for (unsigned b = 0; b < 256; b++) {
 		memcpy(table + b * 2 * es, val + (b & 15u) * es, es);

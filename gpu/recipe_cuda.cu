@@ -303,7 +303,7 @@ __global__ void k_dequant_fp8(char *out, int to, const uint8_t *q, const float *
 	for (uint64_t x = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; x < rows * cols;
 	     x += (uint64_t)gridDim.x * blockDim.x) {
 		uint64_t i = x / cols, j = x % cols;
-		float w = sd_f32_from_bits(sd_fp8e4m3_to_f32_bits(q[x]));
+		float w = f32_from_bits(sd_fp8e4m3_to_f32_bits(q[x]));
 		float s = scale[((r0 + i) / SD_FP8_BLOCK - s0) * bcols + j / SD_FP8_BLOCK];
 		store_from_f32(to, out, x, sd_dequant_mul(w, s));
 	}
@@ -314,12 +314,12 @@ __global__ void k_dequant_mxfp4(char *out, int to, const uint8_t *blocks,
 {
 	for (uint64_t x = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; x < groups * bytes;
 	     x += (uint64_t)gridDim.x * blockDim.x) {
-		float sc = sd_f32_from_bits(sd_e8m0_to_f32_bits(scales[x / bytes]));
+		float sc = f32_from_bits(sd_e8m0_to_f32_bits(scales[x / bytes]));
 		uint8_t b = blocks[x];
 		store_from_f32(to, out, 2 * x,
-			       sd_dequant_mul(sd_f32_from_bits(sd_fp4_to_f32_bits(b & 0xF)), sc));
+			       sd_dequant_mul(f32_from_bits(sd_fp4_to_f32_bits(b & 0xF)), sc));
 		store_from_f32(to, out, 2 * x + 1,
-			       sd_dequant_mul(sd_f32_from_bits(sd_fp4_to_f32_bits((uint8_t)(b >> 4))), sc));
+			       sd_dequant_mul(f32_from_bits(sd_fp4_to_f32_bits((uint8_t)(b >> 4))), sc));
 	}
 }
 
