@@ -632,23 +632,20 @@ static int tie_flag(const struct apply *ap, bool *tied)
 	return 0;
 }
 
+/* A copy of r (rx_append into an empty recipe copies every node). */
 static int copy_recipe(struct recipe **out, const struct recipe *r, char *err)
 {
 	struct recipe *c = calloc(1, sizeof(*c));
+	int rc;
 
 	*out = NULL;
-	if (!c || !(c->nodes = malloc(r->nnodes * sizeof(*c->nodes))) ||
-	    (r->nkids && !(c->kids = malloc(r->nkids * sizeof(*c->kids))))) {
-		if (c)
-			recipe_free(c);
-		free(c);
+	if (!c)
 		return sd_err(err, -ENOMEM, "out of memory");
+	if ((rc = rx_append(c, r, err)) < 0) {
+		recipe_free(c);
+		free(c);
+		return rc;
 	}
-	memcpy(c->nodes, r->nodes, r->nnodes * sizeof(*c->nodes));
-	if (r->nkids)
-		memcpy(c->kids, r->kids, r->nkids * sizeof(*c->kids));
-	c->nnodes = c->cap = r->nnodes;
-	c->nkids = c->kidcap = r->nkids;
 	*out = c;
 	return 0;
 }
