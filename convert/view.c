@@ -23,17 +23,13 @@
 #include "grow.h"
 #include "peft.h"
 
-/* A sharded Automodel save shown as the checkpoint its consolidation writes. */
-static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
+/* After a plan made outside the adapter engine (rc: how that went): the
+ * files, the cache, or the view closed with the source named. */
+static int lay_out(struct view *v, int rc, const struct layout_opts *lo,
+		   uint64_t cache_bytes, char *err)
 {
-	struct layout_opts lo = { .bare_headers = true };
-	uint32_t *file_of = NULL;
-	int rc = dcp_plan(&v->src, &v->plan, &file_of, &lo.nfiles, err);
-
-	lo.file_of = file_of;
 	if (rc == 0)
-		rc = layout_build(&v->plan, &v->src, &lo, &v->layout, err);
-	free(file_of);
+		rc = layout_build(&v->plan, &v->src, lo, &v->layout, err);
 	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
 		rc = sd_err(err, -ENOMEM, "out of memory");
 	if (rc < 0) {
@@ -43,22 +39,26 @@ static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
 	return rc;
 }
 
+/* A sharded Automodel save shown as the checkpoint its consolidation writes. */
+static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
+{
+	struct layout_opts lo = { .bare_headers = true };
+	uint32_t *file_of = NULL;
+	int rc = dcp_plan(&v->src, &v->plan, &file_of, &lo.nfiles, err);
+
+	lo.file_of = file_of;
+	rc = lay_out(v, rc, &lo, cache_bytes, err);
+	free(file_of);
+	return rc;
+}
+
 /* A PEFT adapter directory: its one weights file, converted, and the rest
  * (adapter_config.json, tokenizer files) passed through. */
 static int build_peft(struct view *v, uint64_t cache_bytes, char *err)
 {
 	struct layout_opts lo = { .single = PEFT_WEIGHTS };
-	int rc = peft_plan(&v->src, &v->opts, &v->plan, err);
 
-	if (rc == 0)
-		rc = layout_build(&v->plan, &v->src, &lo, &v->layout, err);
-	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
-		rc = sd_err(err, -ENOMEM, "out of memory");
-	if (rc < 0) {
-		sd_err_prefix(err, "%s", v->src.dir);
-		view_close(v);
-	}
-	return rc;
+	return lay_out(v, peft_plan(&v->src, &v->opts, &v->plan, err), &lo, cache_bytes, err);
 }
 
 /* The source's layout decides the direction; view= only confirms it. */
