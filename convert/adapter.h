@@ -29,6 +29,7 @@ struct view_opts {
 	const char *adapter_file;       /* a table to use instead of a built-in */
 	enum sd_dtype dtype;    /* SD_DTYPE_INVALID: auto (config torch_dtype) */
 	long ep_rank, ep_size;  /* ep_size 0: every expert */
+	bool ep_from_rank;      /* ep_* are the job's rank and size, not asked for */
 	bool peft_v4;           /* PEFT adapters: per-expert HF keys, not ParamWrapper */
 };
 

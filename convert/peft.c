@@ -639,7 +639,10 @@ int peft_plan(const struct source *s, const struct view_opts *o,
 	memset(out, 0, sizeof(*out));
 	snprintf(out->adapter, sizeof(out->adapter), "peft");
 	out->dtype = o->dtype;
-	if (o->ep_size > 0)
+	/* LoRA recombination needs every expert (spec §2.5), so an adapter is
+	 * shown whole, also on each rank of a job; only asking for a slice is
+	 * an error. */
+	if (o->ep_size > 0 && !o->ep_from_rank)
 		return sd_err(err, -EINVAL, "a PEFT adapter directory is shown whole; drop ep_rank/ep_size for it");
 	pf.rank = config_rank(s->peft_config);
 	pf.cls = calloc(s->ntensors + 1, sizeof(*pf.cls));

@@ -204,6 +204,7 @@ int dist_open_view(struct dist *d, struct view *v, const char *src,
 	if (!o->ep_size) {      /* each rank shows its own experts */
 		o->ep_rank = d->rank;
 		o->ep_size = d->size;
+		o->ep_from_rank = true;
 	}
 	rc = view_build(v, &s, o, cache_bytes, err);
 out:

@@ -529,6 +529,7 @@ static bool expand_rank(struct cmdline *c, struct view_opts *vo)
 	if (!vo->ep_size) {
 		vo->ep_rank = rank;
 		vo->ep_size = size;
+		vo->ep_from_rank = true;
 	}
 	return true;
 }

@@ -6,9 +6,9 @@
 # whole job exit instead of hanging, and leaves no mount behind.
 . "$(dirname "$0")/lib.sh"
 FAST=${SDAFS_FAST_BUILD:-$REPO/build}
-plan 16
+plan 18
 if ! command -v mpirun >/dev/null || ! ldd "$FAST/sdafs" | grep -q libmpi; then
-	for i in $(seq 16); do echo "ok $i # skip sdafs was built without MPI"; done
+	for i in $(seq 18); do echo "ok $i # skip sdafs was built without MPI"; done
 	exit 0
 fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 SDAFS_MPI_TIMEOUT=20
@@ -120,4 +120,16 @@ ok $? "SLURM_PROCID=2, SLURM_NTASKS=3: %r in the mount point becomes 2"
 $CHECK "$T/env-2" "$T/src" --ep-rank 2 --ep-size 3 >"$T/env.check" 2>&1
 ok $? "and the view is rank 2 of 3's slice" || diag "$T/env.check"
 fusermount3 -u "$T/env-2"
+
+# A PEFT adapter: every rank shows the whole adapter (recombining expert
+# LoRA needs every expert), though each rank's default is its EP slice.
+$PY "$REPO/tests/fixtures/gen_peft.py" "$T/peft" --layout native --dora >/dev/null
+start_job 2 mpi "$T/peft"
+ok $? "a PEFT adapter mounts on both ranks under mpirun"
+bad=0
+for r in 0 1; do
+	$PY "$REPO/tests/ref/peft_ref.py" check "$T/m-$r" "$T/peft" >"$T/peft-$r.check" 2>&1 || bad=1
+done
+ok $bad "each rank's view is the whole adapter, equal to the reference" || diag "$T/peft-0.check" "$T/peft-1.check"
+stop_job 2
 done_testing

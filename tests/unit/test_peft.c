@@ -237,6 +237,11 @@ static void test_an_adapter_is_not_split_by_expert_parallel_rank(void **state)
 	scan_adapter(fx, CONFIG_R4, native_gated, NT(native_gated));
 	assert_int_equal(plan_adapter(fx, &o), -EINVAL);
 	assert_mentions(fx->err, "ep_size");
+	/* one mount per rank of a job (-o mpi, %r): each shows the whole adapter */
+	o.ep_rank = 1;
+	o.ep_from_rank = true;
+	must_plan_adapter(fx, &o);
+	assert_string_equal(dtype_and_shape(must_plan(fx, P ".lora_A.weight")), "BF16[12,8]");
 }
 
 static void test_view_hf_of_an_hf_adapter_is_refused(void **state)
