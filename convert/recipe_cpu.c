@@ -381,19 +381,17 @@ static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
 			uint64_t r1, void *dst)
 {
 	const struct rx_node *c = kid(ev, n, 0);
-	uint64_t rb = rx_row_bytes(n), cb = rx_row_bytes(c);
-	uint64_t b0 = r0 * rb, b1 = r1 * rb;
-	uint64_t c0 = b0 / cb, c1 = (b1 + cb - 1) / cb;
+	uint64_t c0, c1, skip;
 	int rc;
 
-	if (b0 % cb == 0 && b1 % cb == 0)
+	if (rx_reshape_rows(n, c, r0, r1, &c0, &c1, &skip))
 		return eval(ev, kid_index(ev, n, 0), c0, c1, dst);
-	char *t = temp(ev, (c1 - c0) * cb);
+	char *t = temp(ev, (c1 - c0) * rx_row_bytes(c));
 	if (!t)
 		return -ENOMEM;
 	if ((rc = eval(ev, kid_index(ev, n, 0), c0, c1, t)) < 0)
 		return rc;
-	memcpy(dst, t + (b0 - c0 * cb), (size_t)(b1 - b0));
+	memcpy(dst, t + skip, (size_t)((r1 - r0) * rx_row_bytes(n)));
 	return 0;
 }
 

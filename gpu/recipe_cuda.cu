@@ -513,13 +513,12 @@ static int gcopy_part(struct gev *g, uint32_t kid, uint64_t c0, uint64_t c1, uin
 static int greshape(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
 {
 	const struct rx_node *c = kid_node(g, n, 0);
-	uint64_t rb = rx_row_bytes(n), cb = rx_row_bytes(c);
-	uint64_t b0 = r0 * rb, b1 = r1 * rb;
-	uint64_t c0 = b0 / cb, c1 = (b1 + cb - 1) / cb;
+	uint64_t c0, c1, skip;
 
-	if (b0 % cb == 0 && b1 % cb == 0)
+	if (rx_reshape_rows(n, c, r0, r1, &c0, &c1, &skip))
 		return geval(g, kid_of(g, n, 0), c0, c1, d);
-	return gcopy_part(g, kid_of(g, n, 0), c0, c1, cb, b0 - c0 * cb, b1 - b0, d);
+	return gcopy_part(g, kid_of(g, n, 0), c0, c1, rx_row_bytes(c), skip,
+			  (r1 - r0) * rx_row_bytes(n), d);
 }
 
 static int gdequant_fp8(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
