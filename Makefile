@@ -14,8 +14,30 @@ BUILD     ?= build
 SAN       ?=
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 \
-             -Iconvert -Icache -Ifs -Idist -Igpu -I$(BUILD)/gen
+CPPFLAGS  += -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DFUSE_USE_VERSION=35 -I$(BUILD)/gen
+
+# The layers of the tree, bottom first: each folder and the folders its files
+# may include from.  Includes point only downward: a folder's files are
+# compiled with only these include paths, so an upward include does not
+# build, and `make check-layers` (part of make check) checks every file of
+# every folder, headers included, and that no include cycle exists.
+comma     := ,
+LAYERS    := convert/base= \
+             convert/source=convert/base \
+             convert/recipe=convert/base \
+             convert/plan=convert/base,convert/source,convert/recipe \
+             cache=convert/base \
+             gpu=convert/base,convert/recipe \
+             convert/view=convert/base,convert/source,convert/recipe,convert/plan,cache,gpu \
+             dist=convert/base,convert/source,convert/recipe,convert/plan,convert/view,cache,gpu \
+             fs=convert/base,convert/source,convert/recipe,convert/plan,convert/view,cache,gpu,dist
+layer_dir  = $(firstword $(subst =, ,$(1)))
+layer_uses = $(subst $(comma), ,$(word 2,$(subst =, ,$(1))))
+$(foreach l,$(LAYERS),$(eval INC_$(call layer_dir,$(l)) := \
+	$(addprefix -I,$(call layer_dir,$(l)) $(call layer_uses,$(l)))))
+# tests and benchmarks see every folder
+ALL_INC   := $(foreach l,$(LAYERS),-I$(call layer_dir,$(l)))
+inc_of     = $(or $(INC_$(patsubst %/,%,$(dir $(1)))),$(ALL_INC))
 OPT       ?= -O2 -g
 # override: flags a user puts in CFLAGS are added to ours, never replace them
 override CFLAGS  += $(OPT) -std=c11 $(WARN) -pthread -fno-strict-aliasing
@@ -28,7 +50,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS    += $(PKG_LIBS) -lpthread -lm
 
-LIB_SRC   := $(wildcard convert/*.c) $(wildcard cache/*.c)
+LIB_SRC   := $(wildcard convert/*/*.c) $(wildcard cache/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 FS_SRC    := $(filter-out fs/mount_helper.c,$(wildcard fs/*.c)) $(wildcard dist/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/obj/%.o)
@@ -56,14 +78,14 @@ else
 GPU_OBJ   := $(BUILD)/obj/gpu/gpu_none.o
 endif
 LIB_OBJ   += $(GPU_OBJ)
-ADAPTERS  := $(wildcard convert/adapters/*.json)
+ADAPTERS  := $(wildcard convert/plan/adapters/*.json)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # the independent reference checks itself against hand-computed values
 REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py tests/ref/test_dcp_selfcheck.py \
              tests/ref/test_peft_selfcheck.py
 
-.PHONY: all deps check unit integration demo install uninstall clean asan \
+.PHONY: all deps check check-layers unit integration demo install uninstall clean asan \
         fuzz fuzz-check fuzz-build
 
 all: $(BUILD)/sdafs $(BUILD)/mount.sdafs
@@ -73,7 +95,10 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(call inc_of,$<) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+check-layers:
+	/usr/bin/python3 scripts/check_layers.py $(LAYERS)
 
 # Built-in adapter tables are JSON files compiled in as strings, so the
 # built-ins and -o adapter_file= go through the same loader.
@@ -81,11 +106,12 @@ $(BUILD)/gen/builtin_adapters.h: $(ADAPTERS) scripts/embed.sh
 	@mkdir -p $(dir $@)
 	scripts/embed.sh $(ADAPTERS) > $@
 
-$(BUILD)/obj/convert/adapter.o: $(BUILD)/gen/builtin_adapters.h
+$(BUILD)/obj/convert/plan/adapter.o: $(BUILD)/gen/builtin_adapters.h
 
-$(BUILD)/obj/gpu/%.o: gpu/%.cu gpu/gpu.h convert/quant.h convert/dtype_scalar.h convert/recipe.h
+$(BUILD)/obj/gpu/%.o: gpu/%.cu gpu/gpu.h convert/recipe/quant.h convert/base/dtype_scalar.h \
+		convert/recipe/recipe.h
 	@mkdir -p $(dir $@)
-	$(NVCC) $(CPPFLAGS) $(NVCC_FLAGS) -c -o $@ $<
+	$(NVCC) $(CPPFLAGS) $(INC_gpu) $(NVCC_FLAGS) -c -o $@ $<
 
 $(BUILD)/libsdafs.a: $(LIB_OBJ)
 	@rm -f $@
@@ -100,7 +126,7 @@ $(BUILD)/mount.sdafs: $(BUILD)/obj/fs/mount_helper.o
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.c tests/unit/testlib.h \
 		tests/unit/adapter_fixture.c tests/unit/adapter_fixture.h $(BUILD)/libsdafs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/testlib.c \
+	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/testlib.c \
 		tests/unit/adapter_fixture.c \
 		$(BUILD)/libsdafs.a $(LDLIBS) -lcmocka
 
@@ -114,6 +140,7 @@ integration: deps all asan
 	SDAFS_BUILD=$(CURDIR)/build/asan SDAFS_FAST_BUILD=$(CURDIR)/build prove -v tests/integration/*.t
 
 check: deps
+	$(MAKE) check-layers
 	$(MAKE) all
 	$(MAKE) asan
 	CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(UNIT_BIN:build/%=build/asan/%)
@@ -138,7 +165,7 @@ fuzz-build: $(FUZZ_BIN)
 
 $(FUZZ_DIR)/obj/%.o: %.c $(BUILD)/gen/builtin_adapters.h
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CPPFLAGS) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	$(FUZZ_CC) $(CPPFLAGS) $(call inc_of,$<) $(PKG_CFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
 		-MMD -MP -c -o $@ $<
 
 $(FUZZ_DIR)/libsdafs.a: $(FUZZ_LIB_OBJ)
@@ -170,11 +197,11 @@ bench-ops: $(BUILD)/bench/ops
 # per-operation throughput of the recipe backends, on the library itself
 $(BUILD)/bench/ops: bench/ops.c $(BUILD)/libsdafs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsdafs.a $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libsdafs.a $(LDLIBS)
 
 $(BUILD)/bench/%: bench/%.c fs/bdi.c fs/bdi.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< fs/bdi.c $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< fs/bdi.c $(LDLIBS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8

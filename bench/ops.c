@@ -56,7 +56,7 @@ static int add_src(struct bench_case *c, enum sd_dtype dt, int ndim, const uint6
 
 	if (i < 0)
 		die("add_src", c->err);
-	int x = rx_src(&c->r, &c->mem.src, (size_t)i, c->err);
+	int x = memsrc_src(&c->mem, &c->r, (uint32_t)i, c->err);
 	if (x < 0)
 		die("rx_src", c->err);
 	return x;
@@ -154,7 +154,7 @@ static void build_dequant_fp8(struct bench_case *c, enum sd_dtype to)
 	const uint64_t out = 7168, in = 2048;
 	int q = add_src(c, SD_F8_E4M3, 2, (uint64_t[]){ out, in });
 	int s = add_src(c, SD_F32, 2, (uint64_t[]){ out / 128, in / 128 });
-	float *sb = (float *)c->mem.bytes[c->mem.src.ntensors - 1];
+	float *sb = (float *)c->mem.bytes[c->mem.ntensors - 1];
 
 	for (uint64_t k = 0; k < (out / 128) * (in / 128); k++)
 		sb[k] = (float)(memsrc_random(&c->mem) % 1000 + 1) * 1e-6f;
@@ -176,7 +176,7 @@ static void build_dequant_mxfp4(struct bench_case *c)
 {
 	int b = add_src(c, SD_U8, 4, (uint64_t[]){ 2, 5760, 90, 16 });
 	int s = add_src(c, SD_U8, 3, (uint64_t[]){ 2, 5760, 90 });
-	unsigned char *sb = c->mem.bytes[c->mem.src.ntensors - 1];
+	unsigned char *sb = c->mem.bytes[c->mem.ntensors - 1];
 
 	for (uint64_t k = 0; k < 2 * 5760 * 90; k++)
 		sb[k] = (unsigned char)(112 + memsrc_random(&c->mem) % 16);

@@ -6,87 +6,108 @@
  * so replies never wait for it.  Later opens of the file are then served
  * from the copy: by the kernel (passthrough.c) when it can, else by a pread.
  */
-#include "fs.h"
+#include "copies.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "err.h"
+#include "log.h"
 #include "materialize.h"
+
+struct copies {
+	struct view *view;
+	const char *dir;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+	enum { COPY_NONE, COPY_WANTED, COPY_DONE } *state;     /* per view file */
+	size_t pending;
+};
 
 static void *copy_main(void *arg)
 {
-	struct sdafs *fs = arg;
+	struct copies *c = arg;
 	char err[SD_ERRLEN];
 
-	pthread_mutex_lock(&fs->copy_mu);
+	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		size_t i, n = fs->view.layout.n;
-		while (!fs->copy_stop && fs->copy_pending == 0)
-			pthread_cond_wait(&fs->copy_cv, &fs->copy_mu);
-		if (fs->copy_stop)
+		size_t i, n = c->view->layout.n;
+		while (!c->stop && c->pending == 0)
+			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->stop)
 			break;
-		for (i = 0; i < n && fs->copy_state[i] != COPY_WANTED; i++)
+		for (i = 0; i < n && c->state[i] != COPY_WANTED; i++)
 			;
 		if (i == n) {
-			fs->copy_pending = 0;
+			c->pending = 0;
 			continue;
 		}
-		fs->copy_state[i] = COPY_DONE;
-		fs->copy_pending--;
-		pthread_mutex_unlock(&fs->copy_mu);
-		if (materialize_write(&fs->view, fs->materialize_dir, i, err) < 0)
+		c->state[i] = COPY_DONE;
+		c->pending--;
+		pthread_mutex_unlock(&c->mu);
+		if (materialize_write(c->view, c->dir, i, err) < 0)
 			sd_log("%s", err);
-		pthread_mutex_lock(&fs->copy_mu);
+		pthread_mutex_lock(&c->mu);
 	}
-	pthread_mutex_unlock(&fs->copy_mu);
+	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
 
-void copies_want(struct sdafs *fs, size_t file)
+void copies_want(struct copies *c, size_t file)
 {
-	if (!fs->copying || atomic_load(&fs->view.layout.files[file].mat_fd) >= 0 ||
-	    fs->view.layout.files[file].kind != VF_WEIGHTS)
+	if (!c || atomic_load(&c->view->layout.files[file].mat_fd) >= 0 ||
+	    c->view->layout.files[file].kind != VF_WEIGHTS)
 		return;
-	pthread_mutex_lock(&fs->copy_mu);
-	if (fs->copy_state[file] == COPY_NONE) {
-		fs->copy_state[file] = COPY_WANTED;
-		fs->copy_pending++;
-		pthread_cond_signal(&fs->copy_cv);
+	pthread_mutex_lock(&c->mu);
+	if (c->state[file] == COPY_NONE) {
+		c->state[file] = COPY_WANTED;
+		c->pending++;
+		pthread_cond_signal(&c->cv);
 	}
-	pthread_mutex_unlock(&fs->copy_mu);
+	pthread_mutex_unlock(&c->mu);
 }
 
-int copies_start(struct sdafs *fs, bool prefetch)
+struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
 {
 	char err[SD_ERRLEN];
-	size_t n = fs->view.layout.n;
+	size_t n = v->layout.n;
+	struct copies *c = calloc(1, sizeof(*c));
 
-	if (!(fs->copy_state = calloc(n + 1, sizeof(*fs->copy_state))))
-		return -1;
+	if (!c || !(c->state = calloc(n + 1, sizeof(*c->state)))) {
+		free(c);
+		return NULL;
+	}
+	c->view = v;
+	c->dir = dir;
 	for (size_t i = 0; i < n; i++)         /* copies left by an earlier mount */
-		if (fs->view.layout.files[i].kind == VF_WEIGHTS &&
-		    materialize_attach(&fs->view, fs->materialize_dir, i, err) < 0)
+		if (v->layout.files[i].kind == VF_WEIGHTS &&
+		    materialize_attach(v, dir, i, err) < 0)
 			sd_log("%s", err);
-	pthread_mutex_init(&fs->copy_mu, NULL);
-	pthread_cond_init(&fs->copy_cv, NULL);
-	if (pthread_create(&fs->copy_thread, NULL, copy_main, fs) != 0)
-		return -1;
-	fs->copying = true;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	if (pthread_create(&c->thread, NULL, copy_main, c) != 0) {
+		free(c->state);
+		free(c);
+		return NULL;
+	}
 	for (size_t i = 0; prefetch && i < n; i++)
-		copies_want(fs, i);
-	return 0;
+		copies_want(c, i);
+	return c;
 }
 
-void copies_stop(struct sdafs *fs)
+void copies_stop(struct copies *c)
 {
-	if (fs->copying) {
-		pthread_mutex_lock(&fs->copy_mu);
-		fs->copy_stop = true;
-		pthread_cond_signal(&fs->copy_cv);
-		pthread_mutex_unlock(&fs->copy_mu);
-		pthread_join(fs->copy_thread, NULL);
-		fs->copying = false;
-	}
-	free(fs->copy_state);
-	fs->copy_state = NULL;
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	pthread_join(c->thread, NULL);
+	pthread_mutex_destroy(&c->mu);
+	pthread_cond_destroy(&c->cv);
+	free(c->state);
+	free(c);
 }

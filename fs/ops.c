@@ -16,45 +16,23 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
-#include <syslog.h>
 #include <unistd.h>
 
 #include "bdi.h"
+#include "copies.h"
 #include "err.h"
+#include "log.h"
+#include "passthrough.h"
 
 #define TIMEOUT         86400.0
 #define ROOT_INO        1
 #define FIRST_FILE_INO  2
 #define MAX_IOV         512
 #define REQUEST_MAX     (1u << 20)
-
-static bool detached;
-
-void sd_log_detached(void)
-{
-	detached = true;
-	openlog("sdafs", LOG_PID, LOG_DAEMON);
-}
-
-void sd_log(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (detached) {
-		vsyslog(LOG_ERR, fmt, ap);
-	} else {
-		fputs("sdafs: ", stderr);
-		vfprintf(stderr, fmt, ap);
-		fputc('\n', stderr);
-	}
-	va_end(ap);
-}
 
 static struct sdafs *fs_of(fuse_req_t req)
 {
@@ -222,7 +200,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = 0;
-	if (pt_open(req, fs, (size_t)file_of(fs, ino), fi))
+	if (pt_open(req, fs->pt, (size_t)file_of(fs, ino), fi))
 		return;
 	fi->keep_cache = !fs->direct_io;
 	fi->direct_io = fs->direct_io;
@@ -376,8 +354,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	fuse_reply_iov(req, t->iov, (int)niov);
 	view_io_release(&fs->view, &t->io);
-	if (fs->materialize_dir && (uint64_t)off + size >= fs->view.layout.files[f].size)
-		copies_want(fs, (size_t)f);     /* read to its end: keep a copy */
+	if (fs->copies && (uint64_t)off + size >= fs->view.layout.files[f].size)
+		copies_want(fs->copies, (size_t)f);     /* read to its end: keep a copy */
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -496,7 +474,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;      /* nothing changes */
-	pt_note_init(fs);
+	pt_note_init(fs->pt);
 }
 
 const struct fuse_lowlevel_ops sdafs_ops = {

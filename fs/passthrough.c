@@ -11,17 +11,30 @@
  * the op that is about to reply leaves a note in a thread-local variable,
  * since libfuse writes a reply on the thread that made it.  Needs root.
  */
-#include "fs.h"
+#include "passthrough.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "log.h"
+
+struct passthrough {
+	struct view *view;
+	char *mountpoint;
+	int devfd;              /* /dev/fuse, which we mounted */
+	pthread_mutex_t mu;
+	bool usable;            /* until the kernel refuses a backing file */
+	int32_t *backing_ids;   /* per layout file, -1 until registered */
+};
 
 /* From the kernel's <linux/fuse.h> (7.40), which Debian 12's headers predate. */
 struct backing_map {
@@ -75,76 +88,104 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	return read(fd, buf, len);
 }
 
-int pt_mount(struct sdafs *fs, bool allow_other)
+struct passthrough *pt_mount(struct fuse_session *se, const char *mountpoint,
+			     bool allow_other, struct view *v, int *err)
 {
 	static const struct fuse_custom_io io = { .writev = pt_writev, .read = pt_read };
+	struct passthrough *pt = calloc(1, sizeof(*pt));
 	char opts[256];
-	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	int fd = -1;
 
-	if (fd < 0)
-		return -errno;
+	*err = -ENOMEM;
+	if (!pt || !(pt->mountpoint = strdup(mountpoint)) ||
+	    !(pt->backing_ids = malloc((v->layout.n + 1) * sizeof(*pt->backing_ids))))
+		goto fail;
+	for (size_t i = 0; i < v->layout.n; i++)
+		pt->backing_ids[i] = -1;
+	if ((fd = open("/dev/fuse", O_RDWR | O_CLOEXEC)) < 0) {
+		*err = -errno;
+		goto fail;
+	}
 	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=%u,group_id=%u,default_permissions%s",
 		 fd, getuid(), getgid(), allow_other ? ",allow_other" : "");
-	if (mount("sdafs", fs->mountpoint_real, "fuse.sdafs",
+	if (mount("sdafs", mountpoint, "fuse.sdafs",
 		  MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0) {
-		int e = errno;
+		*err = -errno;
+		goto fail;
+	}
+	if (fuse_session_custom_io(se, &io, fd) < 0) {
+		umount2(mountpoint, MNT_DETACH);
+		*err = -EIO;
+		goto fail;
+	}
+	pt->view = v;
+	pt->devfd = fd;
+	pt->usable = true;
+	pthread_mutex_init(&pt->mu, NULL);
+	return pt;
+fail:
+	if (fd >= 0)
 		close(fd);
-		return -e;
+	if (pt) {
+		free(pt->mountpoint);
+		free(pt->backing_ids);
+		free(pt);
 	}
-	if (fuse_session_custom_io(fs->se, &io, fd) < 0) {
-		umount2(fs->mountpoint_real, MNT_DETACH);
-		return -EIO;
-	}
-	fs->devfd = fd;
-	return 0;
+	return NULL;
 }
 
-void pt_unmount(struct sdafs *fs)
+void pt_unmount(struct passthrough *pt)
 {
-	umount2(fs->mountpoint_real, MNT_DETACH);       /* fine if already gone */
+	if (!pt)
+		return;
+	umount2(pt->mountpoint, MNT_DETACH);    /* fine if already gone */
+	pthread_mutex_destroy(&pt->mu);
+	free(pt->mountpoint);
+	free(pt->backing_ids);
+	free(pt);               /* the session closes devfd */
 }
 
-void pt_note_init(struct sdafs *fs)
+void pt_note_init(struct passthrough *pt)
 {
-	if (fs->devfd >= 0)
+	if (pt)
 		patch_init = true;
 }
 
 /* The backing id of file's copy, registering it the first time. */
-static int32_t backing_id(struct sdafs *fs, size_t file)
+static int32_t backing_id(struct passthrough *pt, size_t file)
 {
 	int32_t id;
 
-	pthread_mutex_lock(&fs->pt_mu);
-	id = fs->backing_ids[file];
-	if (id < 0 && fs->passthrough) {
-		struct backing_map m = { atomic_load(&fs->view.layout.files[file].mat_fd), 0, 0 };
-		id = ioctl(fs->devfd, BACKING_OPEN, &m);
+	pthread_mutex_lock(&pt->mu);
+	id = pt->backing_ids[file];
+	if (id < 0 && pt->usable) {
+		struct backing_map m = { atomic_load(&pt->view->layout.files[file].mat_fd), 0, 0 };
+		id = ioctl(pt->devfd, BACKING_OPEN, &m);
 		if (id < 0) {
 			sd_log("kernel FUSE passthrough is not available (%s); materialized copies are read through the daemon",
 			       strerror(errno));
-			fs->passthrough = false;
+			pt->usable = false;
 		} else {
-			fs->backing_ids[file] = id;
+			pt->backing_ids[file] = id;
 		}
 	}
-	pthread_mutex_unlock(&fs->pt_mu);
+	pthread_mutex_unlock(&pt->mu);
 	return id;
 }
 
-bool pt_open(fuse_req_t req, struct sdafs *fs, size_t file, struct fuse_file_info *fi)
+bool pt_open(fuse_req_t req, struct passthrough *pt, size_t file,
+	     struct fuse_file_info *fi)
 {
 	int32_t id;
 
-	if (fs->devfd < 0 || !fs->backing_ids ||
-	    atomic_load(&fs->view.layout.files[file].mat_fd) < 0 ||
-	    (id = backing_id(fs, file)) < 0)
+	if (!pt || atomic_load(&pt->view->layout.files[file].mat_fd) < 0 ||
+	    (id = backing_id(pt, file)) < 0)
 		return false;
 	fi->keep_cache = 0;
 	fi->direct_io = 0;
 	patch_backing = id;
 	fuse_reply_open(req, fi);
 	patch_backing = -1;
-	atomic_fetch_add(&fs->view.stats.passthrough_opens, 1);
+	atomic_fetch_add(&pt->view->stats.passthrough_opens, 1);
 	return true;
 }

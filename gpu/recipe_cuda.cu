@@ -356,23 +356,17 @@ static char *dtemp(struct gev *g, uint64_t bytes)
 	return arena_get(&g->c->dev, bytes ? (size_t)bytes : 1, g->err);
 }
 
-/* Source rows: the CPU backend reads them (chunked sources included) into
+/* Source rows: the reader puts them (chunked sources included) into
  * pinned staging, and the copy up is queued on the stream. */
 static int gsrc(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
 {
 	uint64_t bytes = (r1 - r0) * rx_row_bytes(n);
 	char *h = arena_get(&g->c->pin, (size_t)bytes, g->err);
-	struct rx_node one = *n;
-	struct recipe rec;
 	int rc;
 
 	if (!h)
 		return -ENOMEM;
-	memset(&rec, 0, sizeof(rec));
-	rec.nodes = &one;
-	rec.nnodes = 1;
-	one.nkids = 0;
-	if ((rc = recipe_eval_cpu(&rec, r0, r1, h, g->rd, g->err)) < 0)
+	if ((rc = g->rd->rows(g->rd->arg, (uint32_t)n->a, r0, r1, h, g->err)) < 0)
 		return rc;
 	return cuda_check(g, cudaMemcpyAsync(d, h, bytes, cudaMemcpyHostToDevice, g->c->stream),
 			  "copying source rows up");

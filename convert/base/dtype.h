@@ -15,6 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The deepest tensor any part of sdafs handles; safetensors headers with
+ * deeper ones are refused. */
+#define ST_MAX_DIMS     8
+
 enum sd_dtype {
 	SD_BOOL, SD_U8, SD_I8, SD_U16, SD_I16, SD_U32, SD_I32, SD_U64, SD_I64,
 	SD_F16, SD_BF16, SD_F32, SD_F64,

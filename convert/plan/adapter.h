@@ -18,20 +18,8 @@
 #include "plan.h"
 #include "source.h"
 
-enum view_kind { VIEW_AUTO, VIEW_NATIVE, VIEW_HF };
-
 /* Directions of conversion: the rule list a plan is made with. */
 enum { DIR_TO_NATIVE, DIR_TO_HF, DIR_COUNT };
-
-struct view_opts {
-	enum view_kind view;
-	const char *adapter;    /* a built-in's name, or NULL: from config.json */
-	const char *adapter_file;       /* a table to use instead of a built-in */
-	enum sd_dtype dtype;    /* SD_DTYPE_INVALID: auto (config torch_dtype) */
-	long ep_rank, ep_size;  /* ep_size 0: every expert */
-	bool ep_from_rank;      /* ep_* are the job's rank and size, not asked for */
-	bool peft_v4;           /* PEFT adapters: per-expert HF keys, not ParamWrapper */
-};
 
 struct adapter;
 

@@ -137,7 +137,7 @@ static int item_recipe(struct apply *ap, struct item *it)
 		return 0;
 	if (!(it->r = calloc(1, sizeof(*it->r))))
 		return sd_err(ap->err, -ENOMEM, "out of memory");
-	it->node = rx_src(it->r, ap->s, it->src, ap->err);
+	it->node = plan_src(it->r, ap->s, it->src, ap->err);
 	return it->node < 0 ? it->node : 0;
 }
 
@@ -387,7 +387,7 @@ static int dequant(struct apply *ap, const struct rule *r, struct item *it)
 	}
 	enum sd_dtype to = r->cast_adapter ? ap->cfg.dtype : r->cast;
 	if ((rc = item_recipe(ap, it)) < 0 ||
-	    (sc = rc = rx_src(it->r, ap->s, (size_t)s, ap->err)) < 0)
+	    (sc = rc = plan_src(it->r, ap->s, (size_t)s, ap->err)) < 0)
 		goto out;
 	q = it->node;
 	it->node = rc = r->format == DQ_FP8_BLOCK ? rx_dequant_fp8_block(it->r, q, sc, to, ap->err)

@@ -136,7 +136,7 @@ static int expert_part(struct apply *ap, struct recipe *r, const struct xgroup *
 {
 	size_t src = (size_t)g->src[proj][e];
 	const struct recipe *made = g->rx[proj][e];
-	int x = made ? rx_append(r, made, ap->err) : rx_src(r, ap->s, src, ap->err);
+	int x = made ? rx_append(r, made, ap->err) : plan_src(r, ap->s, src, ap->err);
 
 	if (x >= 0 && r->nodes[x].ndim != 2)
 		return sd_err(ap->err, -EINVAL, "expert tensor '%s' has %d dims; a 2-D [out, in] weight is expected",
@@ -261,7 +261,7 @@ static int build_join(struct apply *ap, const struct jgroup *j)
 		return sd_err(ap->err, -ENOMEM, "out of memory");
 	for (int k = 0; k < 2 && x >= 0; k++) {
 		const struct src_tensor *t = &ap->s->tensors[j->part[k]];
-		x = rx_src(r, ap->s, (size_t)j->part[k], ap->err);
+		x = plan_src(r, ap->s, (size_t)j->part[k], ap->err);
 		if (x >= 0 && j->rule->ep_slice && ap->ep_end - ap->ep_start != ap->cfg.experts) {
 			if (t->ndim < 1 || t->shape[0] != ap->cfg.experts)
 				x = sd_err(ap->err, -EINVAL, "tensor '%s': expected its first dimension to be the %" PRIu64 " experts",

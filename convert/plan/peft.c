@@ -248,7 +248,7 @@ static int add(struct peft *pf, const char *name, size_t src, struct recipe *r)
 				  dtype_is_float(t->dtype)))) {
 		if (!(r = recipe_new(pf)))
 			return -ENOMEM;
-		rc = rx_src(r, pf->s, src, pf->err);
+		rc = plan_src(r, pf->s, src, pf->err);
 	}
 	if (rc >= 0 && r && to != SD_DTYPE_INVALID && rx_root(r)->dtype != to &&
 	    dtype_is_float(rx_root(r)->dtype))
@@ -356,7 +356,7 @@ static int add_v4_slice(struct peft *pf, const struct pgroup *g, size_t src,
 
 	if (!r)
 		return -ENOMEM;
-	x = rx_src(r, pf->s, src, pf->err);
+	x = plan_src(r, pf->s, src, pf->err);
 	if (x >= 0)
 		x = rx_index0(r, x, e, pf->err);
 	if (x >= 0 && b)
@@ -412,7 +412,7 @@ static int nat_to_pw(struct peft *pf, const struct pgroup *g, int part, size_t s
 
 	if (!r)
 		return -ENOMEM;
-	x = rx_src(r, pf->s, src, pf->err);
+	x = plan_src(r, pf->s, src, pf->err);
 	if (x >= 0 && (part == NAT_GU_A || part == NAT_D_A))
 		x = to_rank_major(r, x, pf->err);
 	else if (x >= 0)        /* [E, R, X] -> [R*E, X]: rows e*R + k, as stored */
@@ -455,7 +455,7 @@ static int pw_to_nat(struct peft *pf, const struct pgroup *g, int part, size_t s
 	}
 	if (!(r = recipe_new(pf)))
 		return -ENOMEM;
-	x = rx_src(r, pf->s, src, pf->err);
+	x = plan_src(r, pf->s, src, pf->err);
 	if (x >= 0 && b_side)
 		x = from_rank_major(r, x, R, pf->err);
 	else if (x >= 0)
@@ -509,7 +509,7 @@ static int v4_stack(struct peft *pf, struct recipe *r, const struct pgroup *g,
 	if (!xs)
 		return sd_err(pf->err, -ENOMEM, "out of memory");
 	for (uint64_t e = 0; e < pf->experts && x >= 0; e++)
-		if ((x = rx_src(r, pf->s, (size_t)l[e], pf->err)) >= 0)
+		if ((x = plan_src(r, pf->s, (size_t)l[e], pf->err)) >= 0)
 			x = xs[e] = rx_transpose_last2(r, x, pf->err);
 	if (x >= 0)
 		x = rx_stack0(r, xs, (uint32_t)pf->experts, pf->err);
@@ -639,6 +639,7 @@ int peft_plan(const struct source *s, const struct view_opts *o,
 	memset(out, 0, sizeof(*out));
 	snprintf(out->adapter, sizeof(out->adapter), "peft");
 	out->dtype = o->dtype;
+	out->files.single = PEFT_WEIGHTS;       /* one file in both layouts, no index */
 	/* LoRA recombination needs every expert (spec §2.5), so an adapter is
 	 * shown whole, also on each rank of a job; only asking for a slice is
 	 * an error. */

@@ -16,10 +16,6 @@
 #include "plan.h"
 #include "source.h"
 
-/* The file a PEFT directory's weights live in, in both layouts. */
-#define PEFT_WEIGHTS "adapter_model.safetensors"
-#define PEFT_CONFIG "adapter_config.json"
-
 /* Build the view plan of a PEFT directory (s->peft).  The direction comes
  * from the tensor names; o->view only confirms it. */
 int peft_plan(const struct source *s, const struct view_opts *o,

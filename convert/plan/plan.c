@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "safetensors.h"
 
 /* Converted chunks aim at this size: big enough that per-chunk overhead
  * vanishes next to a 1 MiB FUSE request, small enough that a read near
@@ -86,6 +87,13 @@ uint64_t plan_nchunks(const struct plan_tensor *t)
 	return t->nbytes ? (rows + t->chunk_rows - 1) / t->chunk_rows : 0;
 }
 
+int plan_src(struct recipe *r, const struct source *s, size_t t, char *err)
+{
+	const struct src_tensor *st = &s->tensors[t];
+
+	return rx_src(r, (uint32_t)t, st->dtype, st->ndim, st->shape, err);
+}
+
 void plan_free(struct plan *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -97,6 +105,7 @@ void plan_free(struct plan *p)
 		}
 	}
 	free(p->tensors);
+	free(p->files.file_of);
 	strmap_free(&p->by_name);
 	memset(p, 0, sizeof(*p));
 }

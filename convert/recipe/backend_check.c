@@ -31,7 +31,7 @@ static int tensor(struct bc *b, enum sd_dtype dt, int ndim, const uint64_t *shap
 	int i = memsrc_add(&b->mem, NULL, dt, ndim, shape, MEMSRC_RANDOM, b->err);
 
 	if (i >= 0 && every)
-		for (uint64_t k = 0; k < b->mem.src.tensors[i].nbytes; k++)
+		for (uint64_t k = 0; k < b->mem.tensors[i].nbytes; k++)
 			b->mem.bytes[i][k] = (unsigned char)(k & 1 ? (k / 2) >> 8 : k / 2);
 	return i;
 }
@@ -78,7 +78,7 @@ static int src(struct bc *b, struct recipe *r, enum sd_dtype dt, int ndim,
 {
 	int t = tensor(b, dt, ndim, shape, every);
 
-	return t < 0 ? t : rx_src(r, &b->mem.src, (size_t)t, b->err);
+	return t < 0 ? t : memsrc_src(&b->mem, r, (uint32_t)t, b->err);
 }
 
 #define SHAPE(...) (const uint64_t[]){ __VA_ARGS__ }

@@ -19,11 +19,11 @@ void memsrc_init(struct memsrc *m, uint64_t seed)
 
 void memsrc_free(struct memsrc *m)
 {
-	for (size_t i = 0; i < m->src.ntensors; i++) {
-		free(m->src.tensors[i].name);
+	for (size_t i = 0; i < m->ntensors; i++) {
+		free(m->tensors[i].name);
 		free(m->bytes[i]);
 	}
-	free(m->src.tensors);
+	free(m->tensors);
 	free(m->bytes);
 	memset(m, 0, sizeof(*m));
 }
@@ -52,7 +52,7 @@ static void fill_random(struct memsrc *m, unsigned char *p, uint64_t n)
 int memsrc_add(struct memsrc *m, const char *name, enum sd_dtype dt, int ndim,
 	       const uint64_t *shape, enum memsrc_fill fill, char *err)
 {
-	size_t i = m->src.ntensors;
+	size_t i = m->ntensors;
 	uint64_t n = dtype_size(dt);
 	char auto_name[32];
 	int rc;
@@ -60,10 +60,10 @@ int memsrc_add(struct memsrc *m, const char *name, enum sd_dtype dt, int ndim,
 	if (ndim < 0 || ndim > ST_MAX_DIMS)
 		return sd_err(err, -EINVAL, "in-memory tensor %zu: %d dims (at most %d)",
 			      i, ndim, ST_MAX_DIMS);
-	if ((rc = sd_grow(&m->src.tensors, &m->tensors_cap, i + 1, sizeof(*m->src.tensors), err)) < 0 ||
+	if ((rc = sd_grow(&m->tensors, &m->tensors_cap, i + 1, sizeof(*m->tensors), err)) < 0 ||
 	    (rc = sd_grow(&m->bytes, &m->bytes_cap, i + 1, sizeof(*m->bytes), err)) < 0)
 		return rc;
-	struct src_tensor *t = &m->src.tensors[i];
+	struct memsrc_tensor *t = &m->tensors[i];
 	memset(t, 0, sizeof(*t));
 	m->bytes[i] = NULL;
 	for (int d = 0; d < ndim; d++)
@@ -82,23 +82,41 @@ int memsrc_add(struct memsrc *m, const char *name, enum sd_dtype dt, int ndim,
 	t->dtype = dt;
 	t->ndim = ndim;
 	t->nbytes = n;
-	m->src.ntensors++;
+	m->ntensors++;
 	return (int)i;
 }
 
-int memsrc_read(void *arg, uint32_t tensor, uint64_t off, void *dst, size_t len,
+int memsrc_src(struct memsrc *m, struct recipe *r, uint32_t t, char *err)
+{
+	if (t >= m->ntensors)
+		return sd_err(err, -EINVAL, "in-memory tensor %" PRIu32 ": there are %zu",
+			      t, m->ntensors);
+	return rx_src(r, t, m->tensors[t].dtype, m->tensors[t].ndim, m->tensors[t].shape, err);
+}
+
+const char *memsrc_name(const void *arg, uint32_t t)
+{
+	const struct memsrc *m = arg;
+
+	return t < m->ntensors ? m->tensors[t].name : "?";
+}
+
+int memsrc_read(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1, void *dst,
 		char *err)
 {
 	struct memsrc *m = arg;
 
-	if (tensor >= m->src.ntensors)
+	if (tensor >= m->ntensors)
 		return sd_err(err, -EIO, "reading in-memory tensor %" PRIu32 ": there are %zu",
-			      tensor, m->src.ntensors);
-	const struct src_tensor *t = &m->src.tensors[tensor];
-	if (off > t->nbytes || len > t->nbytes - off)
-		return sd_err(err, -EIO, "reading bytes [%" PRIu64 ", %" PRIu64 ") of in-memory "
-			      "tensor '%s': past its end (%" PRIu64 " bytes)",
-			      off, off + len, t->name, t->nbytes);
+			      tensor, m->ntensors);
+	const struct memsrc_tensor *t = &m->tensors[tensor];
+	uint64_t rows = t->ndim ? t->shape[0] : 1;
+	if (r0 > r1 || r1 > rows)
+		return sd_err(err, -EIO, "reading rows [%" PRIu64 ", %" PRIu64 ") of in-memory "
+			      "tensor '%s': past its end (%" PRIu64 " rows)",
+			      r0, r1, t->name, rows);
+	uint64_t rb = rows ? t->nbytes / rows : 0, off = r0 * rb;
+	size_t len = (size_t)((r1 - r0) * rb);
 	if (!m->bytes[tensor])
 		return sd_err(err, -EIO, "reading in-memory tensor '%s': it was added without bytes",
 			      t->name);
@@ -108,5 +126,5 @@ int memsrc_read(void *arg, uint32_t tensor, uint64_t off, void *dst, size_t len,
 
 struct rx_reader memsrc_reader(struct memsrc *m)
 {
-	return (struct rx_reader){ .read = memsrc_read, .arg = m, .src = &m->src };
+	return (struct rx_reader){ .rows = memsrc_read, .arg = m };
 }

@@ -1,13 +1,13 @@
 /*
- * memsrc.h — a source checkpoint held in memory, for code that needs
- * tensors without files: the backend check a mount runs, the unit tests
- * and the operation benchmark.
+ * memsrc.h — source tensors held in memory, for code that evaluates recipes
+ * without files: the backend check a mount runs, the unit tests and the
+ * operation benchmark.
  *
- * A recipe sees its source only through a struct source (names, dtypes,
- * shapes) and an rx_reader, so a struct source whose reader copies from
- * malloc'd arrays is all it takes.  The bytes come from a generator seeded
- * by the caller: a run is repeatable, and a failure found with one seed is
- * found again.
+ * A recipe knows its source tensors only by index, dtype and shape, and
+ * reads them through an rx_reader, so a table of malloc'd arrays and a
+ * reader that copies rows out of them is all it takes.  The bytes come from
+ * a generator seeded by the caller: a run is repeatable, and a failure
+ * found with one seed is found again.
  */
 #ifndef SDAFS_MEMSRC_H
 #define SDAFS_MEMSRC_H
@@ -17,10 +17,18 @@
 
 #include "dtype.h"
 #include "recipe.h"
-#include "source.h"
+
+struct memsrc_tensor {
+	char *name;
+	enum sd_dtype dtype;
+	int ndim;
+	uint64_t shape[ST_MAX_DIMS];
+	uint64_t nbytes;
+};
 
 struct memsrc {
-	struct source src;      /* src.tensors[0..src.ntensors) */
+	struct memsrc_tensor *tensors;  /* [0..ntensors) */
+	size_t ntensors;
 	unsigned char **bytes;  /* bytes[i]: tensor i's data, or NULL */
 	size_t tensors_cap, bytes_cap;
 	uint64_t rng;           /* the generator's state */
@@ -45,13 +53,19 @@ void memsrc_free(struct memsrc *m);
 int memsrc_add(struct memsrc *m, const char *name, enum sd_dtype dt, int ndim,
 	       const uint64_t *shape, enum memsrc_fill fill, char *err);
 
+/* A recipe leaf reading tensor t of m (rx_src with its dtype and shape). */
+int memsrc_src(struct memsrc *m, struct recipe *r, uint32_t t, char *err);
+
 /*
- * rx_reader.read over the memsrc in arg.  A read outside a tensor or of
+ * rx_reader.rows over the memsrc in arg.  A read outside a tensor or of
  * one without bytes is an evaluator's bug, never data: -EIO naming it,
  * where a plain memcpy would hand over whatever lies beyond.
  */
-int memsrc_read(void *arg, uint32_t tensor, uint64_t off, void *dst, size_t len,
+int memsrc_read(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1, void *dst,
 		char *err);
+
+/* Tensor t's name (arg is a struct memsrc *): recipe_format's namer. */
+const char *memsrc_name(const void *arg, uint32_t t);
 
 /* A reader of m's tensors (m must stay where it is while it is used). */
 struct rx_reader memsrc_reader(struct memsrc *m);

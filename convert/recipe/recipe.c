@@ -16,7 +16,6 @@
 #include "err.h"
 #include "grow.h"
 #include "quant.h"
-#include "source.h"
 
 static int push_node(struct recipe *r, const struct rx_node *n,
 		     const int *kids, uint32_t nkids, char *err)
@@ -74,13 +73,15 @@ bool rx_reshape_rows(const struct rx_node *n, const struct rx_node *c, uint64_t 
 	return b0 % cb == 0 && b1 % cb == 0;
 }
 
-int rx_src(struct recipe *r, const struct source *s, size_t tensor, char *err)
+int rx_src(struct recipe *r, uint32_t tensor, enum sd_dtype dt, int ndim,
+	   const uint64_t *shape, char *err)
 {
-	const struct src_tensor *t = &s->tensors[tensor];
-	struct rx_node n = { .op = RX_SRC, .dtype = t->dtype, .ndim = t->ndim,
-			     .a = tensor };
+	struct rx_node n = { .op = RX_SRC, .dtype = dt, .ndim = ndim, .a = tensor };
 
-	memcpy(n.shape, t->shape, sizeof(n.shape));
+	if (ndim < 0 || ndim > ST_MAX_DIMS)
+		return sd_err(err, -EINVAL, "source tensor %" PRIu32 ": %d dims (at most %d)",
+			      tensor, ndim, ST_MAX_DIMS);
+	memcpy(n.shape, shape, (size_t)ndim * sizeof(*shape));
 	return push_node(r, &n, NULL, 0, err);
 }
 
@@ -378,27 +379,34 @@ static const char *const op_names[] = {
 	[RX_DEQUANT_FP8] = "dequant_fp8_block", [RX_DEQUANT_MXFP4] = "dequant_mxfp4",
 };
 
-static void fmt_node(const struct recipe *r, const struct source *s, bool full,
-		     uint32_t i, struct fmtbuf *f)
+struct fmt {
+	const struct recipe *r;
+	rx_name_fn name;
+	const void *arg;
+	bool full;
+};
+
+static void fmt_node(const struct fmt *x, uint32_t i, struct fmtbuf *f)
 {
+	const struct recipe *r = x->r;
 	const struct rx_node *n = &r->nodes[i];
 
 	if (n->op == RX_SRC) {
-		put(f, "src(\"%s\")", s->tensors[n->a].name);
+		put(f, "src(\"%s\")", x->name(x->arg, (uint32_t)n->a));
 		return;
 	}
 	put(f, "%s(", op_names[n->op]);
 	uint32_t shown = n->nkids;
-	if (!full && n->nkids > 3)
+	if (!x->full && n->nkids > 3)
 		shown = 2;
 	for (uint32_t k = 0; k < shown; k++) {
 		if (k)
 			put(f, ", ");
-		fmt_node(r, s, full, r->kids[n->kids + k], f);
+		fmt_node(x, r->kids[n->kids + k], f);
 	}
 	if (shown < n->nkids) {
 		put(f, ", ... %u more ..., ", n->nkids - shown - 1);
-		fmt_node(r, s, full, r->kids[n->kids + n->nkids - 1], f);
+		fmt_node(x, r->kids[n->kids + n->nkids - 1], f);
 	}
 	switch (n->op) {
 	case RX_CAST:
@@ -423,13 +431,14 @@ static void fmt_node(const struct recipe *r, const struct source *s, bool full,
 	}
 }
 
-size_t recipe_format(const struct recipe *r, const struct source *s, bool full,
-		     char *buf, size_t len)
+size_t recipe_format(const struct recipe *r, rx_name_fn name, const void *arg,
+		     bool full, char *buf, size_t len)
 {
 	struct fmtbuf f = { buf, len, 0 };
+	struct fmt x = { r, name, arg, full };
 
 	if (len)
 		buf[0] = '\0';
-	fmt_node(r, s, full, r->nnodes - 1, &f);
+	fmt_node(&x, r->nnodes - 1, &f);
 	return f.used;
 }

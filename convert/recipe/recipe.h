@@ -37,9 +37,6 @@
 #include <stdint.h>
 
 #include "dtype.h"
-#include "safetensors.h"
-
-struct source;
 
 enum rx_op {
 	RX_SRC, RX_CAST, RX_TRANSPOSE_LAST2, RX_CONCAT_LAST, RX_STACK0,
@@ -67,8 +64,11 @@ struct recipe {
 };
 
 /* Builders: each returns the new node's index (>= 0) or a negative errno
- * with a message naming what does not fit.  The last node built is the root. */
-int rx_src(struct recipe *r, const struct source *s, size_t tensor, char *err);
+ * with a message naming what does not fit.  The last node built is the root.
+ * A recipe knows its source tensors only by index, dtype and shape; what
+ * they are and where their bytes live is the reader's business. */
+int rx_src(struct recipe *r, uint32_t tensor, enum sd_dtype dt, int ndim,
+	   const uint64_t *shape, char *err);
 int rx_cast(struct recipe *r, int x, enum sd_dtype to, char *err);
 int rx_transpose_last2(struct recipe *r, int x, char *err);
 int rx_concat_last(struct recipe *r, const int *xs, uint32_t n, char *err);
@@ -107,27 +107,27 @@ bool rx_reshape_rows(const struct rx_node *n, const struct rx_node *c, uint64_t 
  * (a 2-D transpose cannot).  Chunking follows this. */
 bool rx_row_separable(const struct recipe *r, uint32_t node);
 
+/* The name of source tensor t, for text forms. */
+typedef const char *(*rx_name_fn)(const void *arg, uint32_t tensor);
+
 /*
  * Write the recipe as text, e.g.
  *   stack0(cast(transpose_last2(src("a.0.w")), BF16), ..., ... 5 more ..., ...)
- * child lists longer than 3 show the first two, a count and the last,
- * unless full is set.  Returns the length it
- * needed (like snprintf).
+ * naming source tensors through name(arg, t); child lists longer than 3
+ * show the first two, a count and the last, unless full is set.  Returns
+ * the length it needed (like snprintf).
  */
-size_t recipe_format(const struct recipe *r, const struct source *s, bool full,
-		     char *buf, size_t len);
+size_t recipe_format(const struct recipe *r, rx_name_fn name, const void *arg,
+		     bool full, char *buf, size_t len);
 
-/* How evaluation reads source bytes: len bytes of tensor t at byte offset
- * off (relative to the tensor's start) into dst.  A tensor stored in chunks
- * (a DCP-sharded save) is put together from read_at calls on its chunks'
- * files instead; src and read_at are needed only for those. */
+/* How evaluation reads source bytes: rows [r0, r1) of dimension 0 of source
+ * tensor t (a scalar has one row), as stored, into dst.  This is all an
+ * evaluator knows of storage: files, sharded saves' chunks and in-memory
+ * tensors are the reader's business. */
 struct rx_reader {
-	int (*read)(void *arg, uint32_t tensor, uint64_t off, void *dst,
-		    size_t len, char *err);
+	int (*rows)(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1, void *dst,
+		    char *err);
 	void *arg;
-	const struct source *src;
-	int (*read_at)(void *arg, uint32_t file, uint64_t off, void *dst,
-		       size_t len, char *err);
 };
 
 /*

@@ -18,7 +18,6 @@
 
 #include "err.h"
 #include "quant.h"
-#include "source.h"
 
 /* --- per-thread arena ----------------------------------------------------- */
 
@@ -322,59 +321,6 @@ static int eval_slice_last(struct eval *ev, const struct rx_node *n, uint64_t r0
 	return 0;
 }
 
-/*
- * Rows [r0, r1) of a tensor stored in chunks: each chunk's rows in range are
- * read whole (they are contiguous in its file), then copied into place run by
- * run of its last dimension.  Chunks tile the tensor (checked at scan), so
- * every byte of dst is written once.
- */
-static int eval_chunked(struct eval *ev, const struct src_tensor *t, uint64_t r0,
-			uint64_t r1, void *dst)
-{
-	size_t es = dtype_size(t->dtype);
-	int nd = t->ndim;
-	int rc;
-
-	for (uint32_t k = 0; k < t->nchunks; k++) {
-		const struct src_chunk *c = &t->chunks[k];
-		uint64_t lo = r0 > c->start[0] ? r0 : c->start[0];
-		uint64_t hi = r1 < c->start[0] + c->shape[0] ? r1 : c->start[0] + c->shape[0];
-		if (lo >= hi || !c->nbytes)
-			continue;
-		uint64_t crow = c->nbytes / c->shape[0];      /* bytes of one chunk row */
-		char *tmp = temp(ev, (hi - lo) * crow);
-		if (!tmp)
-			return -ENOMEM;
-		if ((rc = ev->rd->read_at(ev->rd->arg, c->file,
-					  c->offset + (lo - c->start[0]) * crow, tmp,
-					  (size_t)((hi - lo) * crow), ev->err)) < 0)
-			return rc;
-		if (nd == 1) {
-			memcpy((char *)dst + (lo - r0) * es, tmp, (size_t)((hi - lo) * es));
-			continue;
-		}
-		/* Walk the chunk's index tuples over dims 0..nd-2 (an odometer),
-		 * copying one run of its last dim each time. */
-		uint64_t idx[ST_MAX_DIMS] = { 0 }, run = c->shape[nd - 1] * es;
-		uint64_t nruns = (hi - lo) * (crow / run);
-		idx[0] = lo - c->start[0];
-		for (uint64_t rix = 0; rix < nruns; rix++) {
-			uint64_t off = 0;       /* element offset in dst */
-			for (int d = 0; d < nd - 1; d++)
-				off = off * t->shape[d] + (d ? c->start[d] + idx[d]
-							     : c->start[0] + idx[0] - r0);
-			off = off * t->shape[nd - 1] + c->start[nd - 1];
-			memcpy((char *)dst + off * es, tmp + rix * run, (size_t)run);
-			for (int d = nd - 2; d >= 0; d--) {
-				if (++idx[d] < (d ? c->shape[d] : hi - c->start[0]) || d == 0)
-					break;
-				idx[d] = 0;
-			}
-		}
-	}
-	return 0;
-}
-
 /* Rows [r0, r1) of a reshape are the bytes [r0, r1) * row of its child in
  * row-major order: the child rows covering them, trimmed at both ends. */
 static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
@@ -555,10 +501,7 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 		return 0;       /* nothing to produce (a zero-size dim) */
 	switch (n->op) {
 	case RX_SRC:
-		if (ev->rd->src && ev->rd->src->tensors[n->a].nchunks)
-			return eval_chunked(ev, &ev->rd->src->tensors[n->a], r0, r1, dst);
-		return ev->rd->read(ev->rd->arg, (uint32_t)n->a, r0 * rb, dst,
-				    (size_t)((r1 - r0) * rb), ev->err);
+		return ev->rd->rows(ev->rd->arg, (uint32_t)n->a, r0, r1, dst, ev->err);
 	case RX_CAST: {
 		const struct rx_node *c = kid(ev, n, 0);
 		uint64_t count = (r1 - r0) * rb / dtype_size(n->dtype);

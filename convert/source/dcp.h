@@ -31,16 +31,4 @@ int dcp_add_chunks(struct dcp_pending *p, uint32_t fi, const char *file,
 int dcp_finish(struct source *s, struct dcp_pending *p, char *err);
 void dcp_pending_free(struct dcp_pending *p);
 
-/*
- * The consolidated HF checkpoint of a sharded save, as Automodel's offline
- * consolidation writes it: every tensor whole under its own name, in the
- * dtype fqn_to_dtype_mapping.json gives when both are ordinary floats, in
- * the file fqn_to_file_index_mapping.json gives (keys it lacks go to the last
- * file; without it, files of about 5 GiB).  *file_of and *nfiles (malloc'ed)
- * are the layout.
- */
-struct plan;
-int dcp_plan(const struct source *s, struct plan *out, uint32_t **file_of,
-	     uint32_t *nfiles, char *err);
-
 #endif

@@ -18,7 +18,6 @@
 #include "dtype.h"
 
 #define ST_MAX_HEADER   100000000ull  /* the format's own cap: 100 MB  */
-#define ST_MAX_DIMS     8             /* deeper tensors are refused     */
 #define ST_MAX_TENSORS  10000000u     /* per file                       */
 #define ST_MAX_NAME     4096          /* bytes in one tensor name       */
 

@@ -20,7 +20,6 @@
 
 #include "dcp.h"
 #include "err.h"
-#include "peft.h"
 
 #define HF_METADATA ".hf_metadata"
 

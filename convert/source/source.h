@@ -6,6 +6,12 @@
  * offset through the open descriptors kept here.  Every name that comes from
  * the checkpoint (index entries) must be a plain file name inside the
  * source directory.
+ *
+ * convert/source/ owns what the checkpoint holds and reading it: the
+ * directory scan (source.c), the safetensors header reader
+ * (safetensors.c), the chunks of sharded saves (dcp.c), reading a tensor's
+ * rows (source_read.c) and the MPI wire form of a scan (source_wire.c).  It
+ * may use only convert/base; it knows nothing of plans, recipes or views.
  */
 #ifndef SDAFS_SOURCE_H
 #define SDAFS_SOURCE_H
@@ -22,6 +28,10 @@
 #include "dtype.h"
 #include "safetensors.h"
 #include "strmap.h"
+
+/* The files of a PEFT adapter directory, in both layouts. */
+#define PEFT_WEIGHTS "adapter_model.safetensors"
+#define PEFT_CONFIG "adapter_config.json"
 
 struct src_file {
 	char *name;             /* plain name, as the view shows it */
@@ -87,6 +97,24 @@ void source_free(struct source *s);
  * *first (may be NULL) says whether this call found the change.
  */
 int source_check(struct source *s, uint32_t f, bool *first, char *err);
+
+/*
+ * Read len bytes at absolute offset off of file f: 0, or -EIO with a
+ * message naming the file when it no longer holds them (truncated or
+ * changed under the mount).
+ */
+int source_pread(const struct source *s, uint32_t f, uint64_t off, void *dst,
+		 size_t len, char *err);
+/*
+ * Rows [r0, r1) of dimension 0 of tensor t (a scalar has one row), as
+ * stored, into dst.  A tensor stored in chunks (a sharded save) is put
+ * together from its chunks.  *bytes_read (may be NULL) gets the number of
+ * source bytes read.
+ */
+int source_read_rows(const struct source *s, uint32_t t, uint64_t r0, uint64_t r1,
+		     void *dst, uint64_t *bytes_read, char *err);
+/* Tensor t's name (s is a const struct source *): recipe_format's namer. */
+const char *source_tensor_name(const void *s, uint32_t t);
 
 /* Index of the tensor called name, or -1. */
 long source_find(const struct source *s, const char *name);

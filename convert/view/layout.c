@@ -231,14 +231,14 @@ static int collect_sources(struct layout *l, const struct plan *p,
 /* The file of each sorted tensor: the given one, or a new file whenever the
  * anchor's source file changes.  Returns the number of files. */
 static size_t assign_files(const struct plan *p, const struct source *s,
-			   const struct layout_opts *lo, const uint32_t *order,
-			   uint32_t *file_of)
+			   const uint32_t *order, uint32_t *file_of)
 {
+	const struct plan_files *files = &p->files;
 	size_t nfiles = 0;
 
 	for (size_t i = 0; i < p->n; i++) {
-		if (lo && (lo->file_of || lo->single)) {
-			file_of[order[i]] = lo->single ? 0 : lo->file_of[order[i]];
+		if (files->file_of || files->single) {
+			file_of[order[i]] = files->single ? 0 : files->file_of[order[i]];
 			continue;
 		}
 		if (i == 0 || s->tensors[p->tensors[order[i]].src].file !=
@@ -246,14 +246,15 @@ static size_t assign_files(const struct plan *p, const struct source *s,
 			nfiles++;
 		file_of[order[i]] = (uint32_t)(nfiles - 1);
 	}
-	if (lo && lo->single)
+	if (files->single)
 		return 1;       /* even when empty: the directory keeps its file */
-	return lo && lo->file_of ? lo->nfiles : nfiles;
+	return files->file_of ? files->nfiles : nfiles;
 }
 
 int layout_build(const struct plan *p, const struct source *s,
-		 const struct layout_opts *lo, struct layout *out, char *err)
+		 struct layout *out, char *err)
 {
+	const struct plan_files *files = &p->files;
 	struct layout *l = out;
 	uint32_t *order = malloc((p->n + 1) * sizeof(*order));
 	uint32_t *file_of = malloc((p->n + 1) * sizeof(*file_of));
@@ -267,16 +268,16 @@ int layout_build(const struct plan *p, const struct source *s,
 	}
 	for (size_t i = 0; i < p->n; i++)
 		order[i] = (uint32_t)i;
-	struct order_ctx ctx = { p, s, lo ? lo->file_of : NULL };
+	struct order_ctx ctx = { p, s, files->file_of };
 	qsort_r(order, p->n, sizeof(*order), by_source_position, &ctx);
-	nshards = assign_files(p, s, lo, order, file_of);
+	nshards = assign_files(p, s, order, file_of);
 	for (size_t k = 0, i = 0; k < nshards; k++) {
 		char name[64];
 		size_t j = i;
 		while (j < p->n && file_of[order[j]] == k)
 			j++;
-		if (lo && lo->single)
-			snprintf(name, sizeof(name), "%s", lo->single);
+		if (files->single)
+			snprintf(name, sizeof(name), "%s", files->single);
 		else
 			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors",
 				 k + 1, nshards);
@@ -293,11 +294,11 @@ int layout_build(const struct plan *p, const struct source *s,
 			f->slots[m - i].tensor = order[m];
 			file_of[order[m]] = (uint32_t)(l->n - 1);
 		}
-		if ((rc = make_header(f, p, lo && lo->bare_headers, err)) < 0)
+		if ((rc = make_header(f, p, files->bare_headers, err)) < 0)
 			goto out;
 		i = j;
 	}
-	if (!(lo && lo->single) && (rc = make_index(l, p, file_of, err)) < 0)
+	if (!files->single && (rc = make_index(l, p, file_of, err)) < 0)
 		goto out;
 	for (size_t i = s->nweights; i < s->nfiles; i++) {
 		if ((rc = add_file(l, s->files[i].name, err)) < 0)

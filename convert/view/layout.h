@@ -47,20 +47,9 @@ struct layout {
 	struct strmap by_name;
 };
 
-/* How to lay out a consolidated checkpoint instead of mirroring the source
- * files: file_of[t] is plan tensor t's file (0-based) among nfiles, and the
- * headers are bare (no __metadata__, no padding), as Automodel writes them.
- * With single set, every tensor goes to one file of that name and there is
- * no index (a PEFT adapter's adapter_model.safetensors). */
-struct layout_opts {
-	const uint32_t *file_of;
-	uint32_t nfiles;
-	bool bare_headers;
-	const char *single;     /* one weight file of this name, no index (PEFT) */
-};
-
+/* Lay out p's tensors in the files p->files says, plus s's other files. */
 int layout_build(const struct plan *p, const struct source *s,
-		 const struct layout_opts *lo, struct layout *out, char *err);
+		 struct layout *out, char *err);
 void layout_free(struct layout *l);
 long layout_find(const struct layout *l, const char *name);
 

@@ -17,71 +17,10 @@
 #include <unistd.h>
 
 #include "cache.h"
-#include "dcp.h"
 #include "err.h"
 #include "gpu.h"
 #include "grow.h"
-#include "peft.h"
-
-/* After a plan made outside the adapter engine (rc: how that went): the
- * files, the cache, or the view closed with the source named. */
-static int lay_out(struct view *v, int rc, const struct layout_opts *lo,
-		   uint64_t cache_bytes, char *err)
-{
-	if (rc == 0)
-		rc = layout_build(&v->plan, &v->src, lo, &v->layout, err);
-	if (rc == 0 && !(v->cache = cache_new(cache_bytes)))
-		rc = sd_err(err, -ENOMEM, "out of memory");
-	if (rc < 0) {
-		sd_err_prefix(err, "%s", v->src.dir);
-		view_close(v);
-	}
-	return rc;
-}
-
-/* A sharded Automodel save shown as the checkpoint its consolidation writes. */
-static int build_consolidated(struct view *v, uint64_t cache_bytes, char *err)
-{
-	struct layout_opts lo = { .bare_headers = true };
-	uint32_t *file_of = NULL;
-	int rc = dcp_plan(&v->src, &v->plan, &file_of, &lo.nfiles, err);
-
-	lo.file_of = file_of;
-	rc = lay_out(v, rc, &lo, cache_bytes, err);
-	free(file_of);
-	return rc;
-}
-
-/* A PEFT adapter directory: its one weights file, converted, and the rest
- * (adapter_config.json, tokenizer files) passed through. */
-static int build_peft(struct view *v, uint64_t cache_bytes, char *err)
-{
-	struct layout_opts lo = { .single = PEFT_WEIGHTS };
-
-	return lay_out(v, peft_plan(&v->src, &v->opts, &v->plan, err), &lo, cache_bytes, err);
-}
-
-/* The source's layout decides the direction; view= only confirms it. */
-static int choose_direction(const struct adapter *a, const struct source *s,
-			    enum view_kind view, int *dir, char *err)
-{
-	int rc = adapter_detect(a, s, dir, err);
-
-	if (rc < 0)
-		return rc;
-	if (adapter_same_names(a)) {
-		/* the source is in both layouts: view= decides, auto meaning native */
-		*dir = view == VIEW_HF ? DIR_TO_HF : DIR_TO_NATIVE;
-		return 0;
-	}
-	if (view == VIEW_NATIVE && *dir == DIR_TO_HF)
-		return sd_err(err, -EINVAL, "%s is already in the native layout of %s; use view=hf (or view=auto) to see it as HF",
-			      s->dir, adapter_name(a));
-	if (view == VIEW_HF && *dir == DIR_TO_NATIVE)
-		return sd_err(err, -EINVAL, "%s is already in the HF layout of %s; use view=native (or view=auto) to see it as native",
-			      s->dir, adapter_name(a));
-	return 0;
-}
+#include "io.h"
 
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err)
@@ -99,35 +38,19 @@ int view_open(struct view *v, const char *src, const struct view_opts *o,
 int view_build(struct view *v, struct source *s, const struct view_opts *o,
 	       uint64_t cache_bytes, char *err)
 {
-	const char *src;
-	struct adapter *a = NULL;
-	int rc, dir;
+	int rc;
 
 	memset(v, 0, sizeof(*v));
 	v->opts = *o;
 	v->src = *s;            /* the view owns the source from here on */
 	memset(s, 0, sizeof(*s));
 	s->dirfd = -1;
-	src = v->src.dir;
-	if (v->src.dcp && o->view != VIEW_NATIVE)
-		return build_consolidated(v, cache_bytes, err);
-	if (v->src.peft)
-		return build_peft(v, cache_bytes, err);
-	if (o->adapter_file)
-		rc = adapter_load_file(o->adapter_file, &a, err);
-	else
-		rc = adapter_choose(&v->src, o->adapter, &a, err);
-	if (rc < 0)
+	if ((rc = plan_build(&v->src, o, &v->plan, err)) < 0)
 		goto fail;
-	if ((rc = choose_direction(a, &v->src, o->view, &dir, err)) == 0)
-		rc = adapter_plan(a, &v->src, o, dir, &v->plan, err);
-	adapter_free(a);
-	if (rc < 0) {
-		sd_err_prefix(err, "%s", src);
+	if ((rc = layout_build(&v->plan, &v->src, &v->layout, err)) < 0) {
+		sd_err_prefix(err, "%s", v->src.dir);
 		goto fail;
 	}
-	if ((rc = layout_build(&v->plan, &v->src, NULL, &v->layout, err)) < 0)
-		goto fail;
 	if (!(v->cache = cache_new(cache_bytes))) {
 		rc = sd_err(err, -ENOMEM, "out of memory");
 		goto fail;
@@ -150,23 +73,16 @@ void view_close(struct view *v)
 
 /* --- converting one chunk --------------------------------------------------- */
 
-static int source_read(void *arg, uint32_t tensor, uint64_t off, void *dst,
-		       size_t len, char *err)
+/* The evaluators' reader: rows of a source tensor, counted. */
+static int source_rows(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,
+		       void *dst, char *err)
 {
 	struct view *v = arg;
-	const struct src_tensor *t = &v->src.tensors[tensor];
-	struct view_seg seg = { NULL, v->src.files[t->file].fd, t->offset + off, len, false };
+	uint64_t n = 0;
+	int rc = source_read_rows(&v->src, tensor, r0, r1, dst, &n, err);
 
-	return view_seg_pread(v, &seg, dst, err);
-}
-
-static int source_read_at(void *arg, uint32_t file, uint64_t off, void *dst,
-			  size_t len, char *err)
-{
-	struct view *v = arg;
-	struct view_seg seg = { NULL, v->src.files[file].fd, off, len, false };
-
-	return view_seg_pread(v, &seg, dst, err);
+	atomic_fetch_add(&v->stats.source_bytes, n);
+	return rc;
 }
 
 static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
@@ -176,7 +92,7 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	uint64_t r0 = (key & 0xffffffffu) * t->chunk_rows;
 	uint64_t rows = rx_rows(rx_root(t->recipe));
 	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
-	struct rx_reader rd = { source_read, v, &v->src, source_read_at };
+	struct rx_reader rd = { source_rows, v };
 	int rc = -ENOTSUP;
 	bool on_gpu = false;
 
@@ -384,21 +300,14 @@ static const char *fd_name(const struct view *v, int fd)
 int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 		   char *err)
 {
-	size_t done = 0;
+	ssize_t n = sd_pread_full(seg->fd, dst, seg->len, seg->off);
 
-	while (done < seg->len) {
-		ssize_t n = pread(seg->fd, (char *)dst + done, seg->len - done,
-				  (off_t)(seg->off + done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return sd_err(err, -EIO,
-				      "source file %s/%s: %s at offset %" PRIu64 "; the file changed under the mount",
-				      v->src.dir, fd_name(v, seg->fd),
-				      n < 0 ? strerror(errno) : "ends early",
-				      seg->off + done);
-		done += (size_t)n;
-	}
+	if (n < 0 || (size_t)n < seg->len)
+		return sd_err(err, -EIO,
+			      "source file %s/%s: %s at offset %" PRIu64 "; the file changed under the mount",
+			      v->src.dir, fd_name(v, seg->fd),
+			      n < 0 ? strerror((int)-n) : "ends early",
+			      seg->off + (n < 0 ? 0 : (uint64_t)n));
 	atomic_fetch_add(seg->copy ? &v->stats.copy_bytes : &v->stats.source_bytes, seg->len);
 	return 0;
 }

@@ -7,6 +7,12 @@
  * converted tensors point into pinned cache chunks, converting only the
  * chunks the range touches.  Knows nothing of FUSE, so --inspect, the tests
  * and the benchmarks use it directly.
+ *
+ * convert/view/ owns what a view is made of once planned: the files and
+ * their bytes (layout.c), the read path (view.c) and materialized copies
+ * (materialize.c).  It may use every other room of convert/, the chunk
+ * cache (cache/) and the CUDA backend (gpu/); the FUSE layer (fs/) and the
+ * MPI cooperation (dist/) sit above it.
  */
 #ifndef SDAFS_VIEW_H
 #define SDAFS_VIEW_H
@@ -16,7 +22,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "adapter.h"
 #include "layout.h"
 #include "plan.h"
 #include "source.h"

@@ -3,7 +3,7 @@
 
 Seeds come from the project's own fixture generator (tests/fixtures/
 gen_checkpoint.py), run for every family in both layouts at the smallest
-sizes it allows, and from the adapter tables (convert/adapters/*.json,
+sizes it allows, and from the adapter tables (convert/plan/adapters/*.json,
 examples/adapters/*.json):
 
   fuzz_safetensors     the header JSON of each generated shard, plus a few

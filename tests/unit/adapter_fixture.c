@@ -111,7 +111,7 @@ const char *recipe_text(const struct fixture *fx, const struct plan_tensor *t)
 
 	if (!t->recipe)
 		return "(source bytes)";
-	assert_true(recipe_format(t->recipe, &fx->src, true, buf, sizeof(buf)) < sizeof(buf));
+	assert_true(recipe_format(t->recipe, source_tensor_name, &fx->src, true, buf, sizeof(buf)) < sizeof(buf));
 	return buf;
 }
 

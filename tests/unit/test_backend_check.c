@@ -1,6 +1,6 @@
 /*
  * test_backend_check.c — the check a mount runs before it lets a second
- * backend convert (convert/backend_check.c): the CPU passes it against
+ * backend convert (convert/recipe/backend_check.c): the CPU passes it against
  * itself, and evaluators that are wrong in small ways are caught, named.
  */
 #include <errno.h>

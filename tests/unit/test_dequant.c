@@ -542,13 +542,13 @@ static void test_format_writes_the_dequant_operations(void **state)
 	add_src(f, "a.weight", SD_F8_E4M3, 2, (uint64_t[]){ 4, 4 }, &q);
 	add_src(f, "a.weight_scale_inv", SD_F32, 2, (uint64_t[]){ 1, 1 }, &s);
 	built(rx_dequant_fp8_block(&f->r, q, s, SD_BF16, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf, "dequant_fp8_block(src(\"a.weight\"), "
 			    "src(\"a.weight_scale_inv\"), BF16)");
 	add_src(f, "x_blocks", SD_U8, 3, (uint64_t[]){ 1, 1, 16 }, &b);
 	add_src(f, "x_scales", SD_U8, 2, (uint64_t[]){ 1, 1 }, &bs);
 	built(rx_dequant_mxfp4(&f->r, b, bs, SD_F32, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf, "dequant_mxfp4(src(\"x_blocks\"), src(\"x_scales\"), F32)");
 }
 

@@ -53,7 +53,7 @@ static int add_src(struct recipe_fixture *f, enum sd_dtype dt, int ndim, const u
 {
 	size_t i = recipe_fixture_add(f, NULL, dt, ndim, shape, MEMSRC_RANDOM);
 	unsigned char *b = f->mem.bytes[i];
-	uint64_t n = f->mem.src.tensors[i].nbytes / dtype_size(dt);
+	uint64_t n = f->mem.tensors[i].nbytes / dtype_size(dt);
 
 	if (dt == SD_F32)
 		memcpy(b, f32_special, n * 4 < sizeof(f32_special) ? n * 4 : sizeof(f32_special));
@@ -198,7 +198,7 @@ static void test_fp8_block_dequant_matches_for_every_code_and_edge_scale(void **
 		int q = add_src(f, SD_F8_E4M3, 2, (uint64_t[]){ 300, 520 });  /* partial blocks */
 		int s = add_src(f, SD_F32, 2, (uint64_t[]){ 3, 5 });    /* specials: 0, Inf, NaN... */
 		for (unsigned c = 0; c < 256; c++)
-			f->mem.bytes[f->mem.src.ntensors - 2][c] = (uint8_t)c;
+			f->mem.bytes[f->mem.ntensors - 2][c] = (uint8_t)c;
 		built(rx_dequant_fp8_block(&f->r, q, s, t[k], f->err), f->err);
 		assert_backends_agree(f);
 		reset(state);
@@ -214,8 +214,8 @@ static void test_mxfp4_dequant_then_transpose_matches(void **state)
 		int b = add_src(f, SD_U8, 4, (uint64_t[]){ 4, 16, 4, 16 });     /* every byte */
 		int s = add_src(f, SD_U8, 3, (uint64_t[]){ 4, 16, 4 });        /* every scale */
 		for (unsigned c = 0; c < 256; c++) {
-			f->mem.bytes[f->mem.src.ntensors - 2][c] = (uint8_t)c;
-			f->mem.bytes[f->mem.src.ntensors - 1][c] = (uint8_t)(255 - c);
+			f->mem.bytes[f->mem.ntensors - 2][c] = (uint8_t)c;
+			f->mem.bytes[f->mem.ntensors - 1][c] = (uint8_t)(255 - c);
 		}
 		int x = built(rx_dequant_mxfp4(&f->r, b, s, t[k], f->err), f->err);
 		built(rx_transpose_last2(&f->r, x, f->err), f->err);

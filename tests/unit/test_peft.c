@@ -1,5 +1,5 @@
 /*
- * test_peft.c — planning PEFT adapter directories (convert/peft.c): which
+ * test_peft.c — planning PEFT adapter directories (convert/plan/peft.c): which
  * directories are PEFT, the recipe of every kind of output, and the
  * adapters refused, each message naming the tensor or group.
  *

@@ -98,7 +98,7 @@ static void arr_free(struct arr *a)
 
 static struct arr ref_src(const struct recipe_fixture *f, size_t t)
 {
-	const struct src_tensor *s = &f->mem.src.tensors[t];
+	const struct memsrc_tensor *s = &f->mem.tensors[t];
 	struct arr a = arr_new(s->dtype, s->ndim, s->shape);
 
 	memcpy(a.b, f->mem.bytes[t], arr_bytes(&a));
@@ -306,7 +306,7 @@ static void test_src_yields_the_tensor_bytes_as_stored(void **state)
 	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "w", SD_I32, 2, (uint64_t[]){ 7, 3 });
 
-	built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 	struct arr want = ref_src(f, t);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
@@ -317,7 +317,7 @@ static void test_src_of_a_scalar_is_one_row(void **state)
 	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "scale", SD_F32, 0, NULL);
 
-	built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 	assert_int_equal(rx_rows(rx_root(&f->r)), 1);
 	assert_int_equal(rx_row_bytes(rx_root(&f->r)), 4);
 	struct arr want = ref_src(f, t);
@@ -330,7 +330,7 @@ static void check_cast(void **state, enum sd_dtype from, enum sd_dtype to)
 {
 	struct recipe_fixture *f = *state;
 	size_t t = add_tensor(f, "w", from, 2, (uint64_t[]){ 9, 5 });
-	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 
 	built(rx_cast(&f->r, x, to, f->err), f->err);
 	struct arr s = ref_src(f, t), want = ref_cast(&s, to);
@@ -370,7 +370,7 @@ static void check_transpose(struct recipe_fixture *f, enum sd_dtype dt, int ndim
 			    const uint64_t *shape)
 {
 	size_t t = add_tensor(f, "w", dt, ndim, shape);
-	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 
 	built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	struct arr s = ref_src(f, t), want = ref_transpose_last2(&s);
@@ -426,7 +426,7 @@ static void check_concat(struct recipe_fixture *f, int ndim, const uint64_t *lea
 		shape[ndim - 1] = widths[k];
 		snprintf(name, sizeof(name), "part%zu", k);
 		size_t t = add_tensor(f, name, SD_BF16, ndim, shape);
-		xs[k] = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+		xs[k] = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 		parts[k] = ref_src(f, t);
 	}
 	built(rx_concat_last(&f->r, xs, (uint32_t)n, f->err), f->err);
@@ -473,7 +473,7 @@ static int stack_transposed(struct recipe_fixture *f, const size_t *t)
 	int kids[E];
 
 	for (int e = 0; e < E; e++) {
-		int x = built(rx_src(&f->r, &f->mem.src, t[e], f->err), f->err);
+		int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t[e]), f->err), f->err);
 		kids[e] = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	}
 	return built(rx_stack0(&f->r, kids, E, f->err), f->err);
@@ -506,8 +506,8 @@ static void test_stack0_of_gate_and_up_concat_is_gated_e_h_2i(void **state)
 	add_experts(f, "gate_proj.weight", gate);
 	add_experts(f, "up_proj.weight", up);
 	for (int e = 0; e < E; e++) {
-		int g = built(rx_src(&f->r, &f->mem.src, gate[e], f->err), f->err);
-		int u = built(rx_src(&f->r, &f->mem.src, up[e], f->err), f->err);
+		int g = built(memsrc_src(&f->mem, &f->r, (uint32_t)(gate[e]), f->err), f->err);
+		int u = built(memsrc_src(&f->mem, &f->r, (uint32_t)(up[e]), f->err), f->err);
 		int parts[2] = { built(rx_transpose_last2(&f->r, g, f->err), f->err),
 				 built(rx_transpose_last2(&f->r, u, f->err), f->err) };
 		kids[e] = built(rx_concat_last(&f->r, parts, 2, f->err), f->err);
@@ -573,7 +573,7 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 	struct arr cube = ref_src(f, t3), vec = ref_src(f, t1), want;
 
 	/* A 3-D tensor's plane */
-	int x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t3), f->err), f->err);
 	built(rx_index0(&f->r, x, 2, f->err), f->err);
 	want = ref_index0(&cube, 2);
 	assert_recipe_computes(f, &want);
@@ -588,7 +588,7 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 	arr_free(&plane);
 
 	/* An element of a vector: a scalar, one row */
-	x = built(rx_src(&f->r, &f->mem.src, t1, f->err), f->err);
+	x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t1), f->err), f->err);
 	built(rx_index0(&f->r, x, 5, f->err), f->err);
 	assert_int_equal(rx_root(&f->r)->ndim, 0);
 	want = ref_index0(&vec, 5);
@@ -596,7 +596,7 @@ static void test_index0_picks_one_slice_and_drops_dim_0(void **state)
 	arr_free(&want);
 
 	/* A row of a 2-D transpose (a column of its source) */
-	x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
+	x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t3), f->err), f->err);
 	x = built(rx_index0(&f->r, x, 3, f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_index0(&f->r, x, 4, f->err), f->err);
@@ -616,7 +616,7 @@ static void test_slice0_keeps_rows_a_to_b(void **state)
 	size_t t = add_tensor(f, "w", SD_BF16, 2, (uint64_t[]){ 9, 4 });
 	struct arr s = ref_src(f, t), want;
 
-	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 	built(rx_slice0(&f->r, x, 2, 7, f->err), f->err);
 	want = ref_slice(&s, 0, 2, 7);
 	assert_recipe_computes(f, &want);
@@ -668,27 +668,27 @@ static void test_slice_last_keeps_columns_a_to_b(void **state)
 	struct arr mat = ref_src(f, t2), cube = ref_src(f, t3), vec = ref_src(f, t1);
 	struct arr want;
 
-	int x = built(rx_src(&f->r, &f->mem.src, t2, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t2), f->err), f->err);
 	built(rx_slice_last(&f->r, x, 3, 8, f->err), f->err);
 	want = ref_slice(&mat, 1, 3, 8);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
-	x = built(rx_src(&f->r, &f->mem.src, t3, f->err), f->err);
+	x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t3), f->err), f->err);
 	built(rx_slice_last(&f->r, x, 0, 4, f->err), f->err);
 	want = ref_slice(&cube, 2, 0, 4);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
 	/* For a vector the last dim is the row dim */
-	x = built(rx_src(&f->r, &f->mem.src, t1, f->err), f->err);
+	x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t1), f->err), f->err);
 	built(rx_slice_last(&f->r, x, 2, 9, f->err), f->err);
 	want = ref_slice(&vec, 0, 2, 9);
 	assert_recipe_computes(f, &want);
 	arr_free(&want);
 
 	/* Columns of a 2-D transpose: rows 1..5 of the source */
-	x = built(rx_src(&f->r, &f->mem.src, t2, f->err), f->err);
+	x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t2), f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_slice_last(&f->r, x, 1, 5, f->err), f->err);
 	struct arr tp = ref_transpose_last2(&mat);
@@ -717,7 +717,7 @@ static void test_reshape_keeps_the_bytes_in_row_major_order(void **state)
 		want.ndim = nds[k];
 		for (int d = 0; d < nds[k]; d++)
 			want.shape[d] = shapes[k][d];
-		int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+		int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 		built(rx_reshape(&f->r, x, nds[k], shapes[k], f->err), f->err);
 		assert_recipe_computes(f, &want);
 		arr_free(&want);
@@ -741,7 +741,7 @@ static void test_reshape_transpose_reshape_is_the_rank_major_permute(void **stat
 			for (uint64_t k = 0; k < R; k++)
 				memcpy(at(&want, i * R * NE + k * NE + e),
 				       at(&a, (e * NI + i) * R + k), 4);
-	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 	x = built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NE, NI * R }, f->err), f->err);
 	x = built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	built(rx_reshape(&f->r, x, 2, (uint64_t[]){ NI, R * NE }, f->err), f->err);
@@ -904,7 +904,7 @@ static void test_format_writes_the_expression(void **state)
 	int st = built(rx_stack0(&f->r, (int[]){ t0, t1 }, 2, f->err), f->err);
 
 	built(rx_cast(&f->r, st, SD_F32, f->err), f->err);
-	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf)), strlen(want));
+	assert_int_equal(recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf)), strlen(want));
 	assert_string_equal(buf, want);
 }
 
@@ -918,7 +918,7 @@ static void test_format_writes_the_arguments_of_index_and_slices(void **state)
 	x = built(rx_slice0(&f->r, x, 0, 2, f->err), f->err);
 	x = built(rx_slice_last(&f->r, x, 3, 6, f->err), f->err);
 	built(rx_concat_last(&f->r, (int[]){ x, x }, 2, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"concat_last(slice_last(slice0(index0(src(\"w\"), 1), 0, 2), 3, 6), "
 		"slice_last(slice0(index0(src(\"w\"), 1), 0, 2), 3, 6))");
@@ -937,19 +937,19 @@ static void test_format_shortens_long_child_lists_unless_full(void **state)
 		kids[e] = src_node(f, name, SD_BF16, 1, (uint64_t[]){ 2 });
 	}
 	built(rx_stack0(&f->r, kids, 5, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), ... 2 more ..., src(\"e4\"))");
-	recipe_format(&f->r, &f->mem.src, true, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, true, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), src(\"e2\"), src(\"e3\"), src(\"e4\"))");
 	built(rx_stack0(&f->r, kids, 4, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf,
 		"stack0(src(\"e0\"), src(\"e1\"), ... 1 more ..., src(\"e3\"))");
 	/* Three children are shown as they are */
 	built(rx_stack0(&f->r, kids, 3, f->err), f->err);
-	recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf));
+	recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf));
 	assert_string_equal(buf, "stack0(src(\"e0\"), src(\"e1\"), src(\"e2\"))");
 }
 
@@ -960,10 +960,10 @@ static void test_format_into_a_short_buffer_truncates_and_returns_the_full_lengt
 	int x = src_node(f, "weight", SD_BF16, 1, (uint64_t[]){ 2 });
 
 	built(rx_cast(&f->r, x, SD_F32, f->err), f->err);
-	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, buf, sizeof(buf)),
+	assert_int_equal(recipe_format(&f->r, memsrc_name, &f->mem, false, buf, sizeof(buf)),
 			 strlen("cast(src(\"weight\"), F32)"));
 	assert_string_equal(buf, "cast(sr");
-	assert_int_equal(recipe_format(&f->r, &f->mem.src, false, NULL, 0),
+	assert_int_equal(recipe_format(&f->r, memsrc_name, &f->mem, false, NULL, 0),
 			 strlen("cast(src(\"weight\"), F32)"));
 }
 
@@ -979,7 +979,7 @@ static void test_reader_error_reaches_the_caller_with_its_message(void **state)
 	built(rx_cast(&f->r, stack_transposed(f, up), SD_F32, f->err), f->err);
 	f->fail_tensor = (long)up[1];
 	assert_int_equal(recipe_eval_cpu(&f->r, 0, E, out, &f->reader, f->err), -EIO);
-	assert_string_equal(f->err, "reading 'experts.1.up_proj.weight' at byte 0: disk on fire");
+	assert_string_equal(f->err, "reading 'experts.1.up_proj.weight' at row 0: disk on fire");
 	/* Rows that do not need the failing tensor still evaluate */
 	assert_int_equal(recipe_eval_cpu(&f->r, 2, 3, out, &f->reader, f->err), 0);
 }
@@ -1063,7 +1063,7 @@ static void test_plan_keeps_a_2d_transpose_in_one_chunk(void **state)
 	struct recipe_fixture *f = *state;
 	struct plan p = { 0 };
 	size_t t = recipe_fixture_add(f, "big", SD_BF16, 2, (uint64_t[]){ 4096, 3000 }, MEMSRC_NO_BYTES);
-	int x = built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	int x = built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 
 	built(rx_transpose_last2(&f->r, x, f->err), f->err);
 	plan_take(f, &p, "big.t");
@@ -1087,11 +1087,11 @@ static void test_plan_cuts_a_separable_cast_into_4_mib_chunks(void **state)
 	size_t small = recipe_fixture_add(f, "A_log", SD_BF16, 1, (uint64_t[]){ 2 },
 					  MEMSRC_NO_BYTES);
 
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, big, f->err), f->err), SD_BF16, f->err), f->err);
+	built(rx_cast(&f->r, built(memsrc_src(&f->mem, &f->r, (uint32_t)(big), f->err), f->err), SD_BF16, f->err), f->err);
 	plan_take(f, &p, "big.bf16");
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, wide, f->err), f->err), SD_BF16, f->err), f->err);
+	built(rx_cast(&f->r, built(memsrc_src(&f->mem, &f->r, (uint32_t)(wide), f->err), f->err), SD_BF16, f->err), f->err);
 	plan_take(f, &p, "wide.bf16");
-	built(rx_cast(&f->r, built(rx_src(&f->r, &f->mem.src, small, f->err), f->err), SD_F32, f->err), f->err);
+	built(rx_cast(&f->r, built(memsrc_src(&f->mem, &f->r, (uint32_t)(small), f->err), f->err), SD_F32, f->err), f->err);
 	plan_take(f, &p, "A_log.f32");
 	plan_chunk(&p);
 

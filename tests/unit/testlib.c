@@ -142,17 +142,17 @@ uint64_t test_write_shard(const char *dir, const char *name,
 	return header_len;
 }
 
-static int read_counting(void *arg, uint32_t tensor, uint64_t off, void *dst,
-			 size_t len, char *err)
+static int read_counting(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,
+			 void *dst, char *err)
 {
 	struct recipe_fixture *f = arg;
 
 	if (tensor < RECIPE_FIXTURE_TENSORS)
 		f->reads[tensor]++;
 	if ((long)tensor == f->fail_tensor)
-		return sd_err(err, -EIO, "reading '%s' at byte %" PRIu64 ": disk on fire",
-			      f->mem.src.tensors[tensor].name, off);
-	return memsrc_read(&f->mem, tensor, off, dst, len, err);
+		return sd_err(err, -EIO, "reading '%s' at row %" PRIu64 ": disk on fire",
+			      f->mem.tensors[tensor].name, r0);
+	return memsrc_read(&f->mem, tensor, r0, r1, dst, err);
 }
 
 int recipe_fixture_setup(void **state)
@@ -163,7 +163,7 @@ int recipe_fixture_setup(void **state)
 		return -1;
 	f->stream = *state;
 	memsrc_init(&f->mem, *f->stream);
-	f->reader = (struct rx_reader){ .read = read_counting, .arg = f, .src = &f->mem.src };
+	f->reader = (struct rx_reader){ .rows = read_counting, .arg = f };
 	f->fail_tensor = -1;
 	*state = f;
 	return 0;
@@ -201,7 +201,7 @@ int built(int x, const char *err)
 
 int recipe_fixture_src(struct recipe_fixture *f, size_t t)
 {
-	return built(rx_src(&f->r, &f->mem.src, t, f->err), f->err);
+	return built(memsrc_src(&f->mem, &f->r, (uint32_t)(t), f->err), f->err);
 }
 
 unsigned char *recipe_fixture_eval(struct recipe_fixture *f, uint64_t r0, uint64_t r1)

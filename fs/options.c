@@ -1,0 +1,314 @@
+/*
+ * options.c — the sdafs command line (see options.h).
+ *
+ * libfuse's option parser reads -o lists; what it does not know is passed on
+ * to libfuse.  Every value is checked here, with a message naming the
+ * option, before the source is scanned.
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <fuse_opt.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dist.h"
+#include "fs.h"
+
+/* The kernel page cache keeps converted pages (keep_cache); this cache only
+ * stages chunks while requests are served and holds the random-access working
+ * set.  A smaller cache also reuses its memory sooner: fresh pages cost a
+ * kernel zero-fill each, which is a third of a cold read here. */
+#define DEFAULT_CACHE   ((uint64_t)256 << 20)
+
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER };
+
+#define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
+static const struct fuse_opt cmd_opts[] = {
+	OPT("view=%s", view), OPT("adapter=%s", adapter),
+	OPT("adapter_file=%s", adapter_file), OPT("dtype=%s", dtype),
+	OPT("cache_size=%s", cache_size), OPT("backend=%s", backend),
+	OPT("ep_rank=%s", ep_rank), OPT("ep_size=%s", ep_size),
+	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
+	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
+	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
+	OPT("peft=%s", peft),
+	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+	OPT("--list-adapters", list_adapters),
+	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION), FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FOREGROUND), FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_END
+};
+
+void options_usage(FILE *out)
+{
+	fprintf(out,
+"usage: sdafs [-f] [-d] [-o OPTIONS] SRC MOUNTPOINT\n"
+"       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
+"       sdafs --list-adapters\n"
+"\n"
+"Mount the checkpoint directory SRC (config.json, *.safetensors, optional\n"
+"model.safetensors.index.json) at MOUNTPOINT in the other layout: a HuggingFace\n"
+"checkpoint as NeMo Automodel's native layout, a native one as HuggingFace, an\n"
+"Automodel sharded training save (model/) as its consolidated HF checkpoint.\n"
+"Nothing is converted until it is read; a read converts only the chunks it\n"
+"touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
+"\n"
+"  -f                   stay in the foreground\n"
+"  -d                   debug: foreground with libfuse request tracing\n"
+"  --inspect            print the plan (tensors, dtypes, shapes, recipes, files)\n"
+"                       and exit without mounting; --json for JSON\n"
+"  --list-adapters      print the model families sdafs knows\n"
+"  -h, --help           this text;  -V, --version  the version\n"
+"\n"
+"options (-o a,b,c):\n"
+"  view=auto|native|hf  the layout to show (auto: the other one than SRC's; for\n"
+"                       an Automodel sharded save, its consolidated HF checkpoint;\n"
+"                       for a PEFT adapter directory, the other key layout)\n"
+"  peft=v5|v4           HF view of a PEFT adapter with grouped expert LoRA:\n"
+"                       ParamWrapper tensors (v5, default) or per-expert keys (v4)\n"
+"  adapter=NAME         model family (default: from config.json)\n"
+"  adapter_file=PATH    a model family described as a JSON rule table\n"
+"  dtype=auto|bf16|fp16|fp32\n"
+"                       native view: dtype of merged expert tensors (auto: config\n"
+"                       torch_dtype, bfloat16 when absent); HF view: auto casts\n"
+"                       nothing, a dtype casts every float tensor except those\n"
+"                       Automodel keeps in F32 (Mamba A_log/dt_bias/D, router bias)\n"
+"  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 256M)\n"
+"  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts\n"
+"  mpi                  one daemon per MPI rank (under mpirun/srun; stays in the\n"
+"                       foreground): rank 0 reads the headers for everyone, each\n"
+"                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
+"  backend=auto|cpu|cuda  where chunks are converted: cuda needs a usable GPU\n"
+"                       (and a build with nvcc); auto uses one when there is one\n"
+"  max_threads=N        FUSE worker threads (default 16)\n"
+"  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
+"  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
+"                       all at once with prefetch) and serve them from there; as\n"
+"                       root on Linux >= 6.9 the kernel reads them directly\n"
+"  prefetch             with materialize_dir: convert every file right away;\n"
+"                       with mpi: read each shared tensor once per job and\n"
+"                       broadcast it to every rank\n"
+"  allow_other          let other users read the mount\n"
+"\n"
+"The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON.\n"
+"See sdafs(8).\n");
+}
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+	struct cmdline *c = data;
+
+	(void)out;
+	switch (key) {
+	case KEY_HELP:
+		c->help = 1;
+		return 0;
+	case KEY_VERSION:
+		c->version = 1;
+		return 0;
+	case KEY_FOREGROUND:
+		c->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		c->debug = c->foreground = 1;
+		return 1;       /* libfuse traces requests with -d */
+	case KEY_ALLOW_OTHER:
+		c->allow_other = 1;
+		return 1;       /* libfuse mounts with it */
+	case FUSE_OPT_KEY_NONOPT:
+		if (!c->src)
+			return (c->src = strdup(arg)) ? 0 : -1;
+		if (!c->mountpoint)
+			return (c->mountpoint = strdup(arg)) ? 0 : -1;
+		fprintf(stderr, "sdafs: unexpected argument '%s'\n", arg);
+		return -1;
+	default:
+		return 1;       /* everything else is for libfuse */
+	}
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	unsigned shift = 0;
+
+	if (errno || end == s || *s == '-')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	}
+	if (*end == 'i' || *end == 'B')
+		end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_long(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+
+	if (errno || end == s || *end || v < 0)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
+{
+	memset(o, 0, sizeof(*o));
+	o->dtype = SD_DTYPE_INVALID;
+	o->adapter = c->adapter;
+	o->adapter_file = c->adapter_file;
+	if (c->adapter && c->adapter_file) {
+		fprintf(stderr, "sdafs: give adapter= or adapter_file=, not both\n");
+		return -1;
+	}
+	*cache = DEFAULT_CACHE;
+	if (c->view) {
+		if (!strcmp(c->view, "auto"))
+			o->view = VIEW_AUTO;
+		else if (!strcmp(c->view, "native"))
+			o->view = VIEW_NATIVE;
+		else if (!strcmp(c->view, "hf"))
+			o->view = VIEW_HF;
+		else {
+			fprintf(stderr, "sdafs: view=%s: expected auto, native or hf\n", c->view);
+			return -1;
+		}
+	}
+	if (c->dtype && strcmp(c->dtype, "auto")) {
+		static const struct { const char *n; enum sd_dtype t; } names[] = {
+			{ "bf16", SD_BF16 }, { "bfloat16", SD_BF16 }, { "fp16", SD_F16 },
+			{ "float16", SD_F16 }, { "fp32", SD_F32 }, { "float32", SD_F32 },
+		};
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!strcmp(c->dtype, names[i].n))
+				o->dtype = names[i].t;
+		if (o->dtype == SD_DTYPE_INVALID) {
+			fprintf(stderr, "sdafs: dtype=%s: expected auto, bf16, fp16 or fp32\n", c->dtype);
+			return -1;
+		}
+	}
+	if (c->peft && strcmp(c->peft, "v5") && strcmp(c->peft, "v4")) {
+		fprintf(stderr, "sdafs: peft=%s: expected v5 (ParamWrapper) or v4 (per-expert keys)\n",
+			c->peft);
+		return -1;
+	}
+	o->peft_v4 = c->peft && !strcmp(c->peft, "v4");
+	if (c->cache_size && (parse_size(c->cache_size, cache) < 0 || *cache == 0)) {
+		fprintf(stderr, "sdafs: cache_size=%s: expected a size such as 512M or 4G\n",
+			c->cache_size);
+		return -1;
+	}
+	if (c->backend && strcmp(c->backend, "auto") && strcmp(c->backend, "cpu") &&
+	    strcmp(c->backend, "cuda")) {
+		fprintf(stderr, "sdafs: backend=%s: expected auto, cpu or cuda\n", c->backend);
+		return -1;
+	}
+	if (c->prefetch && !c->materialize_dir && !c->mpi) {
+		fprintf(stderr, "sdafs: prefetch needs materialize_dir=DIR (where the converted files go) or mpi\n");
+		return -1;
+	}
+	if (c->materialize_dir) {
+		struct stat st;
+		if (stat(c->materialize_dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
+		    access(c->materialize_dir, W_OK) < 0) {
+			fprintf(stderr, "sdafs: materialize_dir=%s: not a directory this user can write to\n",
+				c->materialize_dir);
+			return -1;
+		}
+	}
+	if (c->mpi && !dist_available()) {
+		fprintf(stderr, "sdafs: -o mpi: this sdafs was built without MPI (install libopenmpi-dev and rebuild); or give each rank ep_rank=R,ep_size=N\n");
+		return -1;
+	}
+	if (!!c->ep_rank != !!c->ep_size) {
+		fprintf(stderr, "sdafs: ep_rank and ep_size go together\n");
+		return -1;
+	}
+	if (c->ep_size && (parse_long(c->ep_size, &o->ep_size) < 0 || o->ep_size < 1 ||
+			   parse_long(c->ep_rank, &o->ep_rank) < 0 ||
+			   o->ep_rank >= o->ep_size)) {
+		fprintf(stderr, "sdafs: ep_rank=%s,ep_size=%s: need 0 <= ep_rank < ep_size\n",
+			c->ep_rank, c->ep_size);
+		return -1;
+	}
+	return 0;
+}
+
+void options_free(struct cmdline *c)
+{
+	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
+			     &c->adapter_file, &c->dtype, &c->peft,
+			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
+
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
+		free(*strings[i]);
+		*strings[i] = NULL;
+	}
+}
+
+
+/* MOUNTPOINT with every %r replaced by the rank. */
+char *options_with_rank(const char *mnt, long rank)
+{
+	size_t n = strlen(mnt) + 64, o = 0;
+	char *out = malloc(n);
+
+	for (const char *p = mnt; out && *p; p++) {
+		if (p[0] == '%' && p[1] == 'r') {
+			o += (size_t)snprintf(out + o, n - o, "%ld", rank);
+			p++;
+		} else if (o + 1 < n) {
+			out[o++] = *p;
+		}
+	}
+	if (out)
+		out[o] = '\0';
+	return out;
+}
+
+/* %r without -o mpi: the rank comes from the launcher's environment, and so
+ * does the EP slice unless one was given. */
+bool options_expand_rank(struct cmdline *c, struct view_opts *vo)
+{
+	long rank, size;
+	char *m;
+
+	if (!dist_env_rank(&rank, &size)) {
+		fprintf(stderr, "sdafs: %%r in %s needs -o mpi or a launcher that sets OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID\n",
+			c->mountpoint);
+		return false;
+	}
+	if (!(m = options_with_rank(c->mountpoint, rank)))
+		return false;
+	free(c->mountpoint);
+	c->mountpoint = m;
+	if (!vo->ep_size) {
+		vo->ep_rank = rank;
+		vo->ep_size = size;
+		vo->ep_from_rank = true;
+	}
+	return true;
+}
+
+
+int options_parse(struct fuse_args *args, struct cmdline *c)
+{
+	return fuse_opt_parse(args, c, cmd_opts, opt_proc);
+}
