@@ -12,6 +12,7 @@
  * and dropped as soon as it is released.
  *
  * Knows nothing of FUSE, tensors or files.
+ * cache/ may use only convert/base.
  */
 #ifndef SDAFS_CACHE_H
 #define SDAFS_CACHE_H

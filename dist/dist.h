@@ -7,6 +7,9 @@
  * share is read from storage by one rank and broadcast to the others.  Every
  * collective has a deadline: a rank that does not answer makes the others
  * exit with a message instead of waiting forever.
+ *
+ * dist/ is the MPI cooperation of the ranks of a job; it may use every room
+ * of convert/, cache/ and gpu/, and only fs/ sits above it.
  */
 #ifndef SDAFS_DIST_H
 #define SDAFS_DIST_H

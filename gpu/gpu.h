@@ -7,6 +7,9 @@
  * build without nvcc links gpu_none.c instead, whose gpu_init() says so; a
  * build with it links CUDA's runtime statically, so the binary still runs
  * (on the CPU) where there is no driver or no GPU.
+ *
+ * gpu/ may use convert/base and convert/recipe (the IR it evaluates and the
+ * scalar rules it compiles); convert/view dispatches chunks to it.
  */
 #ifndef SDAFS_GPU_H
 #define SDAFS_GPU_H

@@ -6,6 +6,12 @@
  * SD_ERRLEN bytes.  Messages name the file, the tensor and the problem in
  * words a user can act on; callers add context by prefixing, never by
  * overwriting.
+ *
+ * convert/base/ is the floor every other room stands on: this error
+ * convention, growable arrays (grow.h), a string map (strmap.h), the
+ * element types and their bit-exact casts (dtype.h, dtype_scalar.h), whole
+ * reads and writes (io.h) and the daemon's log (log.h).  It uses nothing of
+ * sdafs.
  */
 #ifndef SDAFS_ERR_H
 #define SDAFS_ERR_H

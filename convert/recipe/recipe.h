@@ -28,6 +28,13 @@
  *                       first) times 2^(scale-127) from U8 [..., G], in F32,
  *                       then cast: [..., G*2B] (GPT-OSS: X_blocks, X_scales)
  * The scalar arithmetic of the last two is in quant.h.
+ *
+ * convert/recipe/ owns how a tensor is computed: this IR and its builders
+ * (recipe.c), the dequantization rules (quant.h), the CPU evaluator
+ * (recipe_cpu.c), the check that another backend gives the CPU's bytes
+ * (backend_check.c) and in-memory tensors for it and the tests (memsrc.c).
+ * It may use only convert/base: what a source tensor is and where its bytes
+ * live is the rx_reader's business.
  */
 #ifndef SDAFS_RECIPE_H
 #define SDAFS_RECIPE_H
