@@ -13,7 +13,9 @@
  * slice transposed, v5 ParamWrapper tensors are the grouped tensors
  * reshaped (A side, expert-major rows) or permuted so the rank is the
  * major index of the columns (B side).  Every output is a recipe over
- * source tensors, so nothing is read until the view is.
+ * source tensors, so nothing is read until the view is.  Every output
+ * name, whatever made it, passes through add(), where the family's renames
+ * (peft_names.c) give it its module's name in the view's layout.
  */
 #include "peft.h"
 

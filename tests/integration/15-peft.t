@@ -23,7 +23,7 @@ cases=(
 )
 breaks=(rank no-rank mixed shape)
 families=(nemotron_h nemotron_omni step3p5 deepseek_v3 gpt_oss llama)
-plan $(( ${#cases[@]} * 2 + 8 + ${#breaks[@]} * 2 + ${#families[@]} * 13 + 8 ))
+plan $(( ${#cases[@]} * 2 + 8 + ${#breaks[@]} * 2 + ${#families[@]} * 13 + 8 + 4 ))
 
 for c in "${cases[@]}"; do
 	IFS='|' read -r name gopts mopts copts <<<"$c"
@@ -163,4 +163,13 @@ $PEFT "$T/omni-nocfg" --family nemotron_omni --names hf --layout v5 --no-config
 	"$T/omni-nocfg" >"$T/file.inspect" 2>&1
 head -1 "$T/file.inspect" | grep -q "nemotron_omni names (adapter_file)"
 ok $? "adapter_file= names the family" || diag "$T/file.inspect"
+
+# The example tables rename nothing a LoRA key holds: names kept, as the
+# reference (no renames for qwen3_moe and mixtral, spec §8) says.
+for ex in qwen3_moe mixtral; do
+	mount_copy "$T/v4" "ex-$ex" -o adapter_file="$REPO/examples/adapters/$ex.json"
+	ok $? "$ex (example table): a v4 adapter mounts with it as native"
+	$PREF check "$T/ex-$ex" "$T/v4" --family $ex >"$T/ex-$ex.check" 2>&1
+	ok $? "$ex: equal to the reference" || diag "$T/ex-$ex.check"
+done
 done_testing
