@@ -81,28 +81,30 @@ mount_copy() {
 		unmount_view "$T/mnt-$name"
 }
 
+# one_way F FROM TO WANT: mount $T/F-FROM (FROM names and layout) as TO, copy
+# it to $T/F-to-TO; it must equal the reference and, by name and bytes,
+# $T/F-WANT (the names gen_peft.py writes out by hand).
+one_way() {
+	local f=$1 from=$2 to=$3 want=$4
+	mount_copy "$T/$f-$from" "$f-to-$to"
+	ok $? "$f: the $from adapter mounts as $to, unmounts cleanly"
+	$PREF check "$T/$f-to-$to" "$T/$f-$from" >"$T/$f-$to.check" 2>&1
+	ok $? "$f: $from -> $to equals the reference" || diag "$T/$f-$to.check"
+	$PREF same "$T/$f-to-$to" "$T/$f-$want" >"$T/$f-$to.same" 2>&1
+	ok $? "$f: $from -> $to has the spec's names, as written out in gen_peft.py ($want)" ||
+		diag "$T/$f-$to.same"
+}
+
 for f in "${families[@]}"; do
 	for n in native hf saved loaded; do
 		lay=native
 		case $n in hf|saved) lay=v5 ;; esac
 		$PEFT "$T/$f-$n" --family "$f" --names $n --layout $lay
 	done
-	# HF names -> native: the reference, and the names the spec gives
-	mount_copy "$T/$f-hf" "$f-to-native"
-	ok $? "$f: the HF adapter mounts as native, unmounts cleanly"
-	$PREF check "$T/$f-to-native" "$T/$f-hf" >"$T/$f-a.check" 2>&1
-	ok $? "$f: HF -> native equals the reference" || diag "$T/$f-a.check"
-	$PREF same "$T/$f-to-native" "$T/$f-loaded" >"$T/$f-a.same" 2>&1
-	ok $? "$f: HF -> native has the spec's names (Automodel's from_hf behind base_model.model.)" ||
-		diag "$T/$f-a.same"
-	# native -> HF
-	mount_copy "$T/$f-native" "$f-to-hf"
-	ok $? "$f: the native adapter mounts as HF, unmounts cleanly"
-	$PREF check "$T/$f-to-hf" "$T/$f-native" >"$T/$f-b.check" 2>&1
-	ok $? "$f: native -> HF equals the reference" || diag "$T/$f-b.check"
-	$PREF same "$T/$f-to-hf" "$T/$f-saved" >"$T/$f-b.same" 2>&1
-	ok $? "$f: native -> HF has the spec's names (Automodel's to_hf behind base_model.model.)" ||
-		diag "$T/$f-b.same"
+	# HF names -> native: Automodel's from_hf names ("loaded"); native -> HF:
+	# its to_hf names ("saved")
+	one_way "$f" hf native loaded
+	one_way "$f" native hf saved
 	# native -> HF -> native: the original file, byte for byte
 	mount_view "$T/$f-to-hf" "$T/mnt-$f-back" -o view=native
 	ok $? "$f: the HF copy mounts as native"
