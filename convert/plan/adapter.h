@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dtype.h"
 #include "plan.h"
@@ -53,10 +54,29 @@ void adapter_architectures(const struct adapter *a, char *buf, size_t len);
 int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 		   char *err);
 
+/* The detection behind adapter_detect, over any n names (name_at(ctx, i)):
+ * first[d] is the first name that only a checkpoint of layout d has
+ * (DIR_TO_NATIVE: an HF name, DIR_TO_HF: a native one), or -1. */
+int adapter_detect_names(const struct adapter *a,
+			 const char *(*name_at)(const void *ctx, uint32_t i),
+			 const void *ctx, size_t n, long first[DIR_COUNT], char *err);
+
 /* True for a family whose HF and native names are the same (Llama): every
  * source reads as both layouts, so the view asked for decides the direction
  * (adapter_detect only checks that the names are the family's). */
 bool adapter_same_names(const struct adapter *a);
+
+/*
+ * The name the table's renames alone give name in direction dir
+ * (adapter_names.c): every plain rename (one without transpose or ep_slice)
+ * whose pattern matches is applied, in order, and a route hands the rest of
+ * the name to its table; no other rule touches it (a tensor that is
+ * dropped, merged, split, joined or dequantized keeps its name).  Used for
+ * PEFT keys, whose tensors are not the model's.  "if" conditions read the
+ * expert count from s's config.json (none: dense).  *out is malloc'd.
+ */
+int adapter_rename(const struct adapter *a, const struct source *s, int dir,
+		   const char *name, char **out, char *err);
 
 /* Build the view plan for source s in direction dir. */
 int adapter_plan(const struct adapter *a, const struct source *s,

@@ -567,21 +567,33 @@ void apply_free(struct apply *ap)
 	free(ap);
 }
 
+int adapter_detect_names(const struct adapter *a,
+			 const char *(*name_at)(const void *ctx, uint32_t i),
+			 const void *ctx, size_t n, long first[DIR_COUNT], char *err)
+{
+	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+
+	first[DIR_TO_NATIVE] = first[DIR_TO_HF] = -1;
+	if (!md)
+		return sd_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		for (int d = 0; d < DIR_COUNT; d++)
+			if (first[d] < 0 && a->detect[d] &&
+			    pcre2_match(a->detect[d], (PCRE2_SPTR)name_at(ctx, (uint32_t)i),
+					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+				first[d] = (long)i;
+	pcre2_match_data_free(md);
+	return 0;
+}
+
 int adapter_detect(const struct adapter *a, const struct source *s, int *dir,
 		   char *err)
 {
-	pcre2_match_data *md = pcre2_match_data_create(1, NULL);
-	long seen[DIR_COUNT] = { -1, -1 };
+	long seen[DIR_COUNT];
+	int rc = adapter_detect_names(a, source_tensor_name, s, s->ntensors, seen, err);
 
-	if (!md)
-		return sd_err(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < s->ntensors; i++)
-		for (int d = 0; d < DIR_COUNT; d++)
-			if (seen[d] < 0 && a->detect[d] &&
-			    pcre2_match(a->detect[d], (PCRE2_SPTR)s->tensors[i].name,
-					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
-				seen[d] = (long)i;
-	pcre2_match_data_free(md);
+	if (rc < 0)
+		return rc;
 	/* With the same names in both layouts, a source is in both; its names
 	 * need only be the family's (any detect pattern matches some key). */
 	bool family_names = seen[DIR_TO_NATIVE] >= 0 || seen[DIR_TO_HF] >= 0 ||

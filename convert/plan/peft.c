@@ -13,7 +13,9 @@
  * slice transposed, v5 ParamWrapper tensors are the grouped tensors
  * reshaped (A side, expert-major rows) or permuted so the rank is the
  * major index of the columns (B side).  Every output is a recipe over
- * source tensors, so nothing is read until the view is.
+ * source tensors, so nothing is read until the view is.  Every output
+ * name, whatever made it, passes through add(), where the family's renames
+ * (peft_names.c) give it its module's name in the view's layout.
  */
 #include "peft.h"
 
@@ -28,6 +30,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "peft_names.h"
 #include "strmap.h"
 
 enum kind { K_OTHER, K_NAT, K_V4, K_V5, K_DORA_NAT, K_DORA_HF, K_COUNT };
@@ -91,6 +94,8 @@ struct peft {
 	uint64_t experts;       /* v4: highest expert id + 1 */
 	uint64_t nv4;
 	uint64_t rank;          /* adapter_config.json "r"; 0: none */
+	struct peft_names names;        /* the family's names of the keys */
+	size_t renamed;         /* outputs whose module the family renamed */
 };
 
 /* --- classification ------------------------------------------------------ */
@@ -236,14 +241,23 @@ static void recipe_drop(struct recipe *r)
 	}
 }
 
-/* Add name := the root of r (or source tensor src unchanged when r is
- * NULL), cast to the dtype option when one is given.  Takes r. */
+/* Add name, in the family's names of the view's layout, := the root of r
+ * (or source tensor src unchanged when r is NULL), cast to the dtype option
+ * when one is given.  Takes r. */
 static int add(struct peft *pf, const char *name, size_t src, struct recipe *r)
 {
 	const struct src_tensor *t = &pf->s->tensors[src];
 	enum sd_dtype to = pf->o->dtype;
-	int rc = 0;
+	char renamed[ST_MAX_NAME + 64];
+	int rc = peft_names_rename(&pf->names, name, renamed, sizeof(renamed), pf->err);
 
+	if (rc < 0) {
+		if (strcmp(name, t->name))      /* say which tensor of the adapter */
+			sd_err_prefix(pf->err, "made from '%s'", t->name);
+		recipe_drop(r);
+		return rc;
+	}
+	pf->renamed += strcmp(renamed, name) != 0;
 	if (!r && (t->nchunks || (to != SD_DTYPE_INVALID && to != t->dtype &&
 				  dtype_is_float(t->dtype)))) {
 		if (!(r = recipe_new(pf)))
@@ -256,7 +270,7 @@ static int add(struct peft *pf, const char *name, size_t src, struct recipe *r)
 	if (rc >= 0) {
 		struct rx_node as_stored = { .op = RX_SRC, .dtype = t->dtype, .ndim = t->ndim };
 		memcpy(as_stored.shape, t->shape, sizeof(as_stored.shape));
-		rc = plan_add(pf->p, name, r ? rx_root(r) : &as_stored, (uint32_t)src, r, pf->err);
+		rc = plan_add(pf->p, renamed, r ? rx_root(r) : &as_stored, (uint32_t)src, r, pf->err);
 	}
 	if (rc < 0) {
 		recipe_drop(r);
@@ -637,7 +651,6 @@ int peft_plan(const struct source *s, const struct view_opts *o,
 	int rc = 0;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(out->adapter, sizeof(out->adapter), "peft");
 	out->dtype = o->dtype;
 	out->files.single = PEFT_WEIGHTS;       /* one file in both layouts, no index */
 	/* LoRA recombination needs every expert (spec §2.5), so an adapter is
@@ -651,17 +664,25 @@ int peft_plan(const struct source *s, const struct view_opts *o,
 	if (!pf.cls || !pf.used)
 		rc = sd_err(err, -ENOMEM, "out of memory");
 	if (rc == 0)
+		rc = peft_names_open(&pf.names, s, o, err);
+	snprintf(out->adapter, sizeof(out->adapter), "peft, %s", pf.names.label);
+	if (rc == 0)
 		rc = classify(&pf);
 	if (rc == 0)
 		rc = direction(&pf, &to_hf, &to_native);
-	out->direction = to_hf ? (o->peft_v4 ? "native->hf (PEFT v4)" : "native->hf (PEFT v5)") :
-			 to_native ? "hf->native (PEFT)" : "identity (PEFT)";
+	/* the LoRA layout says which renames apply; only dense LoRA: the names */
+	pf.names.dir = to_hf ? DIR_TO_HF : to_native ? DIR_TO_NATIVE :
+		       peft_names_default_dir(&pf.names, o->view);
 	for (size_t g = 0; rc == 0 && to_hf && g < pf.ngroups; g++)
 		rc = nat_check(&pf, &pf.groups[g]);
 	for (size_t g = 0; rc == 0 && to_native && g < pf.ngroups; g++)
 		rc = v4_to_nat(&pf, &pf.groups[g]);
 	for (size_t i = 0; rc == 0 && i < s->ntensors; i++)
 		rc = one_tensor(&pf, i);
+	out->direction = to_hf ? (o->peft_v4 ? "native->hf (PEFT v4)" : "native->hf (PEFT v5)") :
+			 to_native || (pf.renamed && pf.names.dir == DIR_TO_NATIVE) ? "hf->native (PEFT)" :
+			 pf.renamed ? "native->hf (PEFT)" : "identity (PEFT)";
+	peft_names_close(&pf.names);
 	strmap_free(&pf.by_prefix);      /* before the names it points at */
 	for (size_t g = 0; g < pf.ngroups; g++) {
 		free(pf.groups[g].prefix);

@@ -7,7 +7,9 @@
  * adapter's to_hf, as HF PEFT keys: per expert (v4) or PEFT's ParamWrapper
  * tensors (v5).  A mount converts one into the other (conversion-spec §2.5),
  * renames DoRA magnitudes (§6) and passes every other tensor through.  The
- * prefix (base_model.model. and what follows, up to layers.N.) is kept.
+ * prefix (base_model.model. and what follows, up to layers.N.) is kept,
+ * except that every key's module is named as the model family names it in
+ * the view's layout (peft_names.h).
  */
 #ifndef SDAFS_PEFT_H
 #define SDAFS_PEFT_H

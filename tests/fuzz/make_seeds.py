@@ -94,6 +94,10 @@ PEFT = [
     ("v5", ["--break", "no-rank"], 0x00),
     ("native", ["--break", "mixed"], 0x80),
     ("native", ["--break", "shape"], 0xC0),
+    # a family's names, told by the key names alone (no config.json in an input)
+    ("v5", ["--family", "nemotron_h", "--names", "hf"], 0x00),     # backbone. -> model.
+    ("v4", ["--family", "nemotron_h", "--names", "hf"], 0x80),
+    ("native", ["--family", "gpt_oss"], 0x00),                      # mlp.gate -> mlp.router
 ]
 
 # Headers no generator writes: empty, metadata only, a scalar, a zero-sized

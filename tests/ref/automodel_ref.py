@@ -928,6 +928,70 @@ def gpt_oss_to_hf(sd):
     return out
 
 
+# ---------------------------------------------------------------- renames alone
+
+def step_rename(key, direction):
+    """Step3p5's renames that change nothing but the name (spec 4): the router bias.  Its
+    expert tensors are renamed only together with a transpose, which is no rename."""
+    if direction == "from_hf":
+        m = STEP_BIAS_RE.match(key)
+        if m and m.end() == len(key):
+            return "%slayers.%s.moe.gate.e_score_correction_bias" % (m.group("prefix") or "",
+                                                                   m.group("layer"))
+        return key
+    m = re.search(r"layers\.(\d+)", key)
+    if m and (".moe.gate.e_score_correction_bias" in key or ".moe.gate.bias" in key):
+        # the per-key reading of _hf_prefix (docs/adapters.md, "Deviations")
+        return "%slayers.%s.moe.router_bias" % ("" if key.startswith("layers.") else "model.",
+                                                m.group(1))
+    return key
+
+
+def nemotron_rename(key, direction):
+    """Spec 3.1 and 3.2/3.3: the key renames and the fp32 holder; mtp.* keys only route
+    the holder (they are set aside before the backbone. rename)."""
+    if direction == "from_hf":
+        if key.startswith("mtp."):
+            return "mtp." + route_fp32_holder(key[len("mtp."):])
+        return route_fp32_holder(hf_key_to_native(key))
+    if key.startswith("mtp."):
+        return strip_fp32_holder(key)
+    return native_key_to_hf(key)
+
+
+def omni_rename(key, direction):
+    """Spec 5: the projector table, the sound encoder's inner encoder., and language_model.*
+    through the Nemotron-H renames; any other key is unchanged."""
+    table, sound_from, sound_to = ((OMNI_TABLE, SOUND_HF, SOUND_NATIVE) if direction == "from_hf"
+                                   else (OMNI_TABLE_REV, SOUND_NATIVE, SOUND_HF))
+    if key.startswith(LLM):
+        return LLM + nemotron_rename(key[len(LLM):], direction)
+    if key in table:
+        return table[key]
+    if key.startswith(sound_from):
+        return sound_to + key[len(sound_from):]
+    return key
+
+
+def rename_key(key, family, direction):
+    """The name from_hf (direction "from_hf") or to_hf ("to_hf") gives key by renaming
+    alone: no truncation, merge, split, transpose, dequantization, cast or drop.  The
+    names of a PEFT adapter's tensors (peft_ref.py) come from here."""
+    if direction not in DIRECTIONS:
+        raise ValueError("direction must be from_hf or to_hf, not %r" % direction)
+    if family == "nemotron_h":
+        return nemotron_rename(key, direction)
+    if family == "nemotron_omni":
+        return omni_rename(key, direction)
+    if family == "step3p5":
+        return step_rename(key, direction)
+    if family == "gpt_oss":
+        return rename_first(key, GPT_OSS_FROM_HF if direction == "from_hf" else GPT_OSS_TO_HF)
+    if family in FAMILIES:
+        return key          # llama, deepseek_v3, qwen3_moe, mixtral: no renames (spec 8)
+    raise ValueError("unknown family %r" % family)
+
+
 # ---------------------------------------------------------------- dispatch
 
 def from_hf(hf_sd, config, dtype="auto", ep=None, family="auto"):

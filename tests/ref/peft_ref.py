@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Reference PEFT adapter conversion (conversion spec §2.5 and §6), and a checker.
 
-  peft_ref.py check VIEWDIR SRCDIR [--v4] [--max-report N]
+  peft_ref.py check VIEWDIR SRCDIR [--v4] [--family auto|none|F] [--direction auto|to_hf|from_hf]
+                    [--max-report N]
+  peft_ref.py same DIR1 DIR2
 
 Written from the spec's tables, element by element with explicit loops, so it
 shares no code or method with sdafs (which reshapes and transposes).  Tensors
@@ -18,11 +20,25 @@ P.base_layer.lora_B.weight = gate_and_up_A columns k*E+e.
 DoRA: native X.lora_magnitude <-> HF X.lora_magnitude_vector (legacy input form
 X.lora_magnitude_vector.default.weight).  Everything else passes through.
 
+Names in the model family's own layout (spec §6, §7 item 3, §11.2): Automodel runs its
+adapter's to_hf on the keys of a save after putting base_model.model. in front, and from_hf
+on the keys of a load before taking it off, so a key is renamed as that family renames it
+with the prefix in place.  A LoRA key is MODULE + a LoRA suffix (lora_A.weight, lora_B.weight,
+base_layer. nesting, lora_embedding_A/B, DoRA magnitudes, the native grouped suffixes); the
+module is renamed as the family renames MODULE.weight, the weight it adapts, and the suffix
+is kept (automodel_ref.rename_key: renames only, no merge, split, transpose or cast).  Save
+order: layout conversion, then the renames (spec 3.3); load order: the renames, then the
+layout conversion (spec 3.2).  The family: --family, else config.json in SRCDIR (automodel_ref's
+detection), else none (names kept).
+
 `check` reads SRCDIR/adapter_model.safetensors, converts it in the direction its
 names call for (native -> HF v5, or v4 with --v4; HF -> native), and compares
 VIEWDIR/adapter_model.safetensors tensor by tensor (names, dtypes, shapes, bytes);
 every other file of SRCDIR must be in VIEWDIR with the same bytes, and VIEWDIR
 must hold no index and nothing else.  Exit 0 only if everything matches.
+
+`same` compares the adapter_model.safetensors of two directories tensor by tensor (names,
+dtypes, shapes, bytes; the order of the tensors in the file may differ).
 """
 
 import argparse
@@ -34,6 +50,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import automodel_ref  # noqa: E402
 import safetensors_lite as st  # noqa: E402
 
 SEG = r"(?P<p>.*layers\.\d+\.(?:[^.]+\.)*?experts)"
@@ -42,6 +59,34 @@ V4 = re.compile(SEG + r"\.(?P<e>\d+)\.(?P<proj>gate|up|down)_proj\.lora_(?P<ab>[
 V5 = re.compile(SEG + r"\.(?P<base>base_layer\.)?lora_(?P<ab>[AB])\.weight$")
 DORA_NATIVE = re.compile(r"^(?P<x>.+)\.lora_magnitude$")
 DORA_HF = re.compile(r"^(?P<x>.+)\.lora_magnitude_vector(?:\.default\.weight)?$")
+# MODULE + the suffix PEFT (or Automodel, for grouped expert LoRA) puts after a module
+LORA_KEY = re.compile(r"^(?P<module>.+?)(?P<suffix>\.(?:base_layer\.)*lora_(?:[AB]\.(?:weight|bias)"
+                      r"|embedding_[AB]|magnitude|magnitude_vector|magnitude_vector\.default\.weight"
+                      r"|gate_and_up_[AB]|down_[AB]))$")
+
+
+def rename(key, family, direction):
+    """key in the family's names after from_hf ("from_hf") or to_hf ("to_hf")."""
+    if family is None:
+        return key
+    m = LORA_KEY.match(key)
+    if m is None:
+        return automodel_ref.rename_key(key, family, direction)
+    weight = automodel_ref.rename_key(m.group("module") + ".weight", family, direction)
+    if not weight.endswith(".weight"):
+        raise ValueError("%s: %s renames %s.weight to %s, no module's weight"
+                         % (key, family, m.group("module"), weight))
+    return weight[:-len(".weight")] + m.group("suffix")
+
+
+def rename_all(d, family, direction):
+    out = {}
+    for name, v in d.items():
+        new = rename(name, family, direction)
+        if new in out:
+            raise ValueError("%s and another key both become %s" % (name, new))
+        out[new] = v
+    return out
 
 
 def _rows_expert_major(a):
@@ -93,8 +138,13 @@ def _gated(native, p):
     return gu[1].shape[2] == 2 * d[1].shape[1]
 
 
-def to_hf(native, v4=False):
-    """native: {name: (dtype, array)} -> the HF PEFT dict (v5 unless v4)."""
+def to_hf(native, v4=False, family=None):
+    """native: {name: (dtype, array)} -> the HF PEFT dict (v5 unless v4), in the names the
+    family's to_hf gives (family None: names kept)."""
+    return rename_all(layout_to_hf(native, v4), family, "to_hf")
+
+
+def layout_to_hf(native, v4=False):
     out = {}
     for name, (dt, a) in native.items():
         m = NATIVE.match(name)
@@ -130,8 +180,13 @@ def to_hf(native, v4=False):
     return out
 
 
-def from_hf(hf, r):
-    """HF PEFT dict (v4 and/or v5 keys) -> native dict.  r: the LoRA rank."""
+def from_hf(hf, r, family=None):
+    """HF PEFT dict (v4 and/or v5 keys) -> native dict in the names the family's from_hf
+    gives (family None: names kept).  r: the LoRA rank."""
+    return layout_from_hf(rename_all(hf, family, "from_hf"), r)
+
+
+def layout_from_hf(hf, r):
     out = {}
     v4 = {}
     experts = 0
@@ -196,7 +251,36 @@ def read_adapter(path):
     return {n: (f.tensors[n][0], np.array(f.array(n, mmap=False))) for n in f.order}
 
 
-def check(viewdir, srcdir, v4=False, limit=50):
+def is_hf(names):
+    return any(V4.match(n) or V5.match(n) or DORA_HF.match(n) for n in names)
+
+
+def family_of(srcdir, family):
+    """--family: a name, "none", or "auto" (config.json's family; none without one)."""
+    if family == "none":
+        return None
+    if family != "auto":
+        return automodel_ref.detect_family({}, family)
+    path = os.path.join(srcdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        return automodel_ref.detect_family(json.load(open(path)))
+    except ValueError:
+        return None         # a family the reference does not know: names kept
+
+
+def expected(src, cfg, v4=False, family=None, direction="auto"):
+    """The view of the adapter src: to_hf for native LoRA, from_hf for HF PEFT keys; an
+    adapter with neither (only dense LoRA) goes the way direction says (default from_hf)."""
+    if direction == "auto":
+        direction = "to_hf" if is_native(src) else "from_hf"
+    if direction == "to_hf":
+        return to_hf(src, v4, family)
+    return from_hf(src, cfg.get("r"), family)
+
+
+def check(viewdir, srcdir, v4=False, limit=50, family="auto", direction="auto"):
     problems = []
 
     def bad(msg):
@@ -206,7 +290,7 @@ def check(viewdir, srcdir, v4=False, limit=50):
 
     src = read_adapter(os.path.join(srcdir, "adapter_model.safetensors"))
     cfg = json.load(open(os.path.join(srcdir, "adapter_config.json")))
-    want = to_hf(src, v4) if is_native(src) else from_hf(src, cfg.get("r"))
+    want = expected(src, cfg, v4, family_of(srcdir, family), direction)
     try:
         got = read_adapter(os.path.join(viewdir, "adapter_model.safetensors"))
     except (OSError, st.FormatError) as e:
@@ -234,6 +318,22 @@ def check(viewdir, srcdir, v4=False, limit=50):
     return not problems
 
 
+def same(dir1, dir2):
+    a, b = (read_adapter(os.path.join(d, "adapter_model.safetensors")) for d in (dir1, dir2))
+    bad = 0
+    for n in sorted(set(a) | set(b)):
+        if n not in a or n not in b:
+            print("FAIL %s only in %s" % (n, dir1 if n in a else dir2))
+        elif a[n][0] != b[n][0] or a[n][1].shape != b[n][1].shape or \
+                a[n][1].tobytes() != b[n][1].tobytes():
+            print("FAIL %s differs" % n)
+        else:
+            continue
+        bad += 1
+    print("%s vs %s: %d tensors, %d differ" % (dir1, dir2, len(set(a) | set(b)), bad))
+    return bad == 0
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -242,8 +342,18 @@ def main(argv):
     c.add_argument("srcdir")
     c.add_argument("--v4", action="store_true")
     c.add_argument("--max-report", type=int, default=50)
+    c.add_argument("--family", default="auto",
+                   help="the model family whose names the view uses: auto (config.json), none, "
+                        "or one of " + ", ".join(automodel_ref.FAMILIES))
+    c.add_argument("--direction", choices=("auto", "to_hf", "from_hf"), default="auto",
+                   help="for an adapter with only dense LoRA: whose renames apply")
+    c = sub.add_parser("same")
+    c.add_argument("dir1")
+    c.add_argument("dir2")
     a = ap.parse_args(argv)
-    return 0 if check(a.viewdir, a.srcdir, a.v4, a.max_report) else 1
+    if a.cmd == "same":
+        return 0 if same(a.dir1, a.dir2) else 1
+    return 0 if check(a.viewdir, a.srcdir, a.v4, a.max_report, a.family, a.direction) else 1
 
 
 if __name__ == "__main__":

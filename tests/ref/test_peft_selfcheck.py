@@ -121,6 +121,94 @@ def dora_legacy_and_current_names_map_to_lora_magnitude():
     assert sorted(peft_ref.to_hf(out)) == ["m.k.lora_magnitude_vector", "m.q.lora_magnitude_vector"]
 
 
+# ---- names in the family's layout (spec §3.1, §5, §6, §7 item 3, §8, §11.2), by hand
+
+BB = "base_model.model.backbone.layers.1.mixer.experts"
+MM = "base_model.model.model.layers.1.mixer.experts"
+
+
+@test
+def nemotron_h_hf_adapter_loads_under_model_names():
+    # the issue's regression: transformers' NemotronH names (backbone.) -> from_hf's
+    # ^(base_model.model.)?backbone. -> model.; lora_A.weight [r*E, H] is down_B
+    a = arange(4, 3)             # r=2, E=2, H=3
+    out = peft_ref.from_hf({BB + ".lora_A.weight": ("F32", a)}, 2, "nemotron_h")
+    assert sorted(out) == [MM + ".lora_down_B"], sorted(out)
+    eq(out[MM + ".lora_down_B"][1],
+       np.array([[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9, 10, 11]]], dtype=np.float32), "down_B")
+
+
+@test
+def nemotron_h_per_expert_and_module_renames():
+    hf = {BB + ".%d.up_proj.lora_A.weight" % e: ("F32", arange(1, 2)) for e in (0, 1)}
+    hf["base_model.model.backbone.embeddings.lora_embedding_A"] = ("F32", arange(2, 4))
+    hf["base_model.model.backbone.norm_f.lora_A.weight"] = ("F32", arange(1, 2))
+    hf["base_model.model.backbone.layers.0.mixer.in_proj.lora_magnitude_vector"] = ("F32", arange(3))
+    out = peft_ref.from_hf(hf, 1, "nemotron_h")
+    assert sorted(out) == sorted([
+        MM + ".lora_gate_and_up_A",
+        "base_model.model.model.embed_tokens.lora_embedding_A",     # embeddings -> embed_tokens
+        "base_model.model.model.norm.lora_A.weight",                # norm_f -> norm
+        "base_model.model.model.layers.0.mixer.in_proj.lora_magnitude"]), sorted(out)
+
+
+@test
+def nemotron_h_save_keeps_model_names():
+    # to_hf's ^model\. -> backbone. does not fire behind base_model.model. (spec §7 item 3)
+    out = peft_ref.to_hf({MM + ".lora_down_B": ("F32", arange(2, 1, 3)),
+                          "base_model.model.model.embed_tokens.lora_embedding_B": ("F32", arange(3, 1))},
+                         family="nemotron_h")
+    assert sorted(out) == sorted([MM + ".lora_A.weight",
+                                  "base_model.model.model.embed_tokens.lora_embedding_B"]), sorted(out)
+    # without the prefix the same rules do fire
+    assert peft_ref.rename("model.embed_tokens.lora_embedding_B", "nemotron_h", "to_hf") == \
+        "backbone.embeddings.lora_embedding_B"
+
+
+@test
+def nemotron_omni_keys_keep_their_names_both_ways():
+    # the wrapper routes only keys starting language_model. (spec §5); a PEFT key starts
+    # base_model.model.
+    for key in ("base_model.model.language_model.backbone.layers.1.mixer.experts.lora_A.weight",
+                "base_model.model.language_model.model.layers.1.mixer.experts.lora_down_A",
+                "base_model.model.mlp1.1.lora_A.weight",
+                "base_model.model.vision_projector.linear1.lora_A.weight"):
+        for d in ("from_hf", "to_hf"):
+            assert peft_ref.rename(key, "nemotron_omni", d) == key, (key, d)
+    # the routed part is renamed where the prefix is not in front
+    assert peft_ref.rename("language_model.backbone.layers.1.mixer.in_proj.lora_A.weight",
+                           "nemotron_omni", "from_hf") == \
+        "language_model.model.layers.1.mixer.in_proj.lora_A.weight"
+
+
+@test
+def gpt_oss_router_is_the_native_gate():
+    hf = "base_model.model.model.layers.0.mlp.router.lora_B.weight"
+    nat = "base_model.model.model.layers.0.mlp.gate.lora_B.weight"
+    assert peft_ref.rename(hf, "gpt_oss", "from_hf") == nat
+    assert peft_ref.rename(nat, "gpt_oss", "to_hf") == hf
+    assert peft_ref.rename(nat, "gpt_oss", "from_hf") == nat
+
+
+@test
+def families_without_module_renames_keep_every_name():
+    keys = ("base_model.model.model.layers.3.moe.experts.lora_gate_and_up_A",
+            "base_model.model.model.layers.3.moe.gate_proj.lora_A.weight",
+            "base_model.model.model.layers.3.moe.gate.lora_A.weight",
+            "base_model.model.model.layers.0.mlp.experts.0.gate_proj.lora_A.weight",
+            "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector")
+    for family in ("step3p5", "deepseek_v3", "llama", "qwen3_moe", "mixtral"):
+        for key in keys:
+            for d in ("from_hf", "to_hf"):
+                assert peft_ref.rename(key, family, d) == key, (family, key, d)
+
+
+@test
+def no_family_keeps_names():
+    assert sorted(peft_ref.from_hf({BB + ".lora_A.weight": ("F32", arange(4, 3))}, 2)) == \
+        [BB + ".lora_down_B"]
+
+
 def main():
     print("1..%d" % len(TESTS))
     bad = 0

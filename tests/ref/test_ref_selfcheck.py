@@ -909,6 +909,38 @@ def roundtrip_diff_llama_tied_round_trip_is_exact_and_an_extra_lm_head_fails():
         assert fails == 1, (fails, notes)
 
 
+@test
+def rename_key_is_the_renames_alone():
+    # spec 3.1 (in order; mtp. only routes the fp32 holder), 4 (router bias, with the
+    # _hf_prefix), 5 (language_model.* through Nemotron-H), 8 (GPT-OSS)
+    cases = [
+        ("nemotron_h", "from_hf", "backbone.norm_f.weight", "model.norm.weight"),
+        ("nemotron_h", "from_hf", "base_model.model.backbone.embeddings.weight",
+         "base_model.model.model.embed_tokens.weight"),
+        ("nemotron_h", "from_hf", "backbone.layers.0.mixer.A_log", "model.layers.0.mixer._fp32_params.A_log"),
+        ("nemotron_h", "from_hf", "mtp.layers.0.mixer.D", "mtp.layers.0.mixer._fp32_params.D"),
+        ("nemotron_h", "from_hf", "model.norm_f.weight", "model.norm_f.weight"),
+        ("nemotron_h", "to_hf", "model.embed_tokens.weight", "backbone.embeddings.weight"),
+        ("nemotron_h", "to_hf", "base_model.model.model.embed_tokens.weight",
+         "base_model.model.model.embed_tokens.weight"),
+        ("nemotron_h", "to_hf", "mtp.layers.1.mixer._fp32_params.A_log", "mtp.layers.1.mixer.A_log"),
+        ("step3p5", "from_hf", "model.layers.2.moe.router_bias", "model.layers.2.moe.gate.e_score_correction_bias"),
+        ("step3p5", "from_hf", "model.layers.2.moe.down_proj.weight", "model.layers.2.moe.down_proj.weight"),
+        ("step3p5", "to_hf", "layers.2.moe.gate.bias", "layers.2.moe.router_bias"),
+        ("nemotron_omni", "from_hf", "language_model.backbone.norm_f.weight", "language_model.model.norm.weight"),
+        ("nemotron_omni", "to_hf", "vision_projector.linear2.weight", "mlp1.3.weight"),
+        ("nemotron_omni", "to_hf", "sound_encoder.layers.0.weight", "sound_encoder.encoder.layers.0.weight"),
+        ("gpt_oss", "from_hf", "model.layers.0.mlp.router.bias", "model.layers.0.mlp.gate.bias"),
+        ("gpt_oss", "to_hf", "model.layers.0.mlp.experts.down_projs", "model.layers.0.mlp.experts.down_proj"),
+        ("deepseek_v3", "from_hf", "model.layers.0.mlp.experts.0.up_proj.weight",
+         "model.layers.0.mlp.experts.0.up_proj.weight"),
+        ("llama", "to_hf", "model.embed_tokens.weight", "model.embed_tokens.weight"),
+    ]
+    for family, direction, key, want in cases:
+        got = ref.rename_key(key, family, direction)
+        assert got == want, (family, direction, key, got, want)
+
+
 def shutil_copy(a, b):
     with open(a, "rb") as fa, open(b, "wb") as fb:
         fb.write(fa.read())

@@ -311,6 +311,220 @@ static void test_v4_splits_at_most_4096_experts(void **state)
 	must_plan_adapter(fx, &defaults);
 }
 
+/* --- names in the family's layout (peft_names.c, adapter_names.c) ----------- */
+
+#define BB "base_model.model.backbone.layers.1.mixer.experts"
+#define MM "base_model.model.model.layers.1.mixer.experts"
+#define NEMOTRON "{'architectures': ['NemotronHForCausalLM']}"
+
+/* Write config.json (unless NULL) beside the adapter, then the adapter. */
+static void scan_family_adapter(struct fixture *fx, const char *model_config,
+				const struct test_tensor *t, size_t n)
+{
+	if (model_config)
+		test_write_json(fx->dir, "config.json", model_config);
+	scan_adapter(fx, CONFIG_R4, t, n);
+}
+
+/* The issue's regression: transformers' NemotronH names its modules
+ * backbone.; Automodel's from_hf maps them to model. (spec §3.1), also for
+ * an adapter with nothing but its key names to go by. */
+static void test_nemotron_backbone_adapter_shows_model_names(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ BB ".lora_A.weight", "BF16", { 12, 8 } },
+		{ BB ".lora_B.weight", "BF16", { 5, 12 } },
+		{ BB ".base_layer.lora_A.weight", "BF16", { 12, 5 } },
+		{ BB ".base_layer.lora_B.weight", "BF16", { 8, 12 } },
+		{ "base_model.model.backbone.embeddings.lora_embedding_A", "BF16", { 4, 16 } },
+		{ "base_model.model.backbone.layers.0.mixer.in_proj.lora_magnitude_vector", "F32", { 8 } },
+	};
+
+	scan_family_adapter(fx, NULL, t, NT(t));
+	must_plan_adapter(fx, &defaults);
+	assert_string_equal(fx->plan.adapter, "peft, nemotron_h names (key names)");
+	assert_string_equal(fx->plan.direction, "hf->native (PEFT)");
+	assert_string_equal(recipe_text(fx, must_plan(fx, MM ".lora_down_B")),
+			    "reshape(" SRC(BB ".lora_A.weight") ", [3,4,8])");
+	must_plan(fx, MM ".lora_down_A");
+	must_plan(fx, MM ".lora_gate_and_up_A");
+	must_plan(fx, MM ".lora_gate_and_up_B");
+	/* a module is renamed as its weight is: embeddings -> embed_tokens */
+	must_plan(fx, "base_model.model.model.embed_tokens.lora_embedding_A");
+	must_plan(fx, "base_model.model.model.layers.0.mixer.in_proj.lora_magnitude");
+	assert_int_equal(fx->plan.n, 6);
+}
+
+/* to_hf's ^model\. -> backbone. does not fire behind base_model.model.:
+ * Automodel saves Nemotron-H adapters in model. names (spec §7, §11.2). */
+static void test_nemotron_native_adapter_keeps_model_names_in_hf(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ MM ".lora_down_B", "BF16", { 3, 4, 8 } },
+		{ "base_model.model.model.embed_tokens.lora_embedding_A", "BF16", { 4, 16 } },
+	};
+
+	scan_family_adapter(fx, NEMOTRON, t, NT(t));
+	must_plan_adapter(fx, &defaults);
+	assert_string_equal(fx->plan.adapter, "peft, nemotron_h names (config.json)");
+	must_plan(fx, MM ".lora_A.weight");
+	must_plan(fx, "base_model.model.model.embed_tokens.lora_embedding_A");
+	assert_int_equal(fx->plan.n, 2);
+}
+
+static void test_gpt_oss_router_lora_is_the_native_gate(void **state)
+{
+	struct fixture *fx = *state;
+	struct view_opts o = defaults;
+	static const struct test_tensor t[] = {
+		{ "base_model.model.model.layers.0.mlp.router.lora_A.weight", "BF16", { 4, 8 } },
+		{ "base_model.model.model.layers.0.mlp.router.lora_B.weight", "BF16", { 2, 4 } },
+	};
+
+	scan_family_adapter(fx, "{'architectures': ['GptOssForCausalLM']}", t, NT(t));
+	/* only dense LoRA: the names say which layout (router: HF) */
+	must_plan_adapter(fx, &o);
+	assert_string_equal(fx->plan.direction, "hf->native (PEFT)");
+	must_plan(fx, "base_model.model.model.layers.0.mlp.gate.lora_A.weight");
+	must_plan(fx, "base_model.model.model.layers.0.mlp.gate.lora_B.weight");
+	/* view=hf of names already HF: the HF renames find nothing to do */
+	o.view = VIEW_HF;
+	must_plan_adapter(fx, &o);
+	assert_string_equal(fx->plan.direction, "identity (PEFT)");
+	must_plan(fx, "base_model.model.model.layers.0.mlp.router.lora_A.weight");
+}
+
+/* NemotronOmni routes only keys starting language_model. (spec §5); a PEFT
+ * key starts base_model.model., so every name stays. */
+static void test_nemotron_omni_adapter_keys_keep_their_names(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ "base_model.model.language_model.backbone.layers.1.mixer.experts.lora_A.weight", "BF16", { 12, 8 } },
+		{ "base_model.model.mlp1.1.lora_A.weight", "BF16", { 4, 8 } },
+	};
+
+	scan_family_adapter(fx, "{'architectures': ['NemotronH_Nano_Omni_Reasoning_V3']}", t, NT(t));
+	must_plan_adapter(fx, &defaults);
+	assert_string_equal(fx->plan.adapter, "peft, nemotron_omni names (config.json)");
+	must_plan(fx, "base_model.model.language_model.backbone.layers.1.mixer.experts.lora_down_B");
+	must_plan(fx, "base_model.model.mlp1.1.lora_A.weight");
+}
+
+/* Without base_model.model. the same table does rename: the route hands
+ * language_model.'s rest to Nemotron-H; a rename with a transpose (Step3p5's
+ * experts) is not a name change, the router bias's is. */
+static void test_adapter_rename_applies_routes_and_plain_renames_only(void **state)
+{
+	struct fixture *fx = *state;
+	struct adapter *a;
+	char *out;
+
+	scan_family_adapter(fx, NULL, native_gated, NT(native_gated));
+	assert_int_equal(adapter_choose(&fx->src, "nemotron_omni", &a, fx->err), 0);
+	assert_int_equal(adapter_rename(a, &fx->src, DIR_TO_NATIVE,
+					"language_model.backbone.norm_f.weight", &out, fx->err), 0);
+	assert_string_equal(out, "language_model.model.norm.weight");
+	free(out);
+	adapter_free(a);
+	assert_int_equal(adapter_choose(&fx->src, "step3p5", &a, fx->err), 0);
+	assert_int_equal(adapter_rename(a, &fx->src, DIR_TO_NATIVE,
+					"model.layers.3.moe.down_proj.weight", &out, fx->err), 0);
+	assert_string_equal(out, "model.layers.3.moe.down_proj.weight");
+	free(out);
+	assert_int_equal(adapter_rename(a, &fx->src, DIR_TO_NATIVE,
+					"model.layers.3.moe.router_bias", &out, fx->err), 0);
+	assert_string_equal(out, "model.layers.3.moe.gate.e_score_correction_bias");
+	free(out);
+	adapter_free(a);
+}
+
+/* Only dense LoRA in HF names: view=auto renames them, view=hf keeps them. */
+static void test_dense_adapter_direction_follows_its_names(void **state)
+{
+	struct fixture *fx = *state;
+	struct view_opts o = defaults;
+	static const struct test_tensor t[] = {
+		{ "base_model.model.backbone.layers.0.mixer.in_proj.lora_A.weight", "BF16", { 4, 8 } },
+	};
+
+	scan_family_adapter(fx, NEMOTRON, t, NT(t));
+	must_plan_adapter(fx, &o);
+	assert_string_equal(fx->plan.direction, "hf->native (PEFT)");
+	must_plan(fx, "base_model.model.model.layers.0.mixer.in_proj.lora_A.weight");
+	o.view = VIEW_HF;
+	must_plan_adapter(fx, &o);
+	assert_string_equal(fx->plan.direction, "identity (PEFT)");
+	must_plan(fx, "base_model.model.backbone.layers.0.mixer.in_proj.lora_A.weight");
+}
+
+static void test_unknown_family_keeps_names_and_says_so(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ BB ".lora_A.weight", "BF16", { 12, 8 } },
+	};
+
+	scan_family_adapter(fx, "{'architectures': ['SomethingNewForCausalLM']}", t, NT(t));
+	must_plan_adapter(fx, &defaults);
+	assert_string_equal(fx->plan.adapter, "peft, family unknown: names kept");
+	must_plan(fx, BB ".lora_down_B");
+}
+
+/* Key names that fit two families (Nemotron-H's and DeepSeek's per-expert
+ * keys) tell neither.  (Experts 0 and 3 of 4: no group is complete, so the
+ * keys pass through under their names.) */
+static void test_key_names_of_two_families_tell_neither(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ BB ".0.up_proj.lora_A.weight", "BF16", { 4, 8 } },
+		{ "base_model.model.model.layers.2.mlp.experts.3.gate_proj.lora_A.weight", "BF16", { 4, 8 } },
+	};
+
+	scan_family_adapter(fx, NULL, t, NT(t));
+	must_plan_adapter(fx, &defaults);
+	assert_string_equal(fx->plan.adapter, "peft, family unknown: names kept");
+	must_plan(fx, BB ".0.up_proj.lora_A.weight");
+}
+
+static void test_adapter_option_wins_over_config_json(void **state)
+{
+	struct fixture *fx = *state;
+	struct view_opts o = defaults;
+	static const struct test_tensor t[] = { { BB ".lora_A.weight", "BF16", { 12, 8 } } };
+
+	o.adapter = "nemotron_h";
+	scan_family_adapter(fx, "{'architectures': ['LlamaForCausalLM']}", t, NT(t));
+	must_plan_adapter(fx, &o);
+	assert_string_equal(fx->plan.adapter, "peft, nemotron_h names (adapter=)");
+	must_plan(fx, MM ".lora_down_B");
+	o.adapter = "no_such_family";
+	assert_int_equal(plan_adapter(fx, &o), -EINVAL);
+	assert_mentions(fx->err, "no adapter called 'no_such_family'");
+}
+
+/* A table whose rename would take base_model.model. away gives the key no
+ * name: refused, naming the key and what the rename made of it. */
+static void test_a_rename_that_drops_the_peft_prefix_is_refused(void **state)
+{
+	struct fixture *fx = *state;
+	struct view_opts o = defaults;
+	char path[512];
+	static const struct test_tensor t[] = { { BB ".lora_A.weight", "BF16", { 12, 8 } } };
+
+	test_path(path, sizeof(path), fx->dir, "strip.json");
+	test_write_json(fx->dir, "strip.json",
+			"{'name': 'strip', 'hf_to_native': [{'op': 'rename', 'match': '^base_model\\\\.model\\\\.', 'to': ''}]}");
+	o.adapter_file = path;
+	scan_family_adapter(fx, NULL, t, NT(t));
+	assert_int_equal(plan_adapter(fx, &o), -EINVAL);
+	assert_mentions(fx->err, BB ".lora_A.weight");
+	assert_mentions(fx->err, "drops the base_model.model. prefix");
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)
@@ -329,6 +543,16 @@ int main(void)
 		T(test_an_adapter_file_from_a_sharded_save_is_refused),
 		T(test_an_empty_adapter_keeps_its_weights_file),
 		T(test_v4_splits_at_most_4096_experts),
+		T(test_nemotron_backbone_adapter_shows_model_names),
+		T(test_nemotron_native_adapter_keeps_model_names_in_hf),
+		T(test_gpt_oss_router_lora_is_the_native_gate),
+		T(test_nemotron_omni_adapter_keys_keep_their_names),
+		T(test_adapter_rename_applies_routes_and_plain_renames_only),
+		T(test_dense_adapter_direction_follows_its_names),
+		T(test_unknown_family_keeps_names_and_says_so),
+		T(test_key_names_of_two_families_tell_neither),
+		T(test_adapter_option_wins_over_config_json),
+		T(test_a_rename_that_drops_the_peft_prefix_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
