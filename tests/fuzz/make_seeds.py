@@ -149,7 +149,7 @@ def main():
 
     for name, header in EDGE_HEADERS.items():
         write(os.path.join(dirs["fuzz_safetensors"], name + ".json"), header)
-    for table in sorted(glob.glob(os.path.join(ROOT, "convert", "adapters", "*.json")) +
+    for table in sorted(glob.glob(os.path.join(ROOT, "convert", "plan", "adapters", "*.json")) +
                         glob.glob(os.path.join(ROOT, "examples", "adapters", "*.json"))):
         shutil.copy(table, os.path.join(dirs["fuzz_adapter_table"], os.path.basename(table)))
 
