@@ -72,6 +72,7 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 	f->fd = fd;
 	f->size = (uint64_t)st.st_size;
 	f->mtime = st.st_mtim;
+	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	return 0;
@@ -480,7 +481,9 @@ static bool same_file(const struct src_file *f, const struct stat *st)
 {
 	return (uint64_t)st->st_size == f->size && st->st_ino == f->ino &&
 	       st->st_dev == f->dev && st->st_mtim.tv_sec == f->mtime.tv_sec &&
-	       st->st_mtim.tv_nsec == f->mtime.tv_nsec;
+	       st->st_mtim.tv_nsec == f->mtime.tv_nsec &&
+	       st->st_ctim.tv_sec == f->ctime.tv_sec &&
+	       st->st_ctim.tv_nsec == f->ctime.tv_nsec;
 }
 
 int source_check(struct source *s, uint32_t fi, bool *first, char *err)
