@@ -87,14 +87,23 @@ static uint64_t rotl(uint64_t x, int r)
 }
 
 /* Each step of a lane (xor, rotate, multiply by an odd number) can be
- * undone, so two streams that differ in one word never meet again. */
-static void sum_block(struct copy_sum *s, const unsigned char *p)
+ * undone, so two streams that differ in one word never meet again.  The
+ * lanes live in locals while blocks go by: bytes may alias the state. */
+static void sum_blocks(struct copy_sum *s, const unsigned char *p, size_t nblocks)
 {
-	for (int i = 0; i < 4; i++) {
-		uint64_t w;
-		memcpy(&w, p + 8 * i, 8);
-		s->lane[i] = rotl(s->lane[i] ^ w, 29) * SUM_K[i];
+	uint64_t a = s->lane[0], b = s->lane[1], c = s->lane[2], d = s->lane[3], w[4];
+
+	for (; nblocks; nblocks--, p += 32) {
+		memcpy(w, p, 32);
+		a = rotl(a ^ w[0], 29) * SUM_K[0];
+		b = rotl(b ^ w[1], 29) * SUM_K[1];
+		c = rotl(c ^ w[2], 29) * SUM_K[2];
+		d = rotl(d ^ w[3], 29) * SUM_K[3];
 	}
+	s->lane[0] = a;
+	s->lane[1] = b;
+	s->lane[2] = c;
+	s->lane[3] = d;
 }
 
 void copy_sum_init(struct copy_sum *s)
@@ -117,11 +126,12 @@ void copy_sum_add(struct copy_sum *s, const void *bytes, size_t n)
 		n -= k;
 		if (s->ntail < 32)
 			return;
-		sum_block(s, s->tail);
+		sum_blocks(s, s->tail, 1);
 		s->ntail = 0;
 	}
-	for (; n >= 32; p += 32, n -= 32)
-		sum_block(s, p);
+	sum_blocks(s, p, n / 32);
+	p += n / 32 * 32;
+	n %= 32;
 	memcpy(s->tail, p, n);
 	s->ntail = n;
 }
@@ -142,7 +152,7 @@ uint64_t copy_sum_final(const struct copy_sum *s)
 
 	if (last.ntail) {
 		memset(last.tail + last.ntail, 0, 32 - last.ntail);
-		sum_block(&last, last.tail);
+		sum_blocks(&last, last.tail, 1);
 	}
 	for (int i = 0; i < 4; i++)
 		h = avalanche(h ^ rotl(last.lane[i], 16 * i));
