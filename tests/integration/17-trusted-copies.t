@@ -26,13 +26,6 @@ nshards=2
 $GEN "$T/src" --kind moe --shards $nshards --vocab 16384 >/dev/null   # 12 MB shards: 3 write steps
 shard1=model-00001-of-00002.safetensors
 
-wait_copies() {         # wait_copies MNT N
-	for _ in $(seq 300); do
-		[ "$(stat_field "$1" copies_written)" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_log() {            # wait_log FILE PATTERN N: N lines of FILE match PATTERN
 	for _ in $(seq 300); do
 		[ "$(grep -c -- "$2" "$1")" -ge "$3" ] && return 0

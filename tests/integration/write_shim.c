@@ -122,29 +122,20 @@ static int shim_openat(const char *sym, int dirfd, const char *path, int flags, 
 	return real(dirfd, path, flags, mode);
 }
 
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode = 0;
-
-	va_start(ap, flags);
-	if (flags & (O_CREAT | O_TMPFILE))
-		mode = (mode_t)va_arg(ap, unsigned);
-	va_end(ap);
-	return shim_openat("openat", dirfd, path, flags, mode);
-}
-
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	mode_t mode = 0;
-
-	va_start(ap, flags);
-	if (flags & (O_CREAT | O_TMPFILE))
-		mode = (mode_t)va_arg(ap, unsigned);
-	va_end(ap);
-	return shim_openat("openat64", dirfd, path, flags, mode);
-}
+/* openat and openat64 (what _FILE_OFFSET_BITS=64 callers reach). */
+#define OPENAT_SHIM(fn)                                                      \
+	int fn(int dirfd, const char *path, int flags, ...)                  \
+	{                                                                    \
+		va_list ap;                                                  \
+		mode_t mode = 0;                                             \
+		va_start(ap, flags);                                         \
+		if (flags & (O_CREAT | O_TMPFILE))                           \
+			mode = (mode_t)va_arg(ap, unsigned);                 \
+		va_end(ap);                                                  \
+		return shim_openat(#fn, dirfd, path, flags, mode);           \
+	}
+OPENAT_SHIM(openat)
+OPENAT_SHIM(openat64)
 
 ssize_t getrandom(void *buf, size_t n, unsigned flags)
 {
