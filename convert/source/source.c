@@ -489,19 +489,21 @@ static bool same_file(const struct src_file *f, const struct stat *st)
 int source_check(struct source *s, uint32_t fi, bool *first, char *err)
 {
 	struct src_file *f = &s->files[fi];
-	struct stat st;
+	struct stat st, named;
 	const char *why = NULL;
 
 	if (first)
 		*first = false;
+	/* The name first: a file replaced by rename also moves the old inode's
+	 * ctime (its link count), and "replaced" is what the user did. */
 	if (atomic_load(&f->damaged))
 		why = "changed since it was mounted";
-	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st))
-		why = "was modified or truncated since it was mounted";
-	else if (fstatat(s->dirfd, f->path, &st, 0) < 0)
+	else if (fstatat(s->dirfd, f->path, &named, 0) < 0)
 		why = "was deleted or renamed since it was mounted";
-	else if (!same_file(f, &st))
+	else if (named.st_ino != f->ino || named.st_dev != f->dev)
 		why = "was replaced since it was mounted";
+	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st) || !same_file(f, &named))
+		why = "was modified or truncated since it was mounted";
 	if (!why)
 		return 0;
 	if (!atomic_exchange(&f->damaged, true) && first)
