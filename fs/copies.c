@@ -5,11 +5,15 @@
  * been read to its end (or at mount, with -o prefetch) by one worker thread,
  * so replies never wait for it.  Later opens of the file are then served
  * from the copy: by the kernel (passthrough.c) when it can, else by a pread.
+ * The same thread keeps the directory tidy (materialize_tidy): at mount,
+ * and before each copy when -o materialize_max sets a budget.
  */
 #include "copies.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "log.h"
@@ -18,6 +22,8 @@
 struct copies {
 	struct view *view;
 	const char *dir;
+	int dirfd;
+	uint64_t max_bytes;             /* -o materialize_max, 0: none */
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -26,10 +32,35 @@ struct copies {
 	size_t pending;
 };
 
+static void log_tidy(const struct copies *c, const struct tidy_report *r)
+{
+	if (r->temps + r->orphans + r->dead + r->evicted)
+		sd_log("materialize_dir %s: removed %u temporary files of writers that died, %u copies or records without the other, %u copies of sources that changed or are gone, %u least recently used copies (%" PRIu64 " bytes) past materialize_max",
+		       c->dir, r->temps, r->orphans, r->dead, r->evicted, r->evicted_bytes);
+}
+
+/* Copy file i, making room for it first under a budget. */
+static void copy_one(struct copies *c, size_t i)
+{
+	const struct vfile *f = &c->view->layout.files[i];
+	struct tidy_report r;
+	char err[SD_ERRLEN];
+
+	if (c->max_bytes) {
+		int rc = materialize_tidy(c->view, c->dirfd, c->max_bytes, f->size, &r, err);
+		log_tidy(c, &r);
+		if (rc < 0) {
+			sd_log("%s: %s is not copied", err, f->name);
+			return;
+		}
+	}
+	if (materialize_write(c->view, c->dirfd, i, err) < 0)
+		sd_log("%s", err);
+}
+
 static void *copy_main(void *arg)
 {
 	struct copies *c = arg;
-	char err[SD_ERRLEN];
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
@@ -47,8 +78,7 @@ static void *copy_main(void *arg)
 		c->state[i] = COPY_DONE;
 		c->pending--;
 		pthread_mutex_unlock(&c->mu);
-		if (materialize_write(c->view, c->dir, i, err) < 0)
-			sd_log("%s", err);
+		copy_one(c, i);
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -69,7 +99,23 @@ void copies_want(struct copies *c, size_t file)
 	pthread_mutex_unlock(&c->mu);
 }
 
-struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
+/* Serve what copies the directory already holds, then tidy it. */
+static void attach_and_tidy(struct copies *c)
+{
+	struct view *v = c->view;
+	struct tidy_report r;
+	char err[SD_ERRLEN];
+
+	for (size_t i = 0; i < v->layout.n; i++)
+		if (v->layout.files[i].kind == VF_WEIGHTS &&
+		    (materialize_attach(v, c->dirfd, i, err) < 0 || err[0]))
+			sd_log("%s", err);
+	if (materialize_tidy(v, c->dirfd, c->max_bytes, 0, &r, err) < 0)
+		sd_log("%s", err);
+	log_tidy(c, &r);
+}
+
+struct copies *copies_start(struct view *v, const char *dir, uint64_t max_bytes, bool prefetch)
 {
 	char err[SD_ERRLEN];
 	size_t n = v->layout.n;
@@ -81,13 +127,18 @@ struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
 	}
 	c->view = v;
 	c->dir = dir;
-	for (size_t i = 0; i < n; i++)         /* copies left by an earlier mount */
-		if (v->layout.files[i].kind == VF_WEIGHTS &&
-		    materialize_attach(v, dir, i, err) < 0)
-			sd_log("%s", err);
+	c->max_bytes = max_bytes;
+	if (materialize_dir_open(dir, &c->dirfd, err) < 0) {
+		sd_log("%s", err);
+		free(c->state);
+		free(c);
+		return NULL;
+	}
+	attach_and_tidy(c);
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	if (pthread_create(&c->thread, NULL, copy_main, c) != 0) {
+		close(c->dirfd);
 		free(c->state);
 		free(c);
 		return NULL;
@@ -95,6 +146,32 @@ struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
 	for (size_t i = 0; prefetch && i < n; i++)
 		copies_want(c, i);
 	return c;
+}
+
+int copies_verify(struct view *v, const char *dir, FILE *out)
+{
+	char err[SD_ERRLEN];
+	int dirfd, bad = 0;
+
+	if (materialize_dir_open(dir, &dirfd, err) < 0) {
+		fprintf(stderr, "sdafs: %s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < v->layout.n; i++) {
+		const char *name = v->layout.files[i].name;
+		if (v->layout.files[i].kind != VF_WEIGHTS)
+			continue;
+		int rc = materialize_verify(v, dirfd, i, err);
+		if (rc == 1)
+			fprintf(out, "ok       %s\n", name);
+		else if (rc == 0 && !err[0])
+			fprintf(out, "missing  %s\n", name);
+		else
+			fprintf(out, "%s %s\n", rc == 0 ? "refused " : "damaged ", err);
+		bad |= rc < 0 || (rc == 0 && err[0]);
+	}
+	close(dirfd);
+	return bad;
 }
 
 void copies_stop(struct copies *c)
@@ -108,6 +185,7 @@ void copies_stop(struct copies *c)
 	pthread_join(c->thread, NULL);
 	pthread_mutex_destroy(&c->mu);
 	pthread_cond_destroy(&c->cv);
+	close(c->dirfd);
 	free(c->state);
 	free(c);
 }

@@ -1,6 +1,7 @@
 /*
  * main.c — the sdafs command: parse the command line, then print help, the
- * version or the known families, or inspect, or mount (mount.c).
+ * version or the known families, or inspect, verify copies or mount
+ * (mount.c).
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		inspect_list_adapters();
 		return 0;
 	}
-	if (!c->src || (!c->inspect && !c->mountpoint)) {
+	if (!c->src || (!c->inspect && !c->verify_copies && !c->mountpoint)) {
 		options_usage(stderr);
 		return 1;
 	}

@@ -43,6 +43,7 @@ struct serve_opts {
 	bool foreground;
 	bool allow_other;
 	const char *materialize_dir;    /* NULL: no copies */
+	uint64_t materialize_max;       /* bytes of copies kept, 0: no budget */
 	bool prefetch_copies;           /* copy every file right away */
 	unsigned max_threads;
 	struct dist *dist;              /* -o mpi: agree with the other ranks */
@@ -110,7 +111,8 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	if (!(fs->watch = watch_start(&fs->view, fs->se)))
 		sd_log("cannot start the source watcher; changed sources are still caught on read");
 	if (so->materialize_dir &&
-	    !(fs->copies = copies_start(&fs->view, so->materialize_dir, so->prefetch_copies)))
+	    !(fs->copies = copies_start(&fs->view, so->materialize_dir, so->materialize_max,
+					    so->prefetch_copies)))
 		sd_log("cannot start the copy writer; nothing will be materialized");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
 	copies_stop(fs->copies);
@@ -132,7 +134,7 @@ out:
 }
 
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
-		   uint64_t cache_bytes)
+		   uint64_t cache_bytes, uint64_t materialize_max)
 {
 	struct dist d;
 	struct sdafs fs;
@@ -162,6 +164,7 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		.foreground = true,     /* no fork after MPI_Init */
 		.allow_other = c->allow_other,
 		.materialize_dir = c->materialize_dir,
+		.materialize_max = materialize_max,
 		.prefetch_copies = c->prefetch && c->materialize_dir,
 		.max_threads = c->max_threads,
 		.dist = &d,
@@ -211,14 +214,14 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	struct view_opts vo;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
-	uint64_t cache_bytes;
+	uint64_t cache_bytes, materialize_max;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || options_copies(c, &materialize_max) < 0)
 		return 1;
 	raise_fd_limit();
 	if (c->mpi)
-		return run_mpi(c, args, &vo, cache_bytes);
+		return run_mpi(c, args, &vo, cache_bytes, materialize_max);
 	if (c->mountpoint && strstr(c->mountpoint, "%r") && !options_expand_rank(c, &vo))
 		return 1;
 	memset(&fs, 0, sizeof(fs));
@@ -228,6 +231,8 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	}
 	if (c->inspect) {
 		rc = inspect_print(&fs.view, c->json) < 0;
+	} else if (c->verify_copies) {
+		rc = copies_verify(&fs.view, c->materialize_dir, stdout);
 	} else if (choose_backend(c, &fs.view.gpu) < 0) {
 		rc = 1;
 	} else {
@@ -236,6 +241,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.foreground = c->foreground,
 			.allow_other = c->allow_other,
 			.materialize_dir = c->materialize_dir,
+			.materialize_max = materialize_max,
 			.prefetch_copies = c->prefetch,
 			.max_threads = c->max_threads,
 		};

@@ -16,7 +16,9 @@
 #include <unistd.h>
 
 #include "dist.h"
+#include "err.h"
 #include "fs.h"
+#include "materialize.h"
 
 /* The kernel page cache keeps converted pages (keep_cache); this cache only
  * stages chunks while requests are served and holds the random-access working
@@ -35,6 +37,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
 	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
 	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
+	OPT("materialize_max=%s", materialize_max), OPT("--verify-copies", verify_copies),
 	OPT("peft=%s", peft),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
@@ -50,6 +53,7 @@ void options_usage(FILE *out)
 	fprintf(out,
 "usage: sdafs [-f] [-d] [-o OPTIONS] SRC MOUNTPOINT\n"
 "       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
+"       sdafs --verify-copies -o materialize_dir=DIR[,OPTIONS] SRC\n"
 "       sdafs --list-adapters\n"
 "\n"
 "Mount the checkpoint directory SRC (config.json, *.safetensors, optional\n"
@@ -63,6 +67,8 @@ void options_usage(FILE *out)
 "  -d                   debug: foreground with libfuse request tracing\n"
 "  --inspect            print the plan (tensors, dtypes, shapes, recipes, files)\n"
 "                       and exit without mounting; --json for JSON\n"
+"  --verify-copies      read every copy materialize_dir holds for this view\n"
+"                       against the checksum written with it, and exit\n"
 "  --list-adapters      print the model families sdafs knows\n"
 "  -h, --help           this text;  -V, --version  the version\n"
 "\n"
@@ -91,7 +97,12 @@ void options_usage(FILE *out)
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
 "  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
 "                       all at once with prefetch) and serve them from there; as\n"
-"                       root on Linux >= 6.9 the kernel reads them directly\n"
+"                       root on Linux >= 6.9 the kernel reads them directly.\n"
+"                       A copy is used only if this user wrote it for these\n"
+"                       very source files and it is unchanged since; DIR\n"
+"                       must not be writable by others unless sticky (+t)\n"
+"  materialize_max=SIZE with materialize_dir: keep the copies in DIR under\n"
+"                       SIZE bytes (K/M/G/T), removing least recently used ones\n"
 "  prefetch             with materialize_dir: convert every file right away;\n"
 "                       with mpi: read each shared tensor once per job and\n"
 "                       broadcast it to every rank\n"
@@ -225,15 +236,6 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 		fprintf(stderr, "sdafs: prefetch needs materialize_dir=DIR (where the converted files go) or mpi\n");
 		return -1;
 	}
-	if (c->materialize_dir) {
-		struct stat st;
-		if (stat(c->materialize_dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
-		    access(c->materialize_dir, W_OK) < 0) {
-			fprintf(stderr, "sdafs: materialize_dir=%s: not a directory this user can write to\n",
-				c->materialize_dir);
-			return -1;
-		}
-	}
 	if (c->mpi && !dist_available()) {
 		fprintf(stderr, "sdafs: -o mpi: this sdafs was built without MPI (install libopenmpi-dev and rebuild); or give each rank ep_rank=R,ep_size=N\n");
 		return -1;
@@ -252,10 +254,36 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 	return 0;
 }
 
+int options_copies(const struct cmdline *c, uint64_t *max_bytes)
+{
+	char err[SD_ERRLEN];
+	int dirfd;
+
+	*max_bytes = 0;
+	if ((c->materialize_max || c->verify_copies) && !c->materialize_dir) {
+		fprintf(stderr, "sdafs: %s needs materialize_dir=DIR (where the copies are)\n",
+			c->verify_copies ? "--verify-copies" : "materialize_max");
+		return -1;
+	}
+	if (c->materialize_max && (parse_size(c->materialize_max, max_bytes) < 0 || !*max_bytes)) {
+		fprintf(stderr, "sdafs: materialize_max=%s: expected a size such as 20G\n",
+			c->materialize_max);
+		return -1;
+	}
+	if (c->materialize_dir) {
+		if (materialize_dir_open(c->materialize_dir, &dirfd, err) < 0) {
+			fprintf(stderr, "sdafs: %s\n", err);
+			return -1;
+		}
+		close(dirfd);
+	}
+	return 0;
+}
+
 void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
-			     &c->adapter_file, &c->dtype, &c->peft,
+			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

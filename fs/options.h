@@ -16,11 +16,11 @@
 struct cmdline {
 	char *src, *mountpoint;
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
-	char *materialize_dir;
+	char *materialize_dir, *materialize_max;
 	char *peft;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
-	    list_adapters, prefetch, allow_other;
+	    list_adapters, prefetch, allow_other, verify_copies;
 };
 
 /* Parse argv into c; what is left in args is for libfuse.  -1 after a
@@ -32,6 +32,11 @@ void options_usage(FILE *out);
 /* The view options and the cache size the command line asks for; -1 after
  * a message on stderr naming the option. */
 int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache);
+
+/* materialize_dir and materialize_max: the directory must be one copies
+ * can be trusted in (materialize_dir_open); *max_bytes is 0 without a
+ * budget.  -1 after a message on stderr. */
+int options_copies(const struct cmdline *c, uint64_t *max_bytes);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);

@@ -72,6 +72,7 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 	f->fd = fd;
 	f->size = (uint64_t)st.st_size;
 	f->mtime = st.st_mtim;
+	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	return 0;
@@ -480,25 +481,29 @@ static bool same_file(const struct src_file *f, const struct stat *st)
 {
 	return (uint64_t)st->st_size == f->size && st->st_ino == f->ino &&
 	       st->st_dev == f->dev && st->st_mtim.tv_sec == f->mtime.tv_sec &&
-	       st->st_mtim.tv_nsec == f->mtime.tv_nsec;
+	       st->st_mtim.tv_nsec == f->mtime.tv_nsec &&
+	       st->st_ctim.tv_sec == f->ctime.tv_sec &&
+	       st->st_ctim.tv_nsec == f->ctime.tv_nsec;
 }
 
 int source_check(struct source *s, uint32_t fi, bool *first, char *err)
 {
 	struct src_file *f = &s->files[fi];
-	struct stat st;
+	struct stat st, named;
 	const char *why = NULL;
 
 	if (first)
 		*first = false;
+	/* The name first: a file replaced by rename also moves the old inode's
+	 * ctime (its link count), and "replaced" is what the user did. */
 	if (atomic_load(&f->damaged))
 		why = "changed since it was mounted";
-	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st))
-		why = "was modified or truncated since it was mounted";
-	else if (fstatat(s->dirfd, f->path, &st, 0) < 0)
+	else if (fstatat(s->dirfd, f->path, &named, 0) < 0)
 		why = "was deleted or renamed since it was mounted";
-	else if (!same_file(f, &st))
+	else if (named.st_ino != f->ino || named.st_dev != f->dev)
 		why = "was replaced since it was mounted";
+	else if (fstat(f->fd, &st) < 0 || !same_file(f, &st) || !same_file(f, &named))
+		why = "was modified or truncated since it was mounted";
 	if (!why)
 		return 0;
 	if (!atomic_exchange(&f->damaged, true) && first)

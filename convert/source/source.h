@@ -39,6 +39,7 @@ struct src_file {
 	int fd;                 /* open read-only */
 	uint64_t size;
 	struct timespec mtime;  /* identity at scan time, to notice changes */
+	struct timespec ctime;  /* the kernel sets it; touch cannot restore it */
 	dev_t dev;
 	ino_t ino;
 	bool is_weights;        /* a safetensors file whose tensors we use */
@@ -90,10 +91,11 @@ struct source {
 int source_scan(const char *dir, struct source *out, char *err);
 void source_free(struct source *s);
 /*
- * Is file f still the file that was scanned?  Compares size, mtime and
- * inode of the open descriptor and of the name in the directory (a file
- * truncated, rewritten, replaced by rename or deleted all fail).  Once a
- * file has failed it stays failed.  0, or -EIO with a message naming it;
+ * Is file f still the file that was scanned?  Compares size, mtime, ctime
+ * and inode of the open descriptor and of the name in the directory (a file
+ * truncated, rewritten, replaced by rename or deleted all fail; so do a
+ * rewrite whose mtime was put back with touch -r, and a chmod or chown).
+ * Once a file has failed it stays failed.  0, or -EIO with a message naming it;
  * *first (may be NULL) says whether this call found the change.
  */
 int source_check(struct source *s, uint32_t f, bool *first, char *err);

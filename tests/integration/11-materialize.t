@@ -10,13 +10,6 @@ plan 12
 $GEN "$T/src" --kind moe --mtp --shards 3 >/dev/null
 mkdir -p "$T/copies"
 nshards=3
-wait_copies() {         # wait_copies MNT N
-	for _ in $(seq 200); do
-		[ "$(stat_field "$1" copies_written)" -ge "$2" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 mount_view "$T/src" "$T/m1" -o materialize_dir="$T/copies",prefetch
 wait_copies "$T/m1" $nshards

@@ -90,6 +90,14 @@ for p in k: d=d[p]
 print(d)' "$1/.sdafs-stats" "$2"
 }
 
+wait_copies() {         # wait_copies MNT N: until N materialized copies are written
+	for _ in $(seq 300); do
+		[ "$(stat_field "$1" copies_written)" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 cleanup() {
 	local i
 	for i in "${!MOUNTS[@]}"; do
