@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "json.h"
 
 #define MAX_PAIRWISE 4096       /* chunks per tensor checked box against box */
 
@@ -23,11 +24,16 @@ int dcp_chunk_info(const cJSON *metadata, const char *file, cJSON **info, char *
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(metadata, "DCP_SHARDING_INFO");
 
+	char what[SD_ERRLEN];
+	int rc;
+
 	*info = NULL;
 	if (!v)
 		return 0;
-	if (cJSON_IsString(v))
-		*info = cJSON_Parse(v->valuestring);
+	snprintf(what, sizeof(what), "%s: __metadata__ DCP_SHARDING_INFO", file);
+	if (cJSON_IsString(v) &&
+	    (rc = sd_json_parse(v->valuestring, strlen(v->valuestring), what, NULL, info, err)) < 0)
+		return rc;
 	if (!cJSON_IsObject(*info)) {
 		cJSON_Delete(*info);
 		*info = NULL;

@@ -20,6 +20,7 @@
 
 #include "dcp.h"
 #include "err.h"
+#include "json.h"
 
 #define HF_METADATA ".hf_metadata"
 
@@ -100,12 +101,13 @@ static int read_json_file(struct source *s, const char *name, cJSON **out,
 	if (n != (ssize_t)f.size) {
 		rc = sd_err(err, -EIO, "%s/%s: short read", s->dir, name);
 	} else {
-		*out = cJSON_ParseWithLength(buf, f.size);
-		if (!*out || !cJSON_IsObject(*out)) {
+		char what[SD_ERRLEN];
+		snprintf(what, sizeof(what), "%s/%s", s->dir, name);
+		rc = sd_json_parse(buf, f.size, what, NULL, out, err);
+		if (rc == 0 && !cJSON_IsObject(*out)) {
 			cJSON_Delete(*out);
 			*out = NULL;
-			rc = sd_err(err, -EINVAL, "%s/%s: not a valid JSON object",
-				    s->dir, name);
+			rc = sd_err(err, -EINVAL, "%s: not a JSON object", what);
 		}
 	}
 	free(buf);
