@@ -57,27 +57,50 @@ static long file_of(const struct sdafs *fs, fuse_ino_t ino)
 	return (long)(ino - FIRST_FILE_INO);
 }
 
+/* The statistics name the source and hold the log, which may name any
+ * file and tensor: the mounting user reads them, and others only when they
+ * may list the source directory and read every file of the view. */
+static struct src_perm stats_perm(const struct sdafs *fs)
+{
+	struct src_perm p = { getuid(), fs->view.src.dir_perm.gid, 0444 };
+
+	perm_narrow(&p, &fs->view.src.dir_perm, S_IROTH);
+	perm_narrow(&p, &fs->view.layout.whole, S_IROTH);
+	p.mode |= S_IRUSR;
+	return p;
+}
+
+/* Owners and modes are the source's (perm.h), so that with allow_other
+ * the kernel (default_permissions) lets no one read more than it could. */
+static void set_owner(struct stat *st, mode_t type, const struct src_perm *p)
+{
+	st->st_uid = p->uid;
+	st->st_gid = p->gid;
+	st->st_mode = type | p->mode;
+}
+
 static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
 	st->st_atim = st->st_mtim = st->st_ctim = fs->mounted_at;
 	st->st_blksize = REQUEST_MAX;   /* cp and cat size their buffers by it */
 	if (ino == ROOT_INO) {
-		st->st_mode = S_IFDIR | 0555;
+		set_owner(st, S_IFDIR, &fs->view.src.dir_perm);
 		st->st_nlink = 2;
 		return 0;
 	}
-	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
-	if (ino == stats_ino(fs))
+	if (ino == stats_ino(fs)) {
+		struct src_perm p = stats_perm(fs);
+		set_owner(st, S_IFREG, &p);
 		return 0;
+	}
 	long f = file_of(fs, ino);
 	if (f < 0)
 		return -ENOENT;
 	const struct vfile *vf = &fs->view.layout.files[f];
+	set_owner(st, S_IFREG, &vf->perm);
 	st->st_size = (off_t)vf->size;
 	st->st_blocks = (blkcnt_t)((vf->size + 511) / 512);
 	if (vf->kind == VF_SOURCE)

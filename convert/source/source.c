@@ -75,6 +75,7 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 	f->mtime = st.st_mtim;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
+	source_file_perm(s, f, &st);
 	return 0;
 }
 
@@ -416,6 +417,23 @@ static int list_metadata(struct source *s, char ***names, size_t *n, char *err)
 	return rc;
 }
 
+int source_open_dir(struct source *s, const char *dir, char *err)
+{
+	struct stat st;
+
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0 || fstat(s->dirfd, &st) < 0) {
+		int e = errno;
+		return sd_err(err, -e, "%s: cannot open the checkpoint directory: %s",
+			      dir, strerror(e));
+	}
+	if (!(s->dir = strdup(dir)))
+		return sd_err(err, -ENOMEM, "out of memory");
+	s->dir_perm = perm_of(&st, perm_has_acl(s->dirfd, NULL), true);
+	s->real_dir = realpath(dir, NULL);      /* NULL: files show their owner only */
+	return 0;
+}
+
 int source_scan(const char *dir, struct source *out, char *err)
 {
 	struct source *s = out;
@@ -425,15 +443,8 @@ int source_scan(const char *dir, struct source *out, char *err)
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	s->dirfd = -1;
-	if (!(s->dir = strdup(dir)))
-		return sd_err(err, -ENOMEM, "out of memory");
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = sd_err(err, -errno, "%s: cannot open the checkpoint directory: %s",
-			    dir, strerror(errno));
+	if ((rc = source_open_dir(s, dir, err)) < 0)
 		goto fail;
-	}
 	if ((rc = list_dir(s, &names, &n, err)) < 0 ||
 	    (rc = list_metadata(s, &meta, &nmeta, err)) < 0)
 		goto fail;
@@ -538,6 +549,7 @@ void source_free(struct source *s)
 	cJSON_Delete(s->config);
 	free(s->index_name);
 	free(s->dir);
+	free(s->real_dir);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	memset(s, 0, sizeof(*s));

@@ -174,6 +174,7 @@ static int open_file(struct source *s, struct src_file *f, uint64_t mtime_s,
 	f->mtime = st.st_mtim;
 	f->dev = st.st_dev;     /* this node's identity, for later checks */
 	f->ino = st.st_ino;
+	source_file_perm(s, f, &st);    /* and who may read it here */
 	return 0;
 }
 
@@ -189,14 +190,8 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 	if (len < 8 || memcmp(blob, MAGIC, 8) != 0)
 		return sd_err(err, -EINVAL, "the source description from rank 0 is not in this version's format");
 	r.at = 8;
-	if (!(s->dir = strdup(dir)))
-		return sd_err(err, -ENOMEM, "out of memory");
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = sd_err(err, -errno, "%s: cannot open the checkpoint directory: %s", dir,
-			    strerror(errno));
+	if ((rc = source_open_dir(s, dir, err)) < 0)
 		goto fail;
-	}
 	s->config = get_json(&r);
 	s->index_name = get_str(&r);
 	if (s->index_name && !s->index_name[0]) {
