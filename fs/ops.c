@@ -218,7 +218,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A passthrough open is read by the kernel alone: check the sources now. */
 	char err[SD_ERRLEN];
 	if (view_check_sources(&fs->view, (size_t)file_of(fs, ino), NULL, err) < 0) {
-		sd_log("open: %s", err);
+		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
+		sd_log("open of %s failed: %s", fs->view.layout.files[file_of(fs, ino)].name, err);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -331,6 +332,21 @@ static int build_iov(struct sdafs *fs, struct read_tls *t, size_t *niov, char *e
 	return 0;
 }
 
+/* Room for the iovec of the segments of the last view_read. */
+static int grow_iov(struct read_tls *t, char *err)
+{
+	size_t cap = t->io.nseg > MAX_IOV ? 1 : t->io.nseg;
+	struct iovec *v;
+
+	if (t->iovcap >= cap)
+		return 0;
+	if (!(v = realloc(t->iov, cap * sizeof(*v))))
+		return sd_err(err, -ENOMEM, "out of memory");
+	t->iov = v;
+	t->iovcap = cap;
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -350,24 +366,21 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (!(t = tls_get(size))) {
+		view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
+		sd_log("read of %s at %lld (%zu bytes) failed: out of memory",
+		       fs->view.layout.files[f].name, (long long)off, size);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* view_read and build_iov count their own failures; the rest here */
 	rc = view_read(&fs->view, (size_t)f, (uint64_t)off, size, &t->io, err);
-	if (rc == 0 && t->iovcap < (t->io.nseg > MAX_IOV ? 1 : t->io.nseg)) {
-		size_t cap = t->io.nseg > MAX_IOV ? MAX_IOV : t->io.nseg;
-		struct iovec *v = realloc(t->iov, cap * sizeof(*v));
-		if (!v)
-			rc = sd_err(err, -ENOMEM, "out of memory");
-		else {
-			t->iov = v;
-			t->iovcap = cap;
-		}
-	}
+	if (rc == 0 && (rc = grow_iov(t, err)) < 0)
+		view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
 	if (rc == 0)
 		rc = build_iov(fs, t, &niov, err);
-	if (rc == 0)    /* changed while we read it: never reply mixed bytes */
-		rc = view_check_sources(&fs->view, (size_t)f, NULL, err);
+	/* changed while we read it: never reply mixed bytes */
+	if (rc == 0 && (rc = view_check_sources(&fs->view, (size_t)f, NULL, err)) < 0)
+		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
 	if (rc < 0) {
 		sd_log("read of %s at %lld (%zu bytes) failed: %s",
 		       fs->view.layout.files[f].name, (long long)off, size, err);

@@ -611,6 +611,7 @@ static void test_a_truncated_source_fails_every_read_of_its_view_file(void **sta
 	assert_int_equal(f->io.npin, 0);
 	assert_int_equal(f->io.nseg, 0);
 	assert_int_equal(f->v.stats.read_errors, 1);
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_CHANGED], 1);
 	assert_int_equal(f->v.stats.source_changes, 1);
 	assert_int_equal(f->v.stats.chunks_converted, 1);
 
@@ -642,6 +643,9 @@ static void test_a_source_cut_short_during_a_read_fails_it_with_eio(void **state
 	assert_non_null(strstr(f->err, path));
 	assert_non_null(strstr(f->err, "ends early"));
 	view_io_release(&f->v, &f->io);
+	assert_int_equal(f->v.stats.read_errors, 1);   /* counted once, by its cause */
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_UNREADABLE], 1);
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_CHANGED], 0);
 }
 
 static void chmod_source(struct fixture *f, const char *name, mode_t mode)
