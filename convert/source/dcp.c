@@ -103,6 +103,28 @@ static bool boxes_overlap(const struct src_chunk *a, const struct src_chunk *b, 
 	return true;
 }
 
+bool dcp_chunks_tile(const struct src_tensor *t)
+{
+	size_t es = dtype_size(t->dtype);
+	uint64_t total = 0, bytes;
+
+	if (t->nchunks > MAX_PAIRWISE)
+		return false;
+	for (uint32_t i = 0; i < t->nchunks; i++) {
+		const struct src_chunk *c = &t->chunks[i];
+		for (int d = 0; d < t->ndim; d++)
+			if (c->start[d] > t->shape[d] || c->shape[d] > t->shape[d] - c->start[d])
+				return false;
+		if (st_shape_bytes(c->shape, t->ndim, es, &bytes, "", NULL) < 0 ||
+		    bytes != c->nbytes || __builtin_add_overflow(total, bytes, &total))
+			return false;
+		for (uint32_t j = 0; j < i; j++)
+			if (boxes_overlap(c, &t->chunks[j], t->ndim))
+				return false;
+	}
+	return total == t->nbytes;
+}
+
 /* Check that the chunks [g, g+n) tile the tensor and fill in its shape. */
 static int check_tiling(const struct dcp_piece *g, size_t n, struct src_tensor *t,
 			const struct source *s, char *err)

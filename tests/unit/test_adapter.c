@@ -974,17 +974,11 @@ static void test_a_heavy_pattern_on_a_4000_byte_name_still_matches(void **state)
 
 static void test_load_says_json_nested_too_deep_is_too_deep(void **state)
 {
-	char table[2200];
-	size_t n = 0;
+	char *table = test_nested_json("{'name':'t','x':", 1001, ",'hf_to_native':[]}");
 
 	(void)state;
-	n += (size_t)snprintf(table, sizeof(table), "{'name':'t','x':");
-	for (int i = 0; i < 1001; i++)
-		table[n++] = '[';
-	for (int i = 0; i < 1001; i++)
-		table[n++] = ']';
-	snprintf(table + n, sizeof(table) - n, ",'hf_to_native':[]}");
 	LOAD_FAILS_MENTIONING(table, "nested deeper than 1000 levels", "not a syntax error");
+	free(table);
 }
 
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)

@@ -26,6 +26,7 @@
 
 #include "err.h"
 #include "safetensors.h"
+#include "testlib.h"
 
 #define FILE_NAME "model-00001-of-00002.safetensors"
 
@@ -489,17 +490,11 @@ static void test_a_utf8_name_loads(void **state)
 /* JSON deeper than cJSON goes is valid JSON; the message says what it is. */
 static void test_json_nested_past_the_limit_says_so(void **state)
 {
-	char json[2300];
-	size_t n = 0;
+	char *json = test_nested_json("{'__metadata__':{'x':'y'},'d':", 1001, "}");
 
 	(void)state;
-	n += (size_t)snprintf(json, sizeof(json), "{'__metadata__':{'x':'y'},'d':");
-	for (int i = 0; i < 1001; i++)
-		json[n++] = '[';
-	for (int i = 0; i < 1001; i++)
-		json[n++] = ']';
-	snprintf(json + n, sizeof(json) - n, "}");
 	expect_refused(json, 0, -EINVAL, NULL, "nested deeper than 1000 levels");
+	free(json);
 }
 
 /* ---- one tensor entry ------------------------------------------------ */
