@@ -72,7 +72,7 @@ void source_file_perm(const struct source *s, struct src_file *f, const struct s
 	f->perm = perm_of(st, perm_has_acl(f->fd, NULL), false);
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
 	n = readlink(proc, real, sizeof(real) - 1);
-	if (n <= 0 || real[0] != '/' || !s->real_dir) {
+	if (n <= 0 || n >= (ssize_t)sizeof(real) - 1 || real[0] != '/' || !s->real_dir) {
 		f->perm.mode &= S_IRUSR;        /* where it is is unknown: its owner only */
 		return;
 	}
