@@ -191,6 +191,44 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/* A .sdafs-stats snapshot, one per open.  They are kept on a list, so
+ * that those whose release never came (an unmount while the kernel still
+ * held releases back) are freed when the session ends. */
+struct stats_snap {
+	struct stats_snap *prev, *next;
+	char *text;
+};
+
+static pthread_mutex_t snaps_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_snap snaps = { &snaps, &snaps, NULL };
+
+static struct stats_snap *snap_take(struct view *v)
+{
+	struct stats_snap *snap = malloc(sizeof(*snap));
+
+	if (!snap || !(snap->text = view_stats_json(v))) {
+		free(snap);
+		return NULL;
+	}
+	pthread_mutex_lock(&snaps_mu);
+	snap->prev = &snaps;
+	snap->next = snaps.next;
+	snaps.next->prev = snap;
+	snaps.next = snap;
+	pthread_mutex_unlock(&snaps_mu);
+	return snap;
+}
+
+static void snap_drop(struct stats_snap *snap)
+{
+	pthread_mutex_lock(&snaps_mu);
+	snap->prev->next = snap->next;
+	snap->next->prev = snap->prev;
+	pthread_mutex_unlock(&snaps_mu);
+	free(snap->text);
+	free(snap);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sdafs *fs = fs_of(req);
@@ -201,12 +239,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
-		char *json = view_stats_json(&fs->view);
-		if (!json) {
+		struct stats_snap *snap = snap_take(&fs->view);
+		if (!snap) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)json;
+		fi->fh = (uint64_t)(uintptr_t)snap;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -233,8 +271,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	free((char *)(uintptr_t)fi->fh);
+	if (ino == stats_ino(fs_of(req)))
+		snap_drop((struct stats_snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -290,7 +328,7 @@ static struct read_tls *tls_get(size_t bufsize)
 static void reply_stats(fuse_req_t req, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	const char *json = (const char *)(uintptr_t)fi->fh;
+	const char *json = ((const struct stats_snap *)(uintptr_t)fi->fh)->text;
 	size_t len = strlen(json);
 
 	if ((size_t)off >= len)
@@ -513,8 +551,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	pt_note_init(fs->pt);
 }
 
+/* The session ends: snapshots whose release never came go too. */
+static void op_destroy(void *userdata)
+{
+	(void)userdata;
+	while (snaps.next != &snaps)
+		snap_drop(snaps.next);
+}
+
 const struct fuse_lowlevel_ops sdafs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.readdir = op_readdir,
