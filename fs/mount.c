@@ -133,6 +133,22 @@ out:
 	return rc;
 }
 
+/* log=FILE, opened before anything is mounted or detached: a FILE that
+ * cannot be opened fails the mount.  %r is the rank under -o mpi. */
+static int open_log(const struct cmdline *c, long rank, char *err)
+{
+	char *path;
+	int rc;
+
+	if (!c->log_file)
+		return 0;
+	if (!(path = rank >= 0 ? options_with_rank(c->log_file, rank) : strdup(c->log_file)))
+		return sd_err(err, -ENOMEM, "out of memory");
+	rc = sd_log_to_file(path, err);
+	free(path);
+	return rc;
+}
+
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
 		   uint64_t cache_bytes, uint64_t materialize_max)
 {
@@ -147,7 +163,8 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		return 1;
 	}
 	char *m = options_with_rank(c->mountpoint, d.rank);
-	bool ok = m && dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
+	bool ok = m && open_log(c, d.rank, err) == 0 &&
+		  dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
 	if (!ok)
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
 	if (dist_agree(&d, ok, err) < 0) {
@@ -225,6 +242,10 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	if (c->mountpoint && strstr(c->mountpoint, "%r") && !options_expand_rank(c, &vo))
 		return 1;
 	memset(&fs, 0, sizeof(fs));
+	if (!c->inspect && open_log(c, -1, err) < 0) {
+		fprintf(stderr, "sdafs: %s\n", err);
+		return 1;
+	}
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
 		return 1;

@@ -57,27 +57,50 @@ static long file_of(const struct sdafs *fs, fuse_ino_t ino)
 	return (long)(ino - FIRST_FILE_INO);
 }
 
+/* The statistics name the source and hold the log, which may name any
+ * file and tensor: the mounting user reads them, and others only when they
+ * may list the source directory and read every file of the view. */
+static struct src_perm stats_perm(const struct sdafs *fs)
+{
+	struct src_perm p = { getuid(), fs->view.src.dir_perm.gid, 0444 };
+
+	perm_narrow(&p, &fs->view.src.dir_perm, S_IROTH);
+	perm_narrow(&p, &fs->view.layout.whole, S_IROTH);
+	p.mode |= S_IRUSR;
+	return p;
+}
+
+/* Owners and modes are the source's (perm.h), so that with allow_other
+ * the kernel (default_permissions) lets no one read more than it could. */
+static void set_owner(struct stat *st, mode_t type, const struct src_perm *p)
+{
+	st->st_uid = p->uid;
+	st->st_gid = p->gid;
+	st->st_mode = type | p->mode;
+}
+
 static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
 	st->st_atim = st->st_mtim = st->st_ctim = fs->mounted_at;
 	st->st_blksize = REQUEST_MAX;   /* cp and cat size their buffers by it */
 	if (ino == ROOT_INO) {
-		st->st_mode = S_IFDIR | 0555;
+		set_owner(st, S_IFDIR, &fs->view.src.dir_perm);
 		st->st_nlink = 2;
 		return 0;
 	}
-	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
-	if (ino == stats_ino(fs))
+	if (ino == stats_ino(fs)) {
+		struct src_perm p = stats_perm(fs);
+		set_owner(st, S_IFREG, &p);
 		return 0;
+	}
 	long f = file_of(fs, ino);
 	if (f < 0)
 		return -ENOENT;
 	const struct vfile *vf = &fs->view.layout.files[f];
+	set_owner(st, S_IFREG, &vf->perm);
 	st->st_size = (off_t)vf->size;
 	st->st_blocks = (blkcnt_t)((vf->size + 511) / 512);
 	if (vf->kind == VF_SOURCE)
@@ -168,6 +191,44 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/* A .sdafs-stats snapshot, one per open.  They are kept on a list, so
+ * that those whose release never came (an unmount while the kernel still
+ * held releases back) are freed when the session ends. */
+struct stats_snap {
+	struct stats_snap *prev, *next;
+	char *text;
+};
+
+static pthread_mutex_t snaps_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct stats_snap snaps = { &snaps, &snaps, NULL };
+
+static struct stats_snap *snap_take(struct view *v)
+{
+	struct stats_snap *snap = malloc(sizeof(*snap));
+
+	if (!snap || !(snap->text = view_stats_json(v))) {
+		free(snap);
+		return NULL;
+	}
+	pthread_mutex_lock(&snaps_mu);
+	snap->prev = &snaps;
+	snap->next = snaps.next;
+	snaps.next->prev = snap;
+	snaps.next = snap;
+	pthread_mutex_unlock(&snaps_mu);
+	return snap;
+}
+
+static void snap_drop(struct stats_snap *snap)
+{
+	pthread_mutex_lock(&snaps_mu);
+	snap->prev->next = snap->next;
+	snap->next->prev = snap->prev;
+	pthread_mutex_unlock(&snaps_mu);
+	free(snap->text);
+	free(snap);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sdafs *fs = fs_of(req);
@@ -178,12 +239,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
-		char *json = view_stats_json(&fs->view);
-		if (!json) {
+		struct stats_snap *snap = snap_take(&fs->view);
+		if (!snap) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)json;
+		fi->fh = (uint64_t)(uintptr_t)snap;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -195,7 +256,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A passthrough open is read by the kernel alone: check the sources now. */
 	char err[SD_ERRLEN];
 	if (view_check_sources(&fs->view, (size_t)file_of(fs, ino), NULL, err) < 0) {
-		sd_log("open: %s", err);
+		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
+		sd_log("open of %s failed: %s", fs->view.layout.files[file_of(fs, ino)].name, err);
 		fuse_reply_err(req, EIO);
 		return;
 	}
@@ -209,8 +271,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	free((char *)(uintptr_t)fi->fh);
+	if (ino == stats_ino(fs_of(req)))
+		snap_drop((struct stats_snap *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -266,7 +328,7 @@ static struct read_tls *tls_get(size_t bufsize)
 static void reply_stats(fuse_req_t req, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	const char *json = (const char *)(uintptr_t)fi->fh;
+	const char *json = ((const struct stats_snap *)(uintptr_t)fi->fh)->text;
 	size_t len = strlen(json);
 
 	if ((size_t)off >= len)
@@ -308,6 +370,21 @@ static int build_iov(struct sdafs *fs, struct read_tls *t, size_t *niov, char *e
 	return 0;
 }
 
+/* Room for the iovec of the segments of the last view_read. */
+static int grow_iov(struct read_tls *t, char *err)
+{
+	size_t cap = t->io.nseg > MAX_IOV ? 1 : t->io.nseg;
+	struct iovec *v;
+
+	if (t->iovcap >= cap)
+		return 0;
+	if (!(v = realloc(t->iov, cap * sizeof(*v))))
+		return sd_err(err, -ENOMEM, "out of memory");
+	t->iov = v;
+	t->iovcap = cap;
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -327,24 +404,21 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (!(t = tls_get(size))) {
+		view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
+		sd_log("read of %s at %lld (%zu bytes) failed: out of memory",
+		       fs->view.layout.files[f].name, (long long)off, size);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* view_read and build_iov count their own failures; the rest here */
 	rc = view_read(&fs->view, (size_t)f, (uint64_t)off, size, &t->io, err);
-	if (rc == 0 && t->iovcap < (t->io.nseg > MAX_IOV ? 1 : t->io.nseg)) {
-		size_t cap = t->io.nseg > MAX_IOV ? MAX_IOV : t->io.nseg;
-		struct iovec *v = realloc(t->iov, cap * sizeof(*v));
-		if (!v)
-			rc = sd_err(err, -ENOMEM, "out of memory");
-		else {
-			t->iov = v;
-			t->iovcap = cap;
-		}
-	}
+	if (rc == 0 && (rc = grow_iov(t, err)) < 0)
+		view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
 	if (rc == 0)
 		rc = build_iov(fs, t, &niov, err);
-	if (rc == 0)    /* changed while we read it: never reply mixed bytes */
-		rc = view_check_sources(&fs->view, (size_t)f, NULL, err);
+	/* changed while we read it: never reply mixed bytes */
+	if (rc == 0 && (rc = view_check_sources(&fs->view, (size_t)f, NULL, err)) < 0)
+		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
 	if (rc < 0) {
 		sd_log("read of %s at %lld (%zu bytes) failed: %s",
 		       fs->view.layout.files[f].name, (long long)off, size, err);
@@ -477,8 +551,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	pt_note_init(fs->pt);
 }
 
+/* The session ends: snapshots whose release never came go too. */
+static void op_destroy(void *userdata)
+{
+	(void)userdata;
+	while (snaps.next != &snaps)
+		snap_drop(snaps.next);
+}
+
 const struct fuse_lowlevel_ops sdafs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.readdir = op_readdir,

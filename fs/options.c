@@ -38,7 +38,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
 	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
 	OPT("materialize_max=%s", materialize_max), OPT("--verify-copies", verify_copies),
-	OPT("peft=%s", peft),
+	OPT("peft=%s", peft), OPT("log=%s", log_file),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -106,10 +106,16 @@ void options_usage(FILE *out)
 "  prefetch             with materialize_dir: convert every file right away;\n"
 "                       with mpi: read each shared tensor once per job and\n"
 "                       broadcast it to every rank\n"
-"  allow_other          let other users read the mount\n"
+"  allow_other          let other users read the mount: each file shows the\n"
+"                       owner, group and read bits of the source files it is\n"
+"                       made from (a link's target's) and the kernel enforces\n"
+"                       them, so no one reads more than the source lets them\n"
+"  log=FILE             append the daemon's log to FILE, with timestamps (%%r:\n"
+"                       the rank under mpi); without it, after detaching, to\n"
+"                       syslog when a syslog socket answers\n"
 "\n"
-"The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON.\n"
-"See sdafs(8).\n");
+"The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON,\n"
+"with the last 20 lines of the log.  See sdafs(8).\n");
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
@@ -283,7 +289,7 @@ int options_copies(const struct cmdline *c, uint64_t *max_bytes)
 void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
-			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft,
+			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft, &c->log_file,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

@@ -18,6 +18,7 @@ struct cmdline {
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	char *materialize_dir, *materialize_max;
 	char *peft;
+	char *log_file;         /* log=FILE */
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other, verify_copies;

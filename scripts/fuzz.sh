@@ -8,8 +8,8 @@
 #                                        FUZZ_RUNS (default 2000) new inputs
 #                                        from a fixed FUZZ_SEED (make check)
 #
-# TARGET is fuzz_safetensors, fuzz_adapter_table or fuzz_checkpoint (default:
-# all).  Seeds live in tests/fuzz/corpus/TARGET and are made by
+# TARGET is fuzz_safetensors, fuzz_adapter_table, fuzz_checkpoint or
+# fuzz_source_wire (default: all).  Seeds live in tests/fuzz/corpus/TARGET and are made by
 # tests/fuzz/make_seeds.py when missing; inputs that once crashed live in
 # tests/fuzz/regressions/TARGET.  A crash leaves its input in
 # build/fuzz/artifacts/TARGET/ and the full log in build/fuzz/logs/TARGET.log;
@@ -39,7 +39,7 @@ fi
 # Largest input and the dictionaries (tests/fuzz/dict/) of each target.
 max_len_of() {
 	case $1 in
-	fuzz_checkpoint) echo 16384 ;;
+	fuzz_checkpoint|fuzz_source_wire) echo 16384 ;;
 	*) echo 8192 ;;
 	esac
 }
@@ -47,6 +47,7 @@ dicts_of() {
 	case $1 in
 	fuzz_safetensors) echo json safetensors ;;
 	fuzz_adapter_table) echo json adapter ;;
+	fuzz_source_wire) echo json wire ;;
 	*) echo json safetensors adapter checkpoint ;;
 	esac
 }
@@ -109,7 +110,7 @@ for t in "${targets[@]}"; do
 	if [ $rc -ne 0 ]; then
 		failed+=("$t")
 		echo "fuzz: $t FAILED (exit $rc); log: $log; inputs: $OUT/artifacts/$t/" >&2
-		grep -E 'ERROR|runtime error|invariant|fuzz_checkpoint:|fuzz_adapter_table:|SUMMARY|Test unit written' \
+		grep -E 'ERROR|runtime error|invariant|fuzz_checkpoint:|fuzz_adapter_table:|fuzz_source_wire:|SUMMARY|Test unit written' \
 			"$log" | head -20 >&2 || true
 	fi
 done

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "json.h"
 #include "builtin_adapters.h"
 
 #define MAX_ROUTE_DEPTH 4
@@ -64,22 +65,6 @@ static int get_bool(const struct ctx *c, const cJSON *j, const char *key, bool *
 	if (!cJSON_IsBool(v))
 		return bad(c, "\"%s\" must be true or false", key, "");
 	*out = cJSON_IsTrue(v);
-	return 0;
-}
-
-static int compile(const char *pat, const char *what, char *err, pcre2_code **out)
-{
-	int code;
-	PCRE2_SIZE off;
-
-	*out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF,
-			     &code, &off, NULL);
-	if (!*out) {
-		PCRE2_UCHAR msg[256];
-		pcre2_get_error_message(code, msg, sizeof(msg));
-		return sd_err(err, -EINVAL, "%s: pattern \"%s\" at offset %zu: %s",
-			      what, pat, (size_t)off, (char *)msg);
-	}
 	return 0;
 }
 
@@ -279,7 +264,7 @@ static int load_rule(const struct ctx *c, const cJSON *j, int depth, struct rule
 	if ((rc = get_string(c, j, "match", true, &match)) < 0)
 		return rc;
 	snprintf(what, sizeof(what), "%s: %s rule %zu", c->what, c->list, c->idx);
-	rc = compile(match, what, c->err, &r->re);
+	rc = adapter_compile(match, what, &r->re, c->err);
 	free(match);
 	if (rc < 0)
 		return rc;
@@ -340,6 +325,7 @@ void adapter_free(struct adapter *a)
 	}
 	pcre2_code_free(a->keep_f32);
 	cJSON_Delete(a->table);
+	free(a->what);
 	free(a);
 }
 
@@ -375,7 +361,7 @@ static int load_pattern(const cJSON *j, const char *key, const char *what,
 	snprintf(where, sizeof(where), "%s: \"%s\"", what, key);
 	if (!cJSON_IsString(v))
 		return sd_err(err, -EINVAL, "%s must be a pattern string", where);
-	return compile(v->valuestring, where, err, out);
+	return adapter_compile(v->valuestring, where, out, err);
 }
 
 int adapter_load_depth(const char *json, size_t len, const char *what,
@@ -385,11 +371,14 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 	int rc = -EINVAL;
 
 	*out = NULL;
-	if (!a)
+	if (!a || !(a->what = strdup(what))) {
+		free(a);
 		return sd_err(err, -ENOMEM, "out of memory");
-	a->table = cJSON_ParseWithLength(json, len);
+	}
+	if ((rc = sd_json_parse(json, len, what, NULL, &a->table, err)) < 0)
+		goto fail;
 	if (!cJSON_IsObject(a->table)) {
-		rc = sd_err(err, -EINVAL, "%s: not a JSON object (check the JSON syntax)", what);
+		rc = sd_err(err, -EINVAL, "%s: not a JSON object", what);
 		goto fail;
 	}
 	const cJSON *t = a->table;

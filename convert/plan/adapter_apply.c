@@ -28,17 +28,25 @@ int apply_substitute(const pcre2_code *re, const char *subject, const char *repl
 {
 	PCRE2_SIZE len = strlen(subject) + strlen(repl) + 64;
 
+	uint32_t jit = 0;       /* PCRE2_NO_JIT once the JIT's stack ran out */
+
 	for (;;) {
 		char *buf = malloc(len);
 		if (!buf)
 			return sd_err(err, -ENOMEM, "out of memory");
 		PCRE2_SIZE got = len;
 		int rc = pcre2_substitute(re, (PCRE2_SPTR)subject, PCRE2_ZERO_TERMINATED,
-					  0, PCRE2_SUBSTITUTE_UNSET_EMPTY |
+					  0, jit | PCRE2_SUBSTITUTE_UNSET_EMPTY |
 					  PCRE2_SUBSTITUTE_EXTENDED |
-					  PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL, NULL,
+					  PCRE2_SUBSTITUTE_OVERFLOW_LENGTH, NULL,
+					  adapter_match_context(),
 					  (PCRE2_SPTR)repl, PCRE2_ZERO_TERMINATED,
 					  (PCRE2_UCHAR *)buf, &got);
+		if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !jit) {
+			free(buf);
+			jit = PCRE2_NO_JIT;
+			continue;
+		}
 		if (rc == PCRE2_ERROR_NOMEMORY) {
 			free(buf);
 			len = got + 1;
@@ -222,11 +230,16 @@ static int emit(struct apply *ap, struct item *it)
 
 	/* An explicit dtype in an HF view casts every floating tensor, except
 	 * those Automodel keeps in F32. */
-	if (ap->cfg.dir == DIR_TO_HF && ap->o->dtype != SD_DTYPE_INVALID &&
-	    !(ap->cfg.a->keep_f32 && pcre2_match(ap->cfg.a->keep_f32, (PCRE2_SPTR)name,
-						 PCRE2_ZERO_TERMINATED, 0, 0, ap->md, NULL) >= 0) &&
-	    (rc = item_cast(ap, it, ap->o->dtype)) < 0)
-		return rc;
+	if (ap->cfg.dir == DIR_TO_HF && ap->o->dtype != SD_DTYPE_INVALID) {
+		int keep = ap->cfg.a->keep_f32 ? adapter_match(ap->cfg.a->keep_f32, name, ap->md) : 0;
+		if (keep < 0) {
+			char where[SD_ERRLEN];
+			snprintf(where, sizeof(where), "%s: \"keep_f32\"", ap->cfg.a->what);
+			return adapter_match_failed(keep, where, name, ap->err);
+		}
+		if (!keep && (rc = item_cast(ap, it, ap->o->dtype)) < 0)
+			return rc;
+	}
 	if (!it->r && ap->s->tensors[it->src].nchunks && (rc = item_recipe(ap, it)) < 0)
 		return rc;      /* stored in chunks: assembled on read */
 	if (ap->prefix[0]) {
@@ -246,6 +259,16 @@ static int emit(struct apply *ap, struct item *it)
 /* --- the rule loop ------------------------------------------------------ */
 
 static int run_item(struct apply *ap, struct item *it, size_t from);
+
+/* A pattern that hit a limit fails the plan, naming the table and rule. */
+static int rule_match_failed(struct apply *ap, size_t i, int code, const char *name)
+{
+	char where[SD_ERRLEN];
+
+	snprintf(where, sizeof(where), "%s: %s rule %zu", ap->cfg.a->what,
+		 ap->cfg.dir == DIR_TO_NATIVE ? "hf_to_native" : "native_to_hf", i + 1);
+	return adapter_match_failed(code, where, name, ap->err);
+}
 
 static bool cond_holds(const struct apply *ap, const struct rule *r)
 {
@@ -444,8 +467,10 @@ static int run_item(struct apply *ap, struct item *it, size_t from)
 		bool passed;
 		if (!cond_holds(ap, r))
 			continue;
-		if (pcre2_match(r->re, (PCRE2_SPTR)it->name, PCRE2_ZERO_TERMINATED, 0, 0,
-				ap->md, NULL) < 0)
+		int matched = adapter_match(r->re, it->name, ap->md);
+		if (matched < 0)
+			return rule_match_failed(ap, i, matched, it->name);
+		if (!matched)
 			continue;
 		switch (r->op) {
 		case RULE_TRUNCATE:
@@ -577,11 +602,19 @@ int adapter_detect_names(const struct adapter *a,
 	if (!md)
 		return sd_err(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
-		for (int d = 0; d < DIR_COUNT; d++)
-			if (first[d] < 0 && a->detect[d] &&
-			    pcre2_match(a->detect[d], (PCRE2_SPTR)name_at(ctx, (uint32_t)i),
-					PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) >= 0)
+		for (int d = 0; d < DIR_COUNT; d++) {
+			const char *name = name_at(ctx, (uint32_t)i);
+			int m = first[d] < 0 && a->detect[d] ? adapter_match(a->detect[d], name, md) : 0;
+			if (m < 0) {
+				char where[SD_ERRLEN];
+				pcre2_match_data_free(md);
+				snprintf(where, sizeof(where), "%s: \"detect\" \"%s\"", a->what,
+					 d == DIR_TO_NATIVE ? "hf" : "native");
+				return adapter_match_failed(m, where, name, err);
+			}
+			if (m)
 				first[d] = (long)i;
+		}
 	pcre2_match_data_free(md);
 	return 0;
 }

@@ -52,6 +52,7 @@ struct rule {
 
 struct adapter {
 	char *name, *description;
+	char *what;             /* the table in messages: its file, or built-in NAME */
 	cJSON *table;           /* the parsed JSON; names above point into it */
 	const cJSON *architectures, *model_types, *config;
 	const char *config_root;
@@ -81,5 +82,16 @@ int adapter_load_depth(const char *json, size_t len, const char *what,
 		       int depth, struct adapter **out, char *err);
 int adapter_builtin_named(const char *name, int depth, struct adapter **out,
 			  char *err);
+
+/* adapter_match.c: every pattern is compiled and run through these, so no
+ * table can make a mount hang (see there). */
+int adapter_compile(const char *pat, const char *what, pcre2_code **out, char *err);
+/* 1 on a match (md holds the groups), 0 on none, or a negative PCRE2 error
+ * (a limit hit, out of memory) that must fail the plan. */
+int adapter_match(const pcre2_code *re, const char *subject, pcre2_match_data *md);
+/* The message for such an error: where (table, rule), the tensor, why. */
+int adapter_match_failed(int code, const char *where, const char *subject, char *err);
+/* The bounded match context, for pcre2_substitute (NULL: out of memory). */
+pcre2_match_context *adapter_match_context(void);
 
 #endif

@@ -54,9 +54,26 @@ static int condition_holds(const struct walk *w, const struct adapter *a,
 
 static int walk(const struct walk *w, const struct adapter *a, const char *root, char **name);
 
-/* The route's "rest" through its table, with the route's prefix put back. */
-static int route(const struct walk *w, const struct rule *r, char **name)
+/* 1 when rule i of a matches name, 0 when not; a match limit hit fails the
+ * rename naming the table and the rule (never taken for "no match"). */
+static int match_rule(const struct walk *w, const struct adapter *a, size_t i,
+		      const char *name, pcre2_match_data *md)
 {
+	int m = adapter_match(a->rules[w->dir][i].re, name, md);
+
+	if (m < 0) {
+		char where[SD_ERRLEN];
+		snprintf(where, sizeof(where), "%s: %s rule %zu", a->what,
+			 w->dir == DIR_TO_NATIVE ? "hf_to_native" : "native_to_hf", i + 1);
+		return adapter_match_failed(m, where, name, w->err);
+	}
+	return m;
+}
+
+/* The route's "rest" through its table, with the route's prefix put back. */
+static int route(const struct walk *w, const struct adapter *a, size_t i, char **name)
+{
+	const struct rule *r = &a->rules[w->dir][i];
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->re, NULL);
 	PCRE2_SIZE *ov;
 	char *rest = NULL, *joined = NULL;
@@ -66,9 +83,12 @@ static int route(const struct walk *w, const struct rule *r, char **name)
 		return sd_err(w->err, -ENOMEM, "out of memory");
 	n = pcre2_substring_number_from_name(r->re, (PCRE2_SPTR)"rest");
 	ov = pcre2_get_ovector_pointer(md);
-	if (pcre2_match(r->re, (PCRE2_SPTR)*name, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL) < 0 ||
-	    n < 0 || ov[2 * n] == PCRE2_UNSET || ov[2 * n + 1] == ov[2 * n])
+	if ((rc = match_rule(w, a, i, *name, md)) <= 0 ||
+	    n < 0 || ov[2 * n] == PCRE2_UNSET || ov[2 * n + 1] == ov[2 * n]) {
+		rc = rc < 0 ? rc : 0;
 		goto out;       /* nothing to hand on: the name stays */
+	}
+	rc = 0;
 	if (!(rest = strndup(*name + ov[2 * n], ov[2 * n + 1] - ov[2 * n]))) {
 		rc = sd_err(w->err, -ENOMEM, "out of memory");
 		goto out;
@@ -97,15 +117,18 @@ static int walk(const struct walk *w, const struct adapter *a, const char *root,
 		char *renamed;
 		int rc;
 
-		if (!names_only(r) ||
-		    pcre2_match(r->re, (PCRE2_SPTR)*name, PCRE2_ZERO_TERMINATED, 0, 0, w->md, NULL) < 0)
+		if (!names_only(r))
+			continue;
+		if ((rc = match_rule(w, a, i, *name, w->md)) < 0)
+			return rc;
+		if (rc == 0)
 			continue;
 		if ((rc = condition_holds(w, a, root, r, &holds)) < 0)
 			return rc;
 		if (!holds)
 			continue;
 		if (r->op == RULE_ROUTE)
-			return route(w, r, name);       /* the routed table has the rest */
+			return route(w, a, i, name);    /* the routed table has the rest */
 		if ((rc = apply_substitute(r->re, *name, r->to, &renamed, w->err)) < 0)
 			return rc;
 		free(*name);

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "json.h"
 
 #define MAX_PAIRWISE 4096       /* chunks per tensor checked box against box */
 
@@ -23,11 +24,16 @@ int dcp_chunk_info(const cJSON *metadata, const char *file, cJSON **info, char *
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(metadata, "DCP_SHARDING_INFO");
 
+	char what[SD_ERRLEN];
+	int rc;
+
 	*info = NULL;
 	if (!v)
 		return 0;
-	if (cJSON_IsString(v))
-		*info = cJSON_Parse(v->valuestring);
+	snprintf(what, sizeof(what), "%s: __metadata__ DCP_SHARDING_INFO", file);
+	if (cJSON_IsString(v) &&
+	    (rc = sd_json_parse(v->valuestring, strlen(v->valuestring), what, NULL, info, err)) < 0)
+		return rc;
 	if (!cJSON_IsObject(*info)) {
 		cJSON_Delete(*info);
 		*info = NULL;
@@ -95,6 +101,28 @@ static bool boxes_overlap(const struct src_chunk *a, const struct src_chunk *b, 
 		    b->start[d] + b->shape[d] <= a->start[d])
 			return false;
 	return true;
+}
+
+bool dcp_chunks_tile(const struct src_tensor *t)
+{
+	size_t es = dtype_size(t->dtype);
+	uint64_t total = 0, bytes;
+
+	if (t->nchunks > MAX_PAIRWISE)
+		return false;
+	for (uint32_t i = 0; i < t->nchunks; i++) {
+		const struct src_chunk *c = &t->chunks[i];
+		for (int d = 0; d < t->ndim; d++)
+			if (c->start[d] > t->shape[d] || c->shape[d] > t->shape[d] - c->start[d])
+				return false;
+		if (st_shape_bytes(c->shape, t->ndim, es, &bytes, "", NULL) < 0 ||
+		    bytes != c->nbytes || __builtin_add_overflow(total, bytes, &total))
+			return false;
+		for (uint32_t j = 0; j < i; j++)
+			if (boxes_overlap(c, &t->chunks[j], t->ndim))
+				return false;
+	}
+	return total == t->nbytes;
 }
 
 /* Check that the chunks [g, g+n) tile the tensor and fill in its shape. */

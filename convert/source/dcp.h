@@ -27,6 +27,11 @@ int dcp_chunk_info(const cJSON *metadata, const char *file, cJSON **info, char *
 int dcp_add_chunks(struct dcp_pending *p, uint32_t fi, const char *file,
 		   struct st_header *h, const cJSON *info, char *err);
 
+/* Do t's chunks tile it exactly: each inside it, its byte count its
+ * shape's, none overlapping another, together all of it?  For a tensor
+ * whose chunks came from elsewhere (another rank's description). */
+bool dcp_chunks_tile(const struct src_tensor *t);
+
 /* Turn the pending chunks into logical tensors of s. */
 int dcp_finish(struct source *s, struct dcp_pending *p, char *err);
 void dcp_pending_free(struct dcp_pending *p);

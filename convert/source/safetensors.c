@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "json.h"
 
 /* Sizes and offsets are JSON numbers, i.e. doubles: above 2^53-1 the text
  * may have been rounded, so the value read is not the value written. */
@@ -371,20 +372,13 @@ static int parse_root(const char *json, size_t len, const char *what,
 		      cJSON **root, char *err)
 {
 	const char *end = NULL;
+	char ctx[SD_ERRLEN];
+	int rc;
 
-	/* cJSON would silently cut a string at an embedded NUL. */
-	if (memchr(json, '\0', len))
-		return sd_err(err, -EINVAL,
-			      "%s: header contains a NUL byte at position %zu; not valid JSON",
-			      what, (size_t)((const char *)memchr(json, '\0', len) - json));
-	*root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
-	if (!*root) {
-		size_t at = end && end >= json && end <= json + len
-				    ? (size_t)(end - json) : 0;
-		return sd_err(err, -EINVAL,
-			      "%s: header is not valid JSON (error near byte %zu of %zu)",
-			      what, at, len);
-	}
+	/* json.c refuses what cJSON would misread: NUL, \u0000, deep nesting */
+	snprintf(ctx, sizeof(ctx), "%s: header", what);
+	if ((rc = sd_json_parse(json, len, ctx, &end, root, err)) < 0)
+		return rc;
 	if (!cJSON_IsObject(*root))
 		return sd_err(err, -EINVAL,
 			      "%s: header is a JSON %s, not an object mapping tensor names to dtype, shape and data_offsets",
@@ -434,6 +428,14 @@ static int parse_members(cJSON *root, uint64_t data_size, const char *what,
 			return sd_err(err, -EINVAL,
 				      "%s: tensor name " NAME_FMT "... is %zu bytes; at most %d are supported",
 				      what, item->string, name_len, ST_MAX_NAME);
+		/* The view writes the name back into JSON headers and the
+		 * index; bytes that are not UTF-8 would not read back there. */
+		if (!sd_utf8_valid(item->string, name_len)) {
+			char shown[256];
+			return sd_err(err, -EINVAL,
+				      "%s: tensor name %s is not valid UTF-8, so it cannot be written into the view's JSON headers (other safetensors readers refuse it too)",
+				      what, sd_quote(item->string, name_len, false, shown, sizeof(shown)));
+		}
 		t->name = strdup(item->string);
 		if (!t->name)
 			return sd_err(err, -ENOMEM, "%s: out of memory", what);

@@ -20,6 +20,7 @@
 
 #include "dcp.h"
 #include "err.h"
+#include "json.h"
 
 #define HF_METADATA ".hf_metadata"
 
@@ -75,6 +76,7 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
+	source_file_perm(s, f, &st);
 	return 0;
 }
 
@@ -101,12 +103,13 @@ static int read_json_file(struct source *s, const char *name, cJSON **out,
 	if (n != (ssize_t)f.size) {
 		rc = sd_err(err, -EIO, "%s/%s: short read", s->dir, name);
 	} else {
-		*out = cJSON_ParseWithLength(buf, f.size);
-		if (!*out || !cJSON_IsObject(*out)) {
+		char what[SD_ERRLEN];
+		snprintf(what, sizeof(what), "%s/%s", s->dir, name);
+		rc = sd_json_parse(buf, f.size, what, NULL, out, err);
+		if (rc == 0 && !cJSON_IsObject(*out)) {
 			cJSON_Delete(*out);
 			*out = NULL;
-			rc = sd_err(err, -EINVAL, "%s/%s: not a valid JSON object",
-				    s->dir, name);
+			rc = sd_err(err, -EINVAL, "%s: not a JSON object", what);
 		}
 	}
 	free(buf);
@@ -415,6 +418,23 @@ static int list_metadata(struct source *s, char ***names, size_t *n, char *err)
 	return rc;
 }
 
+int source_open_dir(struct source *s, const char *dir, char *err)
+{
+	struct stat st;
+
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0 || fstat(s->dirfd, &st) < 0) {
+		int e = errno;
+		return sd_err(err, -e, "%s: cannot open the checkpoint directory: %s",
+			      dir, strerror(e));
+	}
+	if (!(s->dir = strdup(dir)))
+		return sd_err(err, -ENOMEM, "out of memory");
+	s->dir_perm = perm_of(&st, perm_has_acl(s->dirfd, NULL), true);
+	s->real_dir = realpath(dir, NULL);      /* NULL: files show their owner only */
+	return 0;
+}
+
 int source_scan(const char *dir, struct source *out, char *err)
 {
 	struct source *s = out;
@@ -424,15 +444,8 @@ int source_scan(const char *dir, struct source *out, char *err)
 	int rc;
 
 	memset(s, 0, sizeof(*s));
-	s->dirfd = -1;
-	if (!(s->dir = strdup(dir)))
-		return sd_err(err, -ENOMEM, "out of memory");
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = sd_err(err, -errno, "%s: cannot open the checkpoint directory: %s",
-			    dir, strerror(errno));
+	if ((rc = source_open_dir(s, dir, err)) < 0)
 		goto fail;
-	}
 	if ((rc = list_dir(s, &names, &n, err)) < 0 ||
 	    (rc = list_metadata(s, &meta, &nmeta, err)) < 0)
 		goto fail;
@@ -541,6 +554,7 @@ void source_free(struct source *s)
 	cJSON_Delete(s->config);
 	free(s->index_name);
 	free(s->dir);
+	free(s->real_dir);
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	memset(s, 0, sizeof(*s));

@@ -26,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #include "dtype.h"
+#include "perm.h"
 #include "safetensors.h"
 #include "strmap.h"
 
@@ -42,6 +43,7 @@ struct src_file {
 	struct timespec ctime;  /* the kernel sets it; touch cannot restore it */
 	dev_t dev;
 	ino_t ino;
+	struct src_perm perm;   /* who may read it (perm.h) */
 	bool is_weights;        /* a safetensors file whose tensors we use */
 	cJSON *metadata;        /* its __metadata__, or NULL */
 	atomic_bool damaged;    /* changed, replaced or deleted since the scan */
@@ -70,6 +72,8 @@ struct src_tensor {
 struct source {
 	char *dir;
 	int dirfd;
+	char *real_dir;         /* dir with every link resolved, or NULL */
+	struct src_perm dir_perm;       /* who may list and search dir */
 	cJSON *config;          /* config.json, or NULL when absent */
 	char *index_name;       /* the index file's name, or NULL */
 	struct src_file *files; /* weight files first (in shard order), then the rest */
@@ -90,6 +94,12 @@ struct source {
 
 int source_scan(const char *dir, struct source *out, char *err);
 void source_free(struct source *s);
+/* Start s (zeroed by the caller) on directory dir: its name, descriptor,
+ * real path and permission.  0, or a negative errno with a message. */
+int source_open_dir(struct source *s, const char *dir, char *err);
+/* Set f->perm from st (the fstat of f->fd) and the directories between
+ * the file f->fd really is and s's directory (perm.c). */
+void source_file_perm(const struct source *s, struct src_file *f, const struct stat *st);
 /*
  * Is file f still the file that was scanned?  Compares size, mtime, ctime
  * and inode of the open descriptor and of the name in the directory (a file

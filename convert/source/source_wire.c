@@ -15,8 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dcp.h"
 #include "err.h"
 #include "grow.h"
+#include "json.h"
 
 #define MAGIC "SDAFSRC3"
 
@@ -115,6 +117,30 @@ int source_pack(const struct source *s, char **out, size_t *len, char *err)
 	return 0;
 }
 
+/* A tensor as a scan would have left it: a name that reads back, its byte
+ * count its shape's, its bytes inside its weight file, or its chunks
+ * inside it and their files, tiling it.  Later reads rely on all of it. */
+static bool tensor_is_sound(const struct source *s, const struct src_tensor *t)
+{
+	uint64_t need;
+	size_t n = strlen(t->name);
+
+	if (!n || n > ST_MAX_NAME || !sd_utf8_valid(t->name, n) ||
+	    st_shape_bytes(t->shape, t->ndim, dtype_size(t->dtype), &need, "", NULL) < 0 ||
+	    need != t->nbytes)
+		return false;
+	if (!t->nchunks)
+		return t->file < s->nweights && t->offset <= s->files[t->file].size &&
+		       t->nbytes <= s->files[t->file].size - t->offset;
+	for (uint32_t c = 0; c < t->nchunks; c++) {
+		const struct src_chunk *k = &t->chunks[c];
+		if (k->file >= s->nweights || k->offset > s->files[k->file].size ||
+		    k->nbytes > s->files[k->file].size - k->offset)
+			return false;
+	}
+	return dcp_chunks_tile(t);
+}
+
 struct rbuf { const char *p; size_t len, at; bool bad; };
 
 static uint64_t get_u64(struct rbuf *r)
@@ -175,6 +201,7 @@ static int open_file(struct source *s, struct src_file *f, uint64_t mtime_s,
 	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;     /* this node's identity, for later checks */
 	f->ino = st.st_ino;
+	source_file_perm(s, f, &st);    /* and who may read it here */
 	return 0;
 }
 
@@ -190,14 +217,8 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 	if (len < 8 || memcmp(blob, MAGIC, 8) != 0)
 		return sd_err(err, -EINVAL, "the source description from rank 0 is not in this version's format");
 	r.at = 8;
-	if (!(s->dir = strdup(dir)))
-		return sd_err(err, -ENOMEM, "out of memory");
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->dirfd < 0) {
-		rc = sd_err(err, -errno, "%s: cannot open the checkpoint directory: %s", dir,
-			    strerror(errno));
+	if ((rc = source_open_dir(s, dir, err)) < 0)
 		goto fail;
-	}
 	s->config = get_json(&r);
 	s->index_name = get_str(&r);
 	if (s->index_name && !s->index_name[0]) {
@@ -244,31 +265,29 @@ int source_unpack(const char *blob, size_t len, const char *dir,
 			goto bad;
 		for (int d = 0; d < t->ndim; d++)
 			t->shape[d] = get_u64(&r);
-		t->file = (uint32_t)get_u64(&r);
+		uint64_t file = get_u64(&r);
 		t->offset = get_u64(&r);
 		t->nbytes = get_u64(&r);
 		uint64_t nchunks = get_u64(&r);
-		if (r.bad || t->file >= s->nweights || t->offset > s->files[t->file].size ||
-		    nchunks > 65536 ||
-		    (!nchunks && t->nbytes > s->files[t->file].size - t->offset))
+		if (r.bad || file >= s->nweights || nchunks > 65536)
 			goto bad;
+		t->file = (uint32_t)file;
 		if (nchunks && !(t->chunks = calloc(nchunks, sizeof(*t->chunks))))
 			goto bad;
 		t->nchunks = (uint32_t)nchunks;
 		for (uint32_t c = 0; c < t->nchunks; c++) {
 			struct src_chunk *k = &t->chunks[c];
-			k->file = (uint32_t)get_u64(&r);
+			uint64_t cfile = get_u64(&r);
+			k->file = cfile < s->nweights ? (uint32_t)cfile : UINT32_MAX;
 			k->offset = get_u64(&r);
 			k->nbytes = get_u64(&r);
 			for (int d = 0; d < t->ndim; d++) {
 				k->start[d] = get_u64(&r);
 				k->shape[d] = get_u64(&r);
 			}
-			if (r.bad || k->file >= s->nweights || k->offset > s->files[k->file].size ||
-			    k->nbytes > s->files[k->file].size - k->offset)
-				goto bad;
 		}
-		if (strmap_put(&s->by_name, t->name, (size_t)i, NULL) < 0)
+		if (r.bad || !tensor_is_sound(s, t) ||
+		    strmap_put(&s->by_name, t->name, (size_t)i, NULL) < 0)
 			goto bad;
 	}
 	if (r.at != r.len)

@@ -228,6 +228,45 @@ static int collect_sources(struct layout *l, const struct plan *p,
 	return rc;
 }
 
+/* Narrow acc by p, or start it with p. */
+static void fold_perm(struct src_perm *acc, bool *started, const struct src_perm *p)
+{
+	if (*started)
+		perm_narrow(acc, p, S_IROTH);
+	else
+		*acc = *p;
+	*started = true;
+}
+
+/* Who may read each file: every source of its bytes; the index (which
+ * names every tensor) every weight file.  A file of no source (an empty
+ * view) tells no more than the directory listing. */
+static void set_perms(struct layout *l, const struct source *s)
+{
+	struct src_perm listing = s->dir_perm, weights;
+	bool any_weights = false, any = false;
+
+	listing.mode &= 0444;
+	for (size_t i = 0; i < l->n; i++) {
+		struct vfile *f = &l->files[i];
+		bool started = false;
+		for (size_t k = 0; k < f->nsrcs; k++)
+			fold_perm(&f->perm, &started, &s->files[f->srcs[k]].perm);
+		if (!started)
+			f->perm = listing;
+		if (f->kind == VF_WEIGHTS)
+			fold_perm(&weights, &any_weights, &f->perm);
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		struct vfile *f = &l->files[i];
+		if (f->kind == VF_MEMORY)
+			f->perm = any_weights ? weights : listing;
+		fold_perm(&l->whole, &any, &f->perm);
+	}
+	if (!any)
+		l->whole = listing;
+}
+
 /* The file of each sorted tensor: the given one, or a new file whenever the
  * anchor's source file changes.  Returns the number of files. */
 static size_t assign_files(const struct plan *p, const struct source *s,
@@ -308,7 +347,8 @@ int layout_build(const struct plan *p, const struct source *s,
 		f->src_file = (uint32_t)i;
 		f->size = s->files[i].size;
 	}
-	rc = collect_sources(l, p, s, err);
+	if ((rc = collect_sources(l, p, s, err)) == 0)
+		set_perms(l, s);
 out:
 	free(order);
 	free(file_of);

@@ -38,6 +38,8 @@ struct vfile {
 	size_t nslots;
 	uint32_t *srcs;         /* the source files its bytes come from */
 	size_t nsrcs;
+	struct src_perm perm;   /* who may read it: all of srcs (the index:
+				 * every weight file) */
 	atomic_int mat_fd;      /* its materialized copy, or -1 (materialize.c) */
 };
 
@@ -45,6 +47,7 @@ struct layout {
 	struct vfile *files;
 	size_t n;
 	struct strmap by_name;
+	struct src_perm whole;  /* who may read every file */
 };
 
 /* Lay out p's tensors in the files p->files says, plus s's other files. */

@@ -21,6 +21,7 @@
 #include "gpu.h"
 #include "grow.h"
 #include "io.h"
+#include "log.h"
 
 int view_open(struct view *v, const char *src, const struct view_opts *o,
 	      uint64_t cache_bytes, char *err)
@@ -228,6 +229,20 @@ int view_check_sources(struct view *v, size_t file, bool *first, char *err)
 	return 0;
 }
 
+void view_count_failure(struct view *v, enum view_fault why)
+{
+	atomic_fetch_add(&v->stats.read_errors, 1);
+	atomic_fetch_add(&v->stats.read_error_causes[why], 1);
+}
+
+/* The cause of a failure inside view_read, from what the pieces return:
+ * the source reads say -EIO, the allocations -ENOMEM, recipes the rest. */
+static enum view_fault fault_of(int rc)
+{
+	return rc == -ENOMEM ? VIEW_FAULT_NO_MEMORY :
+	       rc == -EIO ? VIEW_FAULT_SOURCE_UNREADABLE : VIEW_FAULT_CONVERSION;
+}
+
 int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	      struct view_io *io, char *err)
 {
@@ -239,7 +254,7 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	io->npin = 0;
 	atomic_fetch_add(&v->stats.reads, 1);
 	if ((rc = view_check_sources(v, file, NULL, err)) < 0) {
-		atomic_fetch_add(&v->stats.read_errors, 1);
+		view_count_failure(v, VIEW_FAULT_SOURCE_CHANGED);
 		return rc;
 	}
 	if (off >= f->size)
@@ -267,7 +282,7 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
 	}
 out:
 	if (rc < 0) {
-		atomic_fetch_add(&v->stats.read_errors, 1);
+		view_count_failure(v, fault_of(rc));
 		sd_err_prefix(err, "%s", f->name);
 		view_io_release(v, io);
 	}
@@ -302,12 +317,14 @@ int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 {
 	ssize_t n = sd_pread_full(seg->fd, dst, seg->len, seg->off);
 
-	if (n < 0 || (size_t)n < seg->len)
+	if (n < 0 || (size_t)n < seg->len) {
+		view_count_failure(v, VIEW_FAULT_SOURCE_UNREADABLE);
 		return sd_err(err, -EIO,
 			      "source file %s/%s: %s at offset %" PRIu64 "; the file changed under the mount",
 			      v->src.dir, fd_name(v, seg->fd),
 			      n < 0 ? strerror((int)-n) : "ends early",
 			      seg->off + (n < 0 ? 0 : (uint64_t)n));
+	}
 	atomic_fetch_add(seg->copy ? &v->stats.copy_bytes : &v->stats.source_bytes, seg->len);
 	return 0;
 }
@@ -329,6 +346,27 @@ int view_io_gather(struct view *v, const struct view_io *io, void *dst,
 		out += s->len;
 	}
 	return 0;
+}
+
+static const char *const fault_names[VIEW_FAULT_COUNT] = {
+	[VIEW_FAULT_SOURCE_CHANGED] = "source_changed",
+	[VIEW_FAULT_SOURCE_UNREADABLE] = "source_unreadable",
+	[VIEW_FAULT_CONVERSION] = "conversion_failed",
+	[VIEW_FAULT_NO_MEMORY] = "out_of_memory",
+};
+
+static void add_log_line(const char *line, void *arg)
+{
+	cJSON_AddItemToArray(arg, cJSON_CreateString(line));
+}
+
+static void add_causes(cJSON *j, struct view *v)
+{
+	cJSON *causes = cJSON_AddObjectToObject(j, "read_error_causes");
+
+	for (int i = 0; causes && i < VIEW_FAULT_COUNT; i++)
+		cJSON_AddNumberToObject(causes, fault_names[i],
+					(double)atomic_load(&v->stats.read_error_causes[i]));
 }
 
 char *view_stats_json(struct view *v)
@@ -356,6 +394,7 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(j, "bytes_converted_cuda", (double)on_gpu);
 	cJSON_AddNumberToObject(j, "reads", (double)atomic_load(&v->stats.reads));
 	cJSON_AddNumberToObject(j, "read_errors", (double)atomic_load(&v->stats.read_errors));
+	add_causes(j, v);
 	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));
 	cJSON_AddNumberToObject(j, "copies_written", (double)atomic_load(&v->stats.copies_written));
 	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
@@ -367,6 +406,9 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(c, "bytes", (double)cs.bytes);
 	cJSON_AddNumberToObject(c, "entries", (double)cs.entries);
 	cJSON_AddNumberToObject(c, "max_bytes", (double)cs.max_bytes);
+	cJSON *log = cJSON_AddArrayToObject(j, "log");    /* its last lines */
+	if (log)
+		sd_log_recent(add_log_line, log);
 	text = cJSON_Print(j);
 	cJSON_Delete(j);
 	return text;

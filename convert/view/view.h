@@ -29,6 +29,16 @@
 struct cache;
 struct cache_chunk;
 
+/* Why a read (or an open) of a view file failed: .sdafs-stats counts each
+ * failed request once in read_errors and once under its cause. */
+enum view_fault {
+	VIEW_FAULT_SOURCE_CHANGED,      /* a source file changed, moved or vanished */
+	VIEW_FAULT_SOURCE_UNREADABLE,   /* a source or copy ended early or gave EIO */
+	VIEW_FAULT_CONVERSION,          /* converting a chunk failed */
+	VIEW_FAULT_NO_MEMORY,
+	VIEW_FAULT_COUNT
+};
+
 struct view_stats {
 	_Atomic uint64_t source_bytes;          /* tensor and pass-through bytes read */
 	_Atomic uint64_t chunks_converted;
@@ -36,6 +46,7 @@ struct view_stats {
 	_Atomic uint64_t bytes_converted_cuda;  /* of those, by the GPU */
 	_Atomic uint64_t reads;
 	_Atomic uint64_t read_errors;
+	_Atomic uint64_t read_error_causes[VIEW_FAULT_COUNT];
 	_Atomic uint64_t source_changes;        /* source files found changed */
 	_Atomic uint64_t copy_bytes;    /* read from materialized copies */
 	_Atomic uint64_t copies_written;
@@ -90,12 +101,17 @@ int view_read(struct view *v, size_t file, uint64_t off, size_t len,
  */
 int view_check_sources(struct view *v, size_t file, bool *first, char *err);
 
+/* Count one failed read or open.  view_read and view_seg_pread count
+ * their own failures; a caller counts only what fails outside them. */
+void view_count_failure(struct view *v, enum view_fault why);
+
 /* Release the pins of the last view_read on io (after replying). */
 void view_io_release(struct view *v, struct view_io *io);
 void view_io_free(struct view_io *io);
 
 /* Read a source segment into dst: -EIO with a message naming the file if
- * the file no longer holds the bytes (truncated under the mount). */
+ * the file no longer holds the bytes (truncated under the mount), counted
+ * as a failed read. */
 int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 		   char *err);
 
@@ -103,7 +119,8 @@ int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 int view_io_gather(struct view *v, const struct view_io *io, void *dst,
 		   char *err);
 
-/* The statistics as a JSON text (caller frees). */
+/* The statistics as a JSON text (caller frees), with the last lines of
+ * the log (log.h). */
 char *view_stats_json(struct view *v);
 
 #endif

@@ -18,6 +18,11 @@ examples/adapters/*.json):
                        directories (tests/fixtures/gen_peft.py),
                        opts | adapter_config.json | FF 00 | FF 00 | adapter_model header;
                        JSON texts are minified so that every seed stays a few KB
+  fuzz_source_wire     the wire form (convert/source/source_wire.c) of small
+                       generated checkpoints (plain, Automodel sharded saves
+                       with their chunks put together, a PEFT adapter), their
+                       tensors at their real offsets in the fixture files the
+                       harness makes (tests/fuzz/fuzz_source_wire.c)
 
 Usage: make_seeds.py [CORPUS_DIR]   (default: tests/fuzz/corpus next to this file)
 """
@@ -124,6 +129,108 @@ EDGE_HEADERS = {
 }
 
 
+# The wire form of a scanned source (convert/source/source_wire.c) naming
+# the files fuzz_source_wire.c makes: (name, path, size); mtime fixed.
+WIRE_MAGIC = b"SDAFSRC3"
+WIRE_MTIME = (1700000000, 123456789)
+WIRE_SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+WIRE_SHARD_SIZE = 16384
+WIRE_OTHERS = [("config.json", "config.json", 64), ("tokenizer.json", "tokenizer.json", 32),
+               ("generation_config.json", ".hf_metadata/generation_config.json", 16)]
+DTYPES = ["BOOL", "U8", "I8", "U16", "I16", "U32", "I32", "U64", "I64", "F16", "BF16", "F32",
+          "F64", "F8_E4M3", "F8_E5M2", "F8_E8M0"]
+
+
+def u64(v):
+    return struct.pack("<Q", v)
+
+
+def wstr(b):
+    return u64(len(b)) + b
+
+
+def wjson(obj):
+    return wstr(b"" if obj is None else json.dumps(obj, separators=(",", ":")).encode())
+
+
+def wire(config, files, tensors, index=None, dcp=False, maps=(None, None), peft_config=None):
+    """files: (name, path, size, is_weights, metadata); tensors: (name, dtype,
+    shape, file, offset, nbytes, chunks), chunks: (file, offset, nbytes, start, shape)."""
+    out = WIRE_MAGIC + wjson(config) + wstr(index.encode() if index else b"") + u64(dcp)
+    out += wjson(maps[0]) + wjson(maps[1]) + u64(peft_config is not None) + wjson(peft_config)
+    out += u64(len(files)) + u64(sum(1 for f in files if f[3]))
+    for name, path, size, weights, meta in files:
+        out += wstr(name.encode()) + wstr(path.encode()) + u64(size) + u64(WIRE_MTIME[0])
+        out += u64(WIRE_MTIME[1]) + u64(weights) + wjson(meta)
+    out += u64(len(tensors))
+    for name, dtype, shape, fi, off, nbytes, chunks in tensors:
+        out += wstr(name.encode()) + u64(DTYPES.index(dtype)) + u64(len(shape))
+        out += b"".join(u64(d) for d in shape) + u64(fi) + u64(off) + u64(nbytes)
+        out += u64(len(chunks))
+        for cf, coff, cn, start, cshape in chunks:
+            out += u64(cf) + u64(coff) + u64(cn) + b"".join(u64(a) + u64(b) for a, b in zip(start, cshape))
+    return out
+
+
+def wire_edges():
+    """Hand-made wire seeds: what unpack must refuse at the edges."""
+    files = [(n, n, WIRE_SHARD_SIZE, True, None) for n in WIRE_SHARDS] + \
+            [(n, p, s, False, None) for n, p, s in WIRE_OTHERS]
+    cfg = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 1}
+    return {
+        "tensor-past-its-file": wire(cfg, files, [("w", "U8", [100], 0, WIRE_SHARD_SIZE - 50, 100, [])]),
+        "tensor-twice": wire(cfg, files, [("w", "U8", [1], 0, 0, 1, []), ("w", "U8", [1], 1, 0, 1, [])]),
+    }
+
+
+def read_shard(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    return 8 + n, header
+
+
+def wire_of(out, weights, meta_dir=None, peft=False):
+    """The wire seed of checkpoint out whose weight files are weights (at most
+    two, each at most WIRE_SHARD_SIZE bytes); None when it does not fit."""
+    if len(weights) > 2 or any(os.path.getsize(w) > WIRE_SHARD_SIZE for w in weights):
+        return None
+    names = ["adapter_model.safetensors"] if peft else WIRE_SHARDS
+    files, tensors, chunks = [], [], {}
+    for k, w in enumerate(weights):
+        start, header = read_shard(w)
+        meta = header.pop("__metadata__", None)
+        files.append((names[k], names[k], WIRE_SHARD_SIZE, True, meta))
+        info = json.loads(meta["DCP_SHARDING_INFO"]) if meta and "DCP_SHARDING_INFO" in meta else None
+        for name, t in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"]):
+            b, e = t["data_offsets"]
+            if info is None:
+                tensors.append((name, t["dtype"], t["shape"], k, start + b, e - b, []))
+            else:
+                chunks.setdefault(name, []).append(
+                    (t["dtype"], (k, start + b, e - b, info[name]["saved_offsets"], t["shape"])))
+    for name in sorted(chunks):
+        parts = sorted(chunks[name], key=lambda p: p[1][3])
+        dtype = parts[0][0]
+        shape = [max(c[3][d] + c[4][d] for _, c in parts) for d in range(len(parts[0][1][4]))]
+        nbytes = sum(c[2] for _, c in parts)
+        first = parts[0][1]
+        tensors.append((name, dtype, shape, first[0], first[1], nbytes,
+                        [c for _, c in parts] if len(parts) > 1 else []))
+    def load(path):
+        return json.load(open(path)) if os.path.exists(path) else None
+    if peft:
+        files.append(("adapter_config.json", "adapter_config.json", 64, False, None))
+        return wire(None, files, tensors, peft_config=load(os.path.join(out, "adapter_config.json")))
+    files += [(n, p, s, False, None) for n, p, s in WIRE_OTHERS]
+    if meta_dir:
+        maps = tuple(load(os.path.join(meta_dir, m))
+                     for m in ("fqn_to_file_index_mapping.json", "fqn_to_dtype_mapping.json"))
+        return wire(load(os.path.join(meta_dir, "config.json")), files, tensors, dcp=True, maps=maps)
+    index = INDEX if os.path.exists(os.path.join(out, INDEX)) else None
+    return wire(load(os.path.join(out, "config.json")), files, tensors, index=index)
+
+
 def minified(path):
     with open(path) as f:
         return json.dumps(json.load(f), separators=(",", ":")).encode()
@@ -143,7 +250,7 @@ def write(path, data):
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     dirs = {t: os.path.join(corpus, t) for t in
-            ("fuzz_safetensors", "fuzz_adapter_table", "fuzz_checkpoint")}
+            ("fuzz_safetensors", "fuzz_adapter_table", "fuzz_checkpoint", "fuzz_source_wire")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
 
@@ -152,6 +259,9 @@ def main():
     for table in sorted(glob.glob(os.path.join(ROOT, "convert", "plan", "adapters", "*.json")) +
                         glob.glob(os.path.join(ROOT, "examples", "adapters", "*.json"))):
         shutil.copy(table, os.path.join(dirs["fuzz_adapter_table"], os.path.basename(table)))
+
+    for name, blob in wire_edges().items():
+        write(os.path.join(dirs["fuzz_source_wire"], name + ".bin"), blob)
 
     tmp = tempfile.mkdtemp(prefix="sdafs-seeds-")
     try:
@@ -169,6 +279,10 @@ def main():
             if os.path.exists(example):
                 seed += SEP + minified(example)
             write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+            blob = None if os.path.exists(example) else \
+                wire_of(out, sorted(glob.glob(os.path.join(out, "*.safetensors"))))
+            if blob:        # (an example family needs its table: no view)
+                write(os.path.join(dirs["fuzz_source_wire"], name + ".bin"), blob)
         hf = os.path.join(tmp, "dcp-hf")
         subprocess.run([sys.executable, GEN, hf] + DCP_BASE, check=True, stdout=subprocess.DEVNULL)
         for i, (ranks, extra, opts) in enumerate(DCP):
@@ -183,6 +297,9 @@ def main():
                     + SHARD_SEP.join(headers) + SEP + SEP + maps[0] + SEP + maps[1])
             name = "dcp-%d-ranks%s-%02x" % (ranks, "".join(extra).replace("--", "-"), opts)
             write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+            blob = wire_of(out, sorted(glob.glob(os.path.join(out, "*.safetensors"))), meta)
+            if blob:
+                write(os.path.join(dirs["fuzz_source_wire"], name + ".bin"), blob)
         for i, (layout, extra, opts) in enumerate(PEFT):
             out = os.path.join(tmp, "peft%d" % i)
             subprocess.run([sys.executable, GEN_PEFT, out, "--layout", layout] + extra,
@@ -192,6 +309,10 @@ def main():
                     + header)
             name = "peft-%s%s-%02x" % (layout, "".join("-" + a.lstrip("-") for a in extra), opts)
             write(os.path.join(dirs["fuzz_checkpoint"], name + ".bin"), seed)
+            if i < 3:
+                blob = wire_of(out, [os.path.join(out, "adapter_model.safetensors")], peft=True)
+                if blob:
+                    write(os.path.join(dirs["fuzz_source_wire"], name + ".bin"), blob)
     finally:
         shutil.rmtree(tmp)
 

@@ -20,7 +20,12 @@ cases=(
 	"unknown-dtype|norm.weight|Q7"
 	"unknown-arch|GPT2LMHeadModel|not supported|nemotron_h"
 	"no-config|config.json|adapter="
-	"config-not-json|config.json|not a valid JSON"
+	"config-not-json|config.json|not valid JSON"
+	"nul-names|model-0000|the name \"norm\\u0000|NUL character"
+	"name-not-utf8|model-0000|tensor name \"norm-\\xff\\xfe\"|not valid UTF-8"
+	"deep-config|config.json|nested deeper than 1000 levels|not a syntax error"
+	"deep-index|model.safetensors.index.json|nested deeper than 1000 levels"
+	"deep-header|model-0000|header: JSON nested deeper than 1000 levels"
 )
 plan $(( ${#cases[@]} * 3 + 6 ))
 

@@ -902,12 +902,95 @@ static void test_custom_gated_table_concatenates_gate_then_up(void **state)
 #undef MX
 }
 
+/* --- bounded patterns ------------------------------------------------------------- */
+
+static void load_table(struct fixture *fx, const char *table)
+{
+	char *json = test_json_text(table);
+	int rc = adapter_load(json, strlen(json), "my_table.json", &fx->adapter, fx->err);
+
+	free(json);
+	if (rc < 0)
+		fail_msg("adapter_load: %s", fx->err);
+}
+
+/* A pattern that backtracks catastrophically on names it does not match
+ * fails the plan, naming the table, the rule and the tensor, instead of
+ * taking minutes and then counting as "no match". */
+static void test_a_catastrophic_pattern_fails_the_plan_naming_table_rule_and_tensor(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-0", "F32", { 1 } },
+		{ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-1", "F32", { 1 } },
+	};
+
+	load_table(fx, "{'name':'hostile','same_names':true,'hf_to_native':["
+		       "{'op':'drop','match':'^y$'},{'op':'rename','match':'^(x+x+)+$','to':'y'}]}");
+	scan_checkpoint(fx, "{}", t, NT(t));
+	assert_int_equal(make_plan(fx, &every_expert, DIR_TO_NATIVE), -EINVAL);
+	assert_mentions(fx->err, "my_table.json");
+	assert_mentions(fx->err, "hf_to_native rule 2");
+	assert_mentions(fx->err, "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-0'");
+	assert_mentions(fx->err, "match limit");
+}
+
+/* The same for a detect pattern, which runs before any rule. */
+static void test_a_catastrophic_detect_pattern_fails_naming_it(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct test_tensor t[] = {
+		{ "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-0", "F32", { 1 } },
+	};
+	int dir;
+
+	load_table(fx, "{'name':'hostile','detect':{'hf':'^(x+x+)+$'},"
+		       "'hf_to_native':[{'op':'drop','match':'^y$'}]}");
+	scan_checkpoint(fx, "{}", t, NT(t));
+	assert_int_equal(adapter_detect(fx->adapter, &fx->src, &dir, fx->err), -EINVAL);
+	assert_mentions(fx->err, "my_table.json: \"detect\" \"hf\"");
+	assert_mentions(fx->err, "match limit");
+}
+
+/* A pattern that is only long-winded, not runaway, still works on the
+ * longest name a header may hold: the JIT's small stack runs out on this
+ * one, and the interpreter finishes it within the limits. */
+static void test_a_heavy_pattern_on_a_4000_byte_name_still_matches(void **state)
+{
+	struct fixture *fx = *state;
+	char name[4096];
+	struct test_tensor t[1] = { { name, "F32", { 1 } } };
+
+	for (size_t i = 0; i < 3990; i += 2)
+		memcpy(name + i, "a.", 2);
+	strcpy(name + 3990, "weight");
+	load_table(fx, "{'name':'heavy','same_names':true,'hf_to_native':["
+		       "{'op':'rename','match':'^(?:(a)|(b)|[.])*weight$','to':'renamed'}]}");
+	scan_checkpoint(fx, "{}", t, NT(t));
+	if (make_plan(fx, &every_expert, DIR_TO_NATIVE) < 0)
+		fail_msg("%s", fx->err);
+	must_plan(fx, "renamed");
+}
+
+static void test_load_says_json_nested_too_deep_is_too_deep(void **state)
+{
+	char *table = test_nested_json("{'name':'t','x':", 1001, ",'hf_to_native':[]}");
+
+	(void)state;
+	LOAD_FAILS_MENTIONING(table, "nested deeper than 1000 levels", "not a syntax error");
+	free(table);
+}
+
 #define TEST(f) cmocka_unit_test_setup_teardown(f, setup, fixture_teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		TEST(test_backbone_prefix_becomes_model),
+		TEST(test_a_catastrophic_pattern_fails_the_plan_naming_table_rule_and_tensor),
+		TEST(test_a_catastrophic_detect_pattern_fails_naming_it),
+		TEST(test_a_heavy_pattern_on_a_4000_byte_name_still_matches),
+		TEST(test_load_says_json_nested_too_deep_is_too_deep),
 		TEST(test_norm_f_becomes_norm_under_backbone),
 		TEST(test_embeddings_become_embed_tokens_under_backbone),
 		TEST(test_peft_backbone_becomes_base_model_model_model),

@@ -26,6 +26,7 @@
 
 #include "err.h"
 #include "safetensors.h"
+#include "testlib.h"
 
 #define FILE_NAME "model-00001-of-00002.safetensors"
 
@@ -427,6 +428,75 @@ static void test_embedded_nul_byte(void **state)
 		       "NUL byte at position 3");
 }
 
+/* cJSON decodes \u0000 into a NUL that ends its C string, so "a\u0000b"
+ * would silently become "a" (and a second such name "appears twice").
+ * The name is refused, shown as written. */
+static void test_a_name_holding_an_escaped_nul_is_refused_shown_escaped(void **state)
+{
+	(void)state;
+	expect_refused("{'a\\u0000b':{'dtype':'U8','shape':[1],'data_offsets':[0,1]},"
+		       "'a\\u0000c':{'dtype':'U8','shape':[1],'data_offsets':[1,2]}}",
+		       2, -EINVAL, NULL, "the name \"a\\u0000b\" (byte 1) holds \\u0000");
+}
+
+/* The same NUL in a value would cut "F32\u0000junk" to a valid "F32". */
+static void test_a_value_holding_an_escaped_nul_is_refused(void **state)
+{
+	(void)state;
+	expect_refused("{'w':{'dtype':'U8\\u0000junk','shape':[1],'data_offsets':[0,1]}}",
+		       1, -EINVAL, NULL, "the string \"U8\\u0000junk\"");
+}
+
+/* An escaped backslash before u0000 is no NUL: the name is "a\u0000b"
+ * with a real backslash, and it loads. */
+static void test_an_escaped_backslash_before_u0000_is_not_a_nul(void **state)
+{
+	struct st_header h;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(load("{'a\\\\u0000b':{'dtype':'U8','shape':[1],'data_offsets':[0,1]}}",
+			      1, &h, err), 0);
+	assert_int_equal(h.ntensors, 1);
+	assert_string_equal(h.tensors[0].name, "a\\u0000b");
+	st_header_free(&h);
+}
+
+/* A name of bytes that are not UTF-8 could not be written back into the
+ * view's JSON; the message shows the bad byte. */
+static void test_a_name_that_is_not_utf8_is_refused_showing_the_byte(void **state)
+{
+	(void)state;
+	expect_refused("{'ab\xff':{'dtype':'U8','shape':[1],'data_offsets':[0,1]}}",
+		       1, -EINVAL, NULL, "tensor name \"ab\\xff\" is not valid UTF-8");
+	expect_refused("{'\xed\xa0\x80':{'dtype':'U8','shape':[1],'data_offsets':[0,1]}}",
+		       1, -EINVAL, NULL, "not valid UTF-8");     /* a surrogate */
+	expect_refused("{'\xc0\xae':{'dtype':'U8','shape':[1],'data_offsets':[0,1]}}",
+		       1, -EINVAL, NULL, "not valid UTF-8");     /* overlong '.' */
+}
+
+static void test_a_utf8_name_loads(void **state)
+{
+	struct st_header h;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(load("{'\xc3\xa9t\xe2\x82\xac\xf0\x9f\x98\x80':{'dtype':'U8','shape':[1],"
+			      "'data_offsets':[0,1]}}", 1, &h, err), 0);
+	assert_string_equal(h.tensors[0].name, "\xc3\xa9t\xe2\x82\xac\xf0\x9f\x98\x80");
+	st_header_free(&h);
+}
+
+/* JSON deeper than cJSON goes is valid JSON; the message says what it is. */
+static void test_json_nested_past_the_limit_says_so(void **state)
+{
+	char *json = test_nested_json("{'__metadata__':{'x':'y'},'d':", 1001, "}");
+
+	(void)state;
+	expect_refused(json, 0, -EINVAL, NULL, "nested deeper than 1000 levels");
+	free(json);
+}
+
 /* ---- one tensor entry ------------------------------------------------ */
 
 static void test_entry_that_is_not_an_object(void **state)
@@ -640,6 +710,12 @@ int main(void)
 		cmocka_unit_test(test_json_that_is_not_an_object),
 		cmocka_unit_test(test_trailing_garbage_after_the_object),
 		cmocka_unit_test(test_embedded_nul_byte),
+		cmocka_unit_test(test_a_name_holding_an_escaped_nul_is_refused_shown_escaped),
+		cmocka_unit_test(test_a_value_holding_an_escaped_nul_is_refused),
+		cmocka_unit_test(test_an_escaped_backslash_before_u0000_is_not_a_nul),
+		cmocka_unit_test(test_a_name_that_is_not_utf8_is_refused_showing_the_byte),
+		cmocka_unit_test(test_a_utf8_name_loads),
+		cmocka_unit_test(test_json_nested_past_the_limit_says_so),
 		cmocka_unit_test(test_entry_that_is_not_an_object),
 		cmocka_unit_test(test_missing_fields),
 		cmocka_unit_test(test_repeated_field),

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -453,6 +454,152 @@ static void test_symlink_to_directory_and_fifo_are_not_weight_files(void **state
 	assert_int_equal(source_find(&fx->src, "lm_head.weight"), -1);
 }
 
+/* --- who may read what (perm.h) ------------------------------------------------ */
+
+static void write_mode(const char *dir, const char *name, mode_t mode)
+{
+	char path[512];
+
+	test_write_json(dir, name, "{}");
+	test_path(path, sizeof(path), dir, name);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static mode_t perm_mode(const struct source *s, const char *name)
+{
+	long i = file_index(s, name);
+
+	if (i < 0)
+		fail_msg("no file %s", name);
+	assert_int_equal(s->files[i].perm.uid, getuid());
+	assert_int_equal(s->files[i].perm.gid, getgid());
+	return s->files[i].perm.mode;
+}
+
+static void test_each_file_and_the_directory_keep_owner_group_and_read_bits(void **state)
+{
+	struct fixture *fx = *state;
+	char path[512];
+
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_path(path, sizeof(path), fx->dir, "model.safetensors");
+	assert_int_equal(chmod(path, 0640), 0);
+	write_mode(fx->dir, "config.json", 0604);
+	write_mode(fx->dir, "run.sh", 0755);
+	assert_int_equal(chmod(fx->dir, 0750), 0);
+
+	assert_int_equal(scan(fx, fx->dir), 0);
+	assert_int_equal(perm_mode(&fx->src, "model.safetensors"), 0440);
+	assert_int_equal(perm_mode(&fx->src, "config.json"), 0404);
+	assert_int_equal(perm_mode(&fx->src, "run.sh"), 0444);  /* no write, no exec */
+	assert_int_equal(fx->src.dir_perm.uid, getuid());
+	assert_int_equal(fx->src.dir_perm.mode, 0550);
+}
+
+/*
+ * A link out of the source directory: its target's bits, narrowed by each
+ * directory between the target and the first that holds the source (here
+ * fx->dir), since a user who cannot search one cannot reach the target.
+ */
+static void test_a_symlinked_file_gets_its_targets_bits_and_its_directories(void **state)
+{
+	struct fixture *fx = *state;
+	char src[512], open_dir[512], closed[512], searchable[512], link[512];
+
+	assert_int_equal(chmod(fx->dir, 0755), 0);
+	make_subdir(src, sizeof(src), fx->dir, "src");
+	assert_int_equal(chmod(src, 0755), 0);
+	make_subdir(open_dir, sizeof(open_dir), fx->dir, "open");
+	assert_int_equal(chmod(open_dir, 0755), 0);
+	make_subdir(closed, sizeof(closed), fx->dir, "closed");       /* 0700 */
+	make_subdir(searchable, sizeof(searchable), fx->dir, "searchable");
+	assert_int_equal(chmod(searchable, 0711), 0);
+	test_write_shard(src, "model.safetensors", embed, 1, NULL);
+	write_mode(open_dir, "a", 0644);
+	write_mode(closed, "b", 0644);
+	write_mode(searchable, "c", 0644);
+	write_mode(fx->dir, "d", 0600);
+	static const char *const links[][2] = {
+		{ "../open/a", "a.json" }, { "../closed/b", "b.json" },
+		{ "../searchable/c", "c.json" }, { "../d", "d.json" },
+	};
+	for (size_t i = 0; i < 4; i++) {
+		test_path(link, sizeof(link), src, links[i][1]);
+		assert_int_equal(symlink(links[i][0], link), 0);
+	}
+
+	assert_int_equal(scan(fx, src), 0);
+	assert_int_equal(perm_mode(&fx->src, "a.json"), 0444);
+	assert_int_equal(perm_mode(&fx->src, "b.json"), 0400);
+	assert_int_equal(perm_mode(&fx->src, "c.json"), 0444);
+	assert_int_equal(perm_mode(&fx->src, "d.json"), 0400);
+}
+
+/* A file whose extended ACL could refuse a user its mode lets in shows
+ * only its owner's bit. */
+static void test_a_file_with_an_acl_shows_only_its_owners_bit(void **state)
+{
+	struct fixture *fx = *state;
+	char path[512];
+	/* version 2; user::rw- user:65534:--- group::r-- mask::r-- other::r-- */
+	static const unsigned char acl[] = {
+		2, 0, 0, 0,
+		0x01, 0, 6, 0, 0xff, 0xff, 0xff, 0xff,
+		0x02, 0, 0, 0, 0xfe, 0xff, 0, 0,
+		0x04, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+		0x10, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+		0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff,
+	};
+
+	test_write_shard(fx->dir, "model.safetensors", embed, 1, NULL);
+	test_path(path, sizeof(path), fx->dir, "model.safetensors");
+	assert_int_equal(chmod(path, 0644), 0);
+	write_mode(fx->dir, "notes.json", 0644);
+	test_path(path, sizeof(path), fx->dir, "notes.json");
+	if (setxattr(path, "system.posix_acl_access", acl, sizeof(acl), 0) < 0)
+		skip();         /* a filesystem without ACLs */
+	assert_int_equal(scan(fx, fx->dir), 0);
+	assert_int_equal(perm_mode(&fx->src, "notes.json"), 0400);
+	assert_int_equal(perm_mode(&fx->src, "model.safetensors"), 0444);
+}
+
+/* The fold: a class keeps its bit only when the other part grants it to
+ * that whole class. */
+static void test_perm_narrow_keeps_a_class_only_where_every_part_lets_it_in(void **state)
+{
+	static const struct {
+		struct src_perm acc, with;
+		mode_t want;
+	} cases[] = {
+		{ { 1, 10, 0444 }, { 1, 10, 0440 }, 0440 },     /* same owner and group */
+		{ { 1, 10, 0444 }, { 2, 10, 0440 }, 0040 },     /* its owner may not: others can't */
+		{ { 1, 10, 0444 }, { 2, 10, 0444 }, 0444 },     /* all may */
+		{ { 1, 10, 0444 }, { 1, 11, 0440 }, 0400 },     /* another group */
+		{ { 1, 10, 0444 }, { 1, 11, 0444 }, 0444 },
+		{ { 1, 10, 0444 }, { 1, 10, 0404 }, 0400 },     /* its group is kept out */
+		{ { 1, 10, 0400 }, { 1, 10, 0444 }, 0400 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct src_perm p = cases[i].acc;
+		perm_narrow(&p, &cases[i].with, S_IROTH);
+		if (p.mode != cases[i].want)
+			fail_msg("case %zu: %04o, want %04o", i, p.mode, cases[i].want);
+		assert_int_equal(p.uid, cases[i].acc.uid);
+		assert_int_equal(p.gid, cases[i].acc.gid);
+	}
+	struct src_perm p = { 1, 10, 0444 }, dir = { 1, 10, 0751 };
+	perm_narrow(&p, &dir, S_IXOTH);     /* searching a directory */
+	assert_int_equal(p.mode, 0444);
+	dir.mode = 0750;
+	perm_narrow(&p, &dir, S_IXOTH);
+	assert_int_equal(p.mode, 0440);
+	dir.mode = 0700;
+	perm_narrow(&p, &dir, S_IXOTH);
+	assert_int_equal(p.mode, 0400);
+}
+
 /* --- tensors ------------------------------------------------------------------- */
 
 static void test_source_find_locates_each_tensor_in_its_file(void **state)
@@ -564,6 +711,10 @@ int main(void)
 		TEST(test_index_value_that_is_not_a_string_is_an_error),
 		TEST(test_shard_symlinked_into_another_directory_is_followed),
 		TEST(test_symlink_to_directory_and_fifo_are_not_weight_files),
+		TEST(test_each_file_and_the_directory_keep_owner_group_and_read_bits),
+		TEST(test_a_symlinked_file_gets_its_targets_bits_and_its_directories),
+		TEST(test_a_file_with_an_acl_shows_only_its_owners_bit),
+		TEST(test_perm_narrow_keeps_a_class_only_where_every_part_lets_it_in),
 		TEST(test_source_find_locates_each_tensor_in_its_file),
 		TEST(test_plain_file_names),
 		TEST(test_header_bytes_read_counts_each_weight_header),

@@ -611,6 +611,7 @@ static void test_a_truncated_source_fails_every_read_of_its_view_file(void **sta
 	assert_int_equal(f->io.npin, 0);
 	assert_int_equal(f->io.nseg, 0);
 	assert_int_equal(f->v.stats.read_errors, 1);
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_CHANGED], 1);
 	assert_int_equal(f->v.stats.source_changes, 1);
 	assert_int_equal(f->v.stats.chunks_converted, 1);
 
@@ -642,6 +643,38 @@ static void test_a_source_cut_short_during_a_read_fails_it_with_eio(void **state
 	assert_non_null(strstr(f->err, path));
 	assert_non_null(strstr(f->err, "ends early"));
 	view_io_release(&f->v, &f->io);
+	assert_int_equal(f->v.stats.read_errors, 1);   /* counted once, by its cause */
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_UNREADABLE], 1);
+	assert_int_equal(f->v.stats.read_error_causes[VIEW_FAULT_SOURCE_CHANGED], 0);
+}
+
+static void chmod_source(struct fixture *f, const char *name, mode_t mode)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Each view file may be read by whom its source files let read: the shard
+ * and the index (which names every tensor) as the weight file, a
+ * pass-through file as itself; `whole` is who may read them all. */
+static void test_each_view_file_keeps_its_sources_read_permission(void **state)
+{
+	struct fixture *f = *state;
+
+	chmod_source(f, WEIGHTS, 0640);
+	chmod_source(f, "config.json", 0644);
+	chmod_source(f, "tokenizer.json", 0604);
+	open_view(f, 1 << 20);
+	const struct vfile *files = f->v.layout.files;
+	assert_int_equal(files[file_index(f, SHARD)].perm.mode, 0440);
+	assert_int_equal(files[file_index(f, SHARD)].perm.uid, getuid());
+	assert_int_equal(files[file_index(f, SHARD)].perm.gid, getgid());
+	assert_int_equal(files[file_index(f, INDEX)].perm.mode, 0440);
+	assert_int_equal(files[file_index(f, "config.json")].perm.mode, 0444);
+	assert_int_equal(files[file_index(f, "tokenizer.json")].perm.mode, 0404);
+	assert_int_equal(f->v.layout.whole.mode, 0400);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -661,6 +694,7 @@ int main(void)
 		T(test_a_tiny_cache_stays_bounded_and_serves_correct_bytes),
 		T(test_a_truncated_source_fails_every_read_of_its_view_file),
 		T(test_a_source_cut_short_during_a_read_fails_it_with_eio),
+		T(test_each_view_file_keeps_its_sources_read_permission),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

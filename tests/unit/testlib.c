@@ -75,6 +75,19 @@ char *test_json_text(const char *text)
 	return json;
 }
 
+char *test_nested_json(const char *before, int depth, const char *after)
+{
+	size_t a = strlen(before), b = strlen(after);
+	char *text = malloc(a + 2 * (size_t)depth + b + 1);
+
+	assert_non_null(text);
+	memcpy(text, before, a);
+	memset(text + a, '[', (size_t)depth);
+	memset(text + a + depth, ']', (size_t)depth);
+	memcpy(text + a + 2 * (size_t)depth, after, b + 1);
+	return text;
+}
+
 void test_write_json(const char *dir, const char *name, const char *text)
 {
 	char *json = test_json_text(text);

@@ -36,6 +36,10 @@ void test_write_file(const char *dir, const char *name, const void *bytes,
 /* A copy of text with every ' turned into " (free it). */
 char *test_json_text(const char *text);
 
+/* before, depth nested empty arrays, then after (malloc'ed; free it): JSON
+ * deeper than cJSON reads when depth passes its limit of 1000. */
+char *test_nested_json(const char *before, int depth, const char *after);
+
 /* Write text as the file dir/name, every ' turned into ". */
 void test_write_json(const char *dir, const char *name, const char *text);
 
