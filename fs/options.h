@@ -10,6 +10,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "gpu.h"
 #include "plan.h"
 
 /* Everything the command line said, as given. */
@@ -18,6 +19,7 @@ struct cmdline {
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	char *materialize_dir;
 	char *peft;
+	char *gpu_mem, *gpu_pinned;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other;
@@ -32,6 +34,9 @@ void options_usage(FILE *out);
 /* The view options and the cache size the command line asks for; -1 after
  * a message on stderr naming the option. */
 int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache);
+
+/* How CUDA should start (gpu_mem=, gpu_pinned=); -1 after a message. */
+int options_gpu(const struct cmdline *c, struct gpu_config *g);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);
