@@ -4,7 +4,7 @@
  *
  * The kernels compile the scalar rules the CPU uses (dtype_scalar.h for
  * casts, quant.h for dequantization), so nothing is described twice.  A
- * build without nvcc links gpu_none.c instead, whose gpu_init() says so; a
+ * build without nvcc links gpu_none.c instead, and gpu_init() says so; a
  * build with it links CUDA's runtime statically, so the binary still runs
  * (on the CPU) where there is no driver or no GPU.
  */
