@@ -104,6 +104,26 @@ static int gpart(struct gev *g, uint32_t kid, struct rx_part p, char *d)
 				     GPU_DEVICE_TO_DEVICE, g->c->stream), "copying rows");
 }
 
+/* One step of a layout node (rx_index.h) into device buffer d. */
+struct gpu_step {
+	struct gev *g;
+	char *d;
+};
+
+static int take_step(void *arg, const struct rx_step *s)
+{
+	struct gpu_step *x = arg;
+	char *t;
+	int rc;
+
+	if (!s->strided)
+		return gpart(x->g, s->kid, s->part, x->d);
+	if ((rc = dtemp(x->g, s->part.len, &t)) < 0 ||
+	    (rc = geval(x->g, s->kid, s->part.c0, s->part.c1, t)) < 0)
+		return rc;
+	return copy2d(x->g, x->d, t, s->copy, "strided copy");
+}
+
 /* Source rows: the reader puts them (chunked sources included) into pinned
  * staging, and the copy up is queued on the stream. */
 static int gsrc(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
@@ -173,65 +193,6 @@ static int gtranspose(struct gev *g, const struct rx_node *n, uint64_t r0, uint6
 	return 0;
 }
 
-static int gconcat(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
-{
-	uint64_t es = dtype_size(n->dtype);
-	int rc;
-
-	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
-		uint64_t base = 0;
-		struct rx_part p;
-		for (uint32_t k = 0; k < n->nkids && base < r1; k++) {
-			uint64_t len = kid_node(g, n, k)->shape[0];
-			if (rx_concat0_part(base, len, r0, r1, es, &p) &&
-			    (rc = gpart(g, kid_of(g, n, k), p, d)) < 0)
-				return rc;
-			base += len;
-		}
-		return 0;
-	}
-	uint64_t last = n->shape[n->ndim - 1];
-	uint64_t outer = rx_runs(r0, r1, rx_row_bytes(n), last * es);
-	uint64_t col = 0;
-	for (uint32_t k = 0; k < n->nkids; k++) {
-		const struct rx_node *c = kid_node(g, n, k);
-		uint64_t w = c->shape[c->ndim - 1];
-		char *t;
-		if ((rc = dtemp(g, outer * w * es, &t)) < 0 ||
-		    (rc = geval(g, kid_of(g, n, k), r0, r1, t)) < 0 ||
-		    (rc = copy2d(g, d, t, rx_concat_last_copy(outer, last, col, w, es),
-				 "concat copy")) < 0)
-			return rc;
-		col += w;
-	}
-	return 0;
-}
-
-static int gslice_last(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
-{
-	const struct rx_node *c = kid_node(g, n, 0);
-	uint64_t es = dtype_size(n->dtype);
-	uint64_t cl = c->shape[c->ndim - 1];
-	uint64_t outer = rx_runs(r0, r1, rx_row_bytes(c), cl * es);
-	char *t;
-	int rc;
-
-	if (n->ndim == 1)       /* the last dim is the row dim */
-		return gpart(g, kid_of(g, n, 0), rx_slice0_part(n->a, r0, r1, rx_row_bytes(n)), d);
-	if ((rc = dtemp(g, outer * cl * es, &t)) < 0 ||
-	    (rc = geval(g, kid_of(g, n, 0), r0, r1, t)) < 0)
-		return rc;
-	return copy2d(g, d, t, rx_slice_last_copy(outer, cl, n->a, n->b, es), "slice copy");
-}
-
-static int greshape(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
-{
-	struct rx_part p;
-
-	rx_reshape_part(r0, r1, rx_row_bytes(n), rx_row_bytes(kid_node(g, n, 0)), &p);
-	return gpart(g, kid_of(g, n, 0), p, d);
-}
-
 static int gdequant_fp8(struct gev *g, const struct rx_node *n, uint64_t r0, uint64_t r1, char *d)
 {
 	uint64_t cols = n->shape[1], bcols = kid_node(g, n, 1)->shape[1];
@@ -271,7 +232,6 @@ static int geval(struct gev *g, uint32_t i, uint64_t r0, uint64_t r1, char *d)
 {
 	const struct rx_node *n = &g->r->nodes[i];
 	uint64_t rb = rx_row_bytes(n);
-	int rc;
 
 	if (r0 >= r1 || rb == 0)
 		return 0;
@@ -281,24 +241,14 @@ static int geval(struct gev *g, uint32_t i, uint64_t r0, uint64_t r1, char *d)
 	case RX_CAST:
 		return gcast(g, n, r0, r1, d);
 	case RX_STACK0:
-		for (uint64_t e = r0; e < r1; e++) {
-			uint32_t k = kid_of(g, n, (uint32_t)e);
-			if ((rc = gpart(g, k, rx_stack0_part(e, r0, rx_rows(&g->r->nodes[k]), rb), d)) < 0)
-				return rc;
-		}
-		return 0;
 	case RX_INDEX0:
-		return gpart(g, kid_of(g, n, 0), rx_index0_part(n->a, r0, r1, rb), d);
 	case RX_SLICE0:
-		return gpart(g, kid_of(g, n, 0), rx_slice0_part(n->a, r0, r1, rb), d);
 	case RX_SLICE_LAST:
-		return gslice_last(g, n, r0, r1, d);
+	case RX_CONCAT_LAST:
+	case RX_RESHAPE:
+		return rx_layout_steps(g->r, n, r0, r1, take_step, &(struct gpu_step){ g, d });
 	case RX_TRANSPOSE_LAST2:
 		return gtranspose(g, n, r0, r1, d);
-	case RX_CONCAT_LAST:
-		return gconcat(g, n, r0, r1, d);
-	case RX_RESHAPE:
-		return greshape(g, n, r0, r1, d);
 	case RX_DEQUANT_FP8:
 		return gdequant_fp8(g, n, r0, r1, d);
 	case RX_DEQUANT_MXFP4:

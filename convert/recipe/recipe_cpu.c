@@ -287,71 +287,26 @@ static int eval_part(struct eval *ev, uint32_t kid, struct rx_part p, void *dst)
 	return 0;
 }
 
-static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
-		       uint64_t r1, void *dst)
+/* One step of a layout node (rx_index.h) into dst. */
+struct cpu_step {
+	struct eval *ev;
+	void *dst;
+};
+
+static int take_step(void *arg, const struct rx_step *s)
 {
-	size_t es = dtype_size(n->dtype);
+	struct cpu_step *x = arg;
+	char *t;
 	int rc;
 
-	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
-		uint64_t base = 0;
-		struct rx_part p;
-		for (uint32_t k = 0; k < n->nkids && base < r1; k++) {
-			uint64_t len = kid(ev, n, k)->shape[0];
-			if (rx_concat0_part(base, len, r0, r1, es, &p) &&
-			    (rc = eval_part(ev, kid_index(ev, n, k), p, dst)) < 0)
-				return rc;
-			base += len;
-		}
-		return 0;
-	}
-	uint64_t last = n->shape[n->ndim - 1];
-	uint64_t outer = rx_runs(r0, r1, rx_row_bytes(n), last * es);
-	uint64_t col = 0;
-	for (uint32_t k = 0; k < n->nkids; k++) {
-		const struct rx_node *c = kid(ev, n, k);
-		uint64_t w = c->shape[c->ndim - 1];
-		char *t = temp(ev, outer * w * es);
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, k), r0, r1, t)) < 0)
-			return rc;
-		copy2d(dst, t, rx_concat_last_copy(outer, last, col, w, es));
-		col += w;
-	}
-	return 0;
-}
-
-static int eval_slice_last(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			   uint64_t r1, void *dst)
-{
-	const struct rx_node *c = kid(ev, n, 0);
-	size_t es = dtype_size(n->dtype);
-	uint64_t cl = c->shape[c->ndim - 1];
-	uint64_t outer = rx_runs(r0, r1, rx_row_bytes(c), cl * es);
-	int rc;
-
-	if (n->ndim == 1)       /* the last dim is the row dim */
-		return eval_part(ev, kid_index(ev, n, 0),
-				 rx_slice0_part(n->a, r0, r1, rx_row_bytes(n)), dst);
-	char *t = temp(ev, outer * cl * es);
-	if (!t)
+	if (!s->strided)
+		return eval_part(x->ev, s->kid, s->part, x->dst);
+	if (!(t = temp(x->ev, s->part.len)))
 		return -ENOMEM;
-	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
+	if ((rc = eval(x->ev, s->kid, s->part.c0, s->part.c1, t)) < 0)
 		return rc;
-	copy2d(dst, t, rx_slice_last_copy(outer, cl, n->a, n->b, es));
+	copy2d(x->dst, t, s->copy);
 	return 0;
-}
-
-/* Rows [r0, r1) of a reshape are the bytes [r0, r1) * row of its child in
- * row-major order: the child rows covering them, trimmed at both ends. */
-static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			uint64_t r1, void *dst)
-{
-	struct rx_part p;
-
-	rx_reshape_part(r0, r1, rx_row_bytes(n), rx_row_bytes(kid(ev, n, 0)), &p);
-	return eval_part(ev, kid_index(ev, n, 0), p, dst);
 }
 
 /*
@@ -527,25 +482,14 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 		return 0;
 	}
 	case RX_STACK0:
-		for (uint64_t e = r0; e < r1; e++) {
-			uint32_t k = kid_index(ev, n, (uint32_t)e);
-			rc = eval_part(ev, k, rx_stack0_part(e, r0, rx_rows(&ev->r->nodes[k]), rb), dst);
-			if (rc < 0)
-				return rc;
-		}
-		return 0;
 	case RX_INDEX0:
-		return eval_part(ev, kid_index(ev, n, 0), rx_index0_part(n->a, r0, r1, rb), dst);
 	case RX_SLICE0:
-		return eval_part(ev, kid_index(ev, n, 0), rx_slice0_part(n->a, r0, r1, rb), dst);
 	case RX_SLICE_LAST:
-		return eval_slice_last(ev, n, r0, r1, dst);
+	case RX_CONCAT_LAST:
+	case RX_RESHAPE:
+		return rx_layout_steps(ev->r, n, r0, r1, take_step, &(struct cpu_step){ ev, dst });
 	case RX_TRANSPOSE_LAST2:
 		return eval_transpose(ev, n, r0, r1, dst);
-	case RX_CONCAT_LAST:
-		return eval_concat(ev, n, r0, r1, dst);
-	case RX_RESHAPE:
-		return eval_reshape(ev, n, r0, r1, dst);
 	case RX_DEQUANT_FP8:
 		return eval_dequant_fp8(ev, n, r0, r1, dst);
 	case RX_DEQUANT_MXFP4:

@@ -7,8 +7,9 @@
  * ask each child for and where their bytes land.  That mapping is the whole
  * meaning of these operations, so it lives here as plain functions of
  * numbers (row sizes in bytes, element counts), compiled for the host and,
- * under nvcc, for the device too (SD_HD).  The CPU evaluator (recipe_cpu.c)
- * and the CUDA evaluator (gpu/recipe_cuda.c) call them and differ only in
+ * under nvcc, for the device too (SD_HD); rx_layout_steps (rx_index.c)
+ * walks a node's children with them.  The CPU evaluator (recipe_cpu.c) and
+ * the CUDA evaluator (gpu/recipe_cuda.c) take those steps and differ only in
  * how they move the bytes: memcpy there, cudaMemcpy2DAsync here.
  */
 #ifndef SDAFS_RX_INDEX_H
@@ -162,5 +163,31 @@ SD_HD bool rx_reshape_part(uint64_t r0, uint64_t r1, uint64_t row_bytes, uint64_
 	p->dst_off = 0;
 	return b0 % child_bytes == 0 && b1 % child_bytes == 0;
 }
+
+/*
+ * The whole of a layout node's rows [r0, r1), as steps over its children.
+ * A step takes part.c0..c1 of child kid; unless strided, the bytes of them
+ * from part.skip on (part.len of them) land at part.dst_off of the node's
+ * rows; if strided, those child rows (part.len bytes) are evaluated into
+ * scratch and copied into place as copy says.  An evaluator walks them with
+ * rx_layout_steps and only moves bytes.  (Host only.)
+ */
+struct rx_step {
+	uint32_t kid;
+	bool strided;
+	struct rx_part part;
+	struct rx_copy2d copy;
+};
+
+struct recipe;
+struct rx_node;
+
+typedef int (*rx_step_fn)(void *arg, const struct rx_step *s);
+
+/* Call step for each step of rows [r0, r1) of n (concat_last, slice_last,
+ * slice0, index0, stack0 or reshape) in order; the first error it returns,
+ * or 0.  -EINVAL for another operation. */
+int rx_layout_steps(const struct recipe *r, const struct rx_node *n, uint64_t r0, uint64_t r1,
+		    rx_step_fn step, void *arg);
 
 #endif
