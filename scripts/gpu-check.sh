@@ -2,7 +2,7 @@
 # gpu-check.sh — the checks of the CUDA backend that need an NVIDIA GPU, in
 # about ten minutes, with a summary at the end (exit 1 when one failed).
 #
-#   scripts/gpu-check.sh [--out DIR] [--quick]     on the GPU machine
+#   scripts/gpu-check.sh [--out DIR] [--quick] [--use-pack]   on the GPU machine
 #   scripts/gpu-check.sh --pack                    here, before going there
 #
 # On the GPU machine it builds the tree (make all asan gpu-tests) when the
@@ -21,19 +21,31 @@
 # backend=cuda); bench/ops (the CUDA column); compute-sanitizer memcheck,
 # racecheck and synccheck over test_gpu where it is installed; and whether
 # the sanitizer build's sdafs starts CUDA (docs/design.md, defect 4).
-# --quick leaves out --large, bench/ops and compute-sanitizer.
+# --quick leaves out --large, bench/ops and compute-sanitizer; --use-pack
+# runs build/gpu-pack even where the tree could be built.
 set -u
+# --tap FILE: run a TAP producer (a binary or a .t script), through prove
+# where there is one (for step, which runs commands under timeout)
+if [ "${1:-}" = --tap ]; then
+	if command -v prove >/dev/null; then
+		case $2 in *.t) exec prove -v "$2" ;; *) exec prove -v --exec '' "$2" ;; esac
+	fi
+	case $2 in *.t) exec bash "$2" ;; *) exec "$2" ;; esac
+fi
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
 REPO=$PWD
 OUT=$REPO/build/gpu-check
 QUICK=0
 PACK=0
+USE_PACK=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) OUT=$2; shift ;;
 	--quick) QUICK=1 ;;
 	--pack) PACK=1 ;;
-	*) echo "usage: $0 [--out DIR] [--quick] | --pack" >&2; exit 2 ;;
+	--use-pack) USE_PACK=1 ;;
+	*) echo "usage: $0 [--out DIR] [--quick] [--use-pack] | --pack" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -92,12 +104,12 @@ done
 export SDAFS_PYTHON=${PYTHON:-/usr/bin/python3}
 
 # --- build here, or use the pack --------------------------------------------------
-if pkg-config --exists fuse3 libcjson libpcre2-8 2>/dev/null && [ -e /usr/include/cmocka.h ] &&
-   command -v nvcc >/dev/null; then
+if [ $USE_PACK = 0 ] && pkg-config --exists fuse3 libcjson libpcre2-8 2>/dev/null &&
+   [ -e /usr/include/cmocka.h ] && command -v nvcc >/dev/null; then
 	step build 400 make -j"$(nproc)" all asan gpu-tests build/bench/ops
 	FAST=$REPO/build ASAN=$REPO/build/asan
 elif [ -x build/gpu-pack/fast/sdafs ]; then
-	note build "not built here (libraries missing): build/gpu-pack used"
+	note build "not built here: build/gpu-pack used"
 	export LD_LIBRARY_PATH=$REPO/build/gpu-pack/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 	export PATH=$PATH:$REPO/build/gpu-pack/bin
 	FAST=$REPO/build/gpu-pack/fast ASAN=$REPO/build/gpu-pack/asan
@@ -108,7 +120,7 @@ fi
 
 # --- the GPU's own tests ------------------------------------------------------------
 export CMOCKA_MESSAGE_OUTPUT=TAP
-step test_gpu 120 prove -v --exec '' "$FAST/tests/test_gpu"
+step test_gpu 120 "$SELF" --tap "$FAST/tests/test_gpu"
 if [ $QUICK = 1 ]; then
 	step stress 240 "$FAST/tests/gpu_stress"
 else
@@ -116,8 +128,8 @@ else
 fi
 export SDAFS_BUILD=$ASAN SDAFS_FAST_BUILD=$FAST
 if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
-	step daemon_mode 180 prove -v tests/integration/17-gpu-life.t
-	step quantized 300 prove -v tests/integration/14-quantized.t
+	step daemon_mode 180 "$SELF" --tap tests/integration/17-gpu-life.t
+	step quantized 300 "$SELF" --tap tests/integration/14-quantized.t
 else
 	note daemon_mode "skipped: no /dev/fuse or fusermount3 on this machine"
 fi
