@@ -2,8 +2,8 @@
 # gpu-check.sh — the checks of the CUDA backend that need an NVIDIA GPU, in
 # about ten minutes, with a summary at the end (exit 1 when one failed).
 #
-#   scripts/gpu-check.sh [--out DIR] [--quick] [--use-pack]   on the GPU machine
-#   scripts/gpu-check.sh --pack                    here, before going there
+#   scripts/gpu-check.sh [--out DIR] [--part 1|2] [--use-pack]   on the GPU machine
+#   scripts/gpu-check.sh --pack                                  here, before going there
 #
 # On the GPU machine it builds the tree (make all asan gpu-tests) when the
 # build's libraries are installed there; when they are not (a machine with
@@ -14,15 +14,19 @@
 #
 # Steps, each with a time limit and its whole log under DIR (default
 # build/gpu-check): the GPU and tools seen; build; test_gpu (CPU and GPU
-# bytes for every operation); the stress driver with --large (stale errors,
-# out of memory, fork, 16 threads under a small bound, chunks past 4 GiB,
-# declines, a poisoned context, the self-check); the daemon-mode mount
+# bytes for every operation); the stress driver (stale errors, out of
+# memory, fork, 16 threads under a small bound, declines, a poisoned
+# context, the self-check; with --large, chunks past 4 GiB); the daemon-mode mount
 # (17-gpu-life.t: CUDA in the detached daemon); 14-quantized.t (FP8, MXFP4,
 # backend=cuda); bench/ops (the CUDA column); compute-sanitizer memcheck,
 # racecheck and synccheck over test_gpu where it is installed; and whether
 # the sanitizer build's sdafs starts CUDA (docs/design.md, defect 4).
-# --quick leaves out --large, bench/ops and compute-sanitizer; --use-pack
-# runs build/gpu-pack even where the tree could be built.
+# Part 1 (about 4 minutes after the build): test_gpu, the stress driver,
+# the two mounts, the sanitizer build; part 2 (about 5): the two chunks past
+# 4 GiB, bench/ops, compute-sanitizer.  Both by default; one run of the
+# device tool may take 10 minutes at most, so run --part 1 and --part 2 as
+# two calls where time is short.  --use-pack runs build/gpu-pack even where
+# the tree could be built.
 set -u
 # --tap FILE: run a TAP producer (a binary or a .t script), through prove
 # where there is one (for step, which runs commands under timeout)
@@ -36,16 +40,17 @@ SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
 REPO=$PWD
 OUT=$REPO/build/gpu-check
-QUICK=0
+PART=all
 PACK=0
 USE_PACK=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--out) OUT=$2; shift ;;
-	--quick) QUICK=1 ;;
+	--part) PART=$2; shift ;;
+	--quick) PART=1 ;;
 	--pack) PACK=1 ;;
 	--use-pack) USE_PACK=1 ;;
-	*) echo "usage: $0 [--out DIR] [--quick] [--use-pack] | --pack" >&2; exit 2 ;;
+	*) echo "usage: $0 [--out DIR] [--part 1|2] [--use-pack] | --pack" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -118,26 +123,27 @@ else
 	exit 1
 fi
 
-# --- the GPU's own tests ------------------------------------------------------------
-export CMOCKA_MESSAGE_OUTPUT=TAP
-step test_gpu 120 "$SELF" --tap "$FAST/tests/test_gpu"
-if [ $QUICK = 1 ]; then
+# --- part 1: the GPU's own tests and the mounts (about 4 minutes) -------------------
+export CMOCKA_MESSAGE_OUTPUT=TAP SDAFS_BUILD=$ASAN SDAFS_FAST_BUILD=$FAST
+if [ "$PART" != 2 ]; then
+	step test_gpu 120 "$SELF" --tap "$FAST/tests/test_gpu"
 	step stress 240 "$FAST/tests/gpu_stress"
-else
-	step stress 420 "$FAST/tests/gpu_stress" --large
+	if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
+		step daemon_mode 180 "$SELF" --tap tests/integration/17-gpu-life.t
+		step quantized 300 "$SELF" --tap tests/integration/14-quantized.t
+	else
+		note daemon_mode "skipped: no /dev/fuse or fusermount3 on this machine"
+	fi
 fi
-export SDAFS_BUILD=$ASAN SDAFS_FAST_BUILD=$FAST
-if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
-	step daemon_mode 180 "$SELF" --tap tests/integration/17-gpu-life.t
-	step quantized 300 "$SELF" --tap tests/integration/14-quantized.t
-else
-	note daemon_mode "skipped: no /dev/fuse or fusermount3 on this machine"
-fi
-if [ $QUICK = 0 ]; then
+
+# --- part 2: chunks past 4 GiB, the CUDA column, compute-sanitizer (about 5) --------
+if [ "$PART" != 1 ]; then
+	step stress_large_cast 240 "$FAST/tests/gpu_stress" --large --only large_cast
+	step stress_large_transpose 240 "$FAST/tests/gpu_stress" --large --only large_transpose
 	step bench_ops 300 "$FAST/bench/ops" --json "$OUT/ops.json"
 	if command -v compute-sanitizer >/dev/null; then
 		for tool in memcheck racecheck synccheck; do
-			step "sanitizer_$tool" 300 compute-sanitizer --tool "$tool" --error-exitcode 1 \
+			step "sanitizer_$tool" 200 compute-sanitizer --tool "$tool" --error-exitcode 1 \
 				"$FAST/tests/test_gpu"
 		done
 	else
@@ -146,7 +152,7 @@ if [ $QUICK = 0 ]; then
 fi
 
 # --- defect 4: does the sanitizer build start CUDA (protect_shadow_gap=0)? --------
-if [ -e /dev/fuse ] && [ -n "$PYTHON" ]; then
+if [ "$PART" != 2 ] && [ -e /dev/fuse ] && [ -n "$PYTHON" ]; then
 	T=$(mktemp -d)
 	"$PYTHON" tests/fixtures/gen_checkpoint.py "$T/src" --kind moe --experts 2 >/dev/null 2>&1
 	mkdir -p "$T/mnt"
