@@ -44,13 +44,19 @@ override CFLAGS  += $(OPT) -std=c11 $(WARN) -pthread -fno-strict-aliasing
 ifeq ($(SAN),1)
 override CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
+# the test build: the GPU backend's table of CUDA calls can be swapped for
+# a fake device (gpu/gpu_api.h, tests/unit/gpu_fake.c)
+CPPFLAGS  += -DSDAFS_GPU_TEST_HOOKS
 endif
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS    += $(PKG_LIBS) -lpthread -lm
 
-LIB_SRC   := $(wildcard convert/*/*.c) $(wildcard cache/*.c)
+# gpu/: the backend is plain C in every build; only the kernels and the
+# table of CUDA calls need nvcc (cuda_api.cu, else gpu_none.c)
+LIB_SRC   := $(wildcard convert/*/*.c) $(wildcard cache/*.c) \
+             $(filter-out gpu/gpu_none.c,$(wildcard gpu/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 FS_SRC    := $(filter-out fs/mount_helper.c,$(wildcard fs/*.c)) $(wildcard dist/*.c)
 FS_OBJ    := $(FS_SRC:%.c=$(BUILD)/obj/%.o)
@@ -61,9 +67,10 @@ ifneq ($(MPI_LIBS),)
 $(BUILD)/obj/dist/%.o: CPPFLAGS += -DHAVE_MPI $(MPI_CFLAGS)
 $(BUILD)/sdafs: LDLIBS += $(MPI_LIBS)
 endif
-# The CUDA backend (gpu/) where nvcc is installed, else a stub that says so;
-# `make NVCC=` builds without it.  CUDA's runtime is linked statically, so
-# a binary built with it still runs (on the CPU) without a driver or GPU.
+# The CUDA kernels and calls (gpu/cuda_api.cu) where nvcc is installed,
+# else a stub that says so; `make NVCC=` builds without them.  CUDA's
+# runtime is linked statically, so a binary built with it still runs (on
+# the CPU) without a driver or GPU.
 NVCC      ?= $(wildcard /usr/local/cuda/bin/nvcc)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
@@ -71,9 +78,11 @@ NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[
 NVCC_FLAGS = -O2 -std=c++17 --fmad=false -ftz=false -prec-div=true -prec-sqrt=true \
              $(NVCC_ARCH) -Xcompiler -Wall,-Wextra,-Werror,-fno-strict-aliasing
 ifneq ($(NVCC),)
-GPU_OBJ   := $(BUILD)/obj/gpu/recipe_cuda.o
+GPU_OBJ   := $(BUILD)/obj/gpu/cuda_api.o
 CPPFLAGS  += -DHAVE_CUDA
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+# the GPU stress driver (tests/gpu/): CUDA's own calls provoke the faults
+GPU_STRESS := $(BUILD)/tests/gpu_stress
 else
 GPU_OBJ   := $(BUILD)/obj/gpu/gpu_none.o
 endif
@@ -86,7 +95,7 @@ REF_TESTS := tests/ref/test_ref_selfcheck.py tests/ref/test_families.py tests/re
              tests/ref/test_peft_selfcheck.py
 
 .PHONY: all deps check check-layers unit integration demo install uninstall clean asan \
-        fuzz fuzz-check fuzz-build
+        fuzz fuzz-check fuzz-build gpu-tests
 
 all: $(BUILD)/sdafs $(BUILD)/mount.sdafs
 
@@ -108,8 +117,8 @@ $(BUILD)/gen/builtin_adapters.h: $(ADAPTERS) scripts/embed.sh
 
 $(BUILD)/obj/convert/plan/adapter.o: $(BUILD)/gen/builtin_adapters.h
 
-$(BUILD)/obj/gpu/%.o: gpu/%.cu gpu/gpu.h convert/recipe/quant.h convert/base/dtype_scalar.h \
-		convert/recipe/recipe.h
+$(BUILD)/obj/gpu/%.o: gpu/%.cu gpu/gpu.h gpu/gpu_api.h gpu/kernel_math.h convert/recipe/quant.h \
+		convert/base/dtype_scalar.h convert/base/dtype.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(CPPFLAGS) $(INC_gpu) $(NVCC_FLAGS) -c -o $@ $<
 
@@ -123,18 +132,36 @@ $(BUILD)/sdafs: $(FS_OBJ) $(BUILD)/libsdafs.a
 $(BUILD)/mount.sdafs: $(BUILD)/obj/fs/mount_helper.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.c tests/unit/testlib.h \
-		tests/unit/adapter_fixture.c tests/unit/adapter_fixture.h $(BUILD)/libsdafs.a
+TEST_LIB  := tests/unit/testlib.c tests/unit/adapter_fixture.c tests/unit/gpu_fake.c
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_LIB) $(TEST_LIB:.c=.h) $(BUILD)/libsdafs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/testlib.c \
-		tests/unit/adapter_fixture.c \
+	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIB) \
 		$(BUILD)/libsdafs.a $(LDLIBS) -lcmocka
+
+# The GPU stress driver: plain C, with CUDA's header for the faults it
+# provokes itself, and one kernel of its own (a deliberate illegal address).
+$(BUILD)/obj/tests/gpu/poison.o: tests/gpu/poison.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+
+$(BUILD)/tests/gpu_stress: tests/gpu/stress.c $(BUILD)/obj/tests/gpu/poison.o $(BUILD)/libsdafs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_INC) -I$(CUDA_HOME)/include $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+		$(BUILD)/obj/tests/gpu/poison.o $(BUILD)/libsdafs.a $(LDLIBS)
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 OPT="-O1 -g" all $(UNIT_BIN:build/%=build/asan/%)
 
-unit: deps asan
-	CMOCKA_MESSAGE_OUTPUT=TAP prove -v --exec '' $(UNIT_BIN:build/%=build/asan/%)
+# Tests of a real GPU run from the optimised build (CUDA does not start
+# under AddressSanitizer's memory layout); the sanitizer build's test_gpu
+# runs the same comparisons against the fake device.
+GPU_REAL  := build/tests/test_gpu $(GPU_STRESS)
+
+gpu-tests: all
+	$(MAKE) $(GPU_REAL)
+
+unit: deps asan gpu-tests
+	CMOCKA_MESSAGE_OUTPUT=TAP prove -v --exec '' $(UNIT_BIN:build/%=build/asan/%) $(GPU_REAL)
 
 integration: deps all asan
 	SDAFS_BUILD=$(CURDIR)/build/asan SDAFS_FAST_BUILD=$(CURDIR)/build prove -v tests/integration/*.t
@@ -143,7 +170,8 @@ check: deps
 	$(MAKE) check-layers
 	$(MAKE) all
 	$(MAKE) asan
-	CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(UNIT_BIN:build/%=build/asan/%)
+	$(MAKE) gpu-tests
+	CMOCKA_MESSAGE_OUTPUT=TAP prove --exec '' $(UNIT_BIN:build/%=build/asan/%) $(GPU_REAL)
 	$(MAKE) fuzz-check
 	prove --exec /usr/bin/python3 $(REF_TESTS)
 	SDAFS_BUILD=$(CURDIR)/build/asan SDAFS_FAST_BUILD=$(CURDIR)/build prove tests/integration/*.t

@@ -13,6 +13,8 @@
  * GPU the same calls go through recipe_eval_cuda, whose output must equal
  * the CPU's byte for byte (the run fails otherwise).
  *
+ * The last section times the mount's self-check (--only selfcheck).
+ *
  *   ops [--reps N] [--json FILE] [--only NAME]
  */
 #include <cjson/cJSON.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend_check.h"
 #include "dtype.h"
 #include "err.h"
 #include "gpu.h"
@@ -257,6 +260,36 @@ static void usage(void)
 	exit(2);
 }
 
+/*
+ * The mount's self-check (backend_check.c), its CPU side: the CPU evaluator
+ * against itself is an upper bound of what a GPU mount spends on the CPU
+ * (it runs the CPU evaluation twice where a GPU mount runs it once), the
+ * median of reps runs.  With a GPU, the whole check as a mount runs it.
+ */
+static void time_self_check(cJSON *doc, bool gpu, int reps)
+{
+	double t[64], g = 0;
+	char err[SD_ERRLEN];
+
+	for (int i = 0; i < reps; i++) {
+		double t0 = now();
+		if (backend_check(recipe_eval_cpu, NULL, err) < 0)
+			die("self-check", err);
+		t[i] = now() - t0;
+	}
+	qsort(t, (size_t)reps, sizeof(t[0]), cmp_double);
+	printf("\nmount self-check, CPU against itself: %.1f ms (median of %d)\n", t[reps / 2] * 1e3, reps);
+	cJSON_AddNumberToObject(doc, "self_check_cpu_ms", t[reps / 2] * 1e3);
+	if (!gpu)
+		return;
+	double t0 = now();
+	if (backend_check(recipe_eval_cuda, recipe_eval_cuda_batched, err) < 0)
+		die("self-check on the GPU", err);
+	g = now() - t0;
+	printf("mount self-check, GPU against CPU: %.1f ms (first run: pools grow)\n", g * 1e3);
+	cJSON_AddNumberToObject(doc, "self_check_gpu_ms", g * 1e3);
+}
+
 int main(int argc, char **argv)
 {
 	const char *json_path = NULL, *only = NULL;
@@ -360,6 +393,8 @@ int main(int argc, char **argv)
 		free(c);
 	}
 
+	if (!only || !strcmp(only, "selfcheck"))
+		time_self_check(doc, gpu, reps);
 	if (json_path) {
 		char *text = cJSON_Print(doc);
 		FILE *f = fopen(json_path, "w");

@@ -11,6 +11,26 @@
 #include "mount.h"
 #include "options.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+/* The sanitizer build (make asan) on a GPU machine: CUDA's driver maps
+ * memory in the range AddressSanitizer keeps unmapped between its shadow
+ * regions, so CUDA would not start; and the driver keeps allocations for
+ * the life of the process, which LeakSanitizer would report.  (The tests of
+ * the GPU itself run from the optimised build; see docs/design.md.) */
+const char *__asan_default_options(void);
+const char *__lsan_default_suppressions(void);
+
+const char *__asan_default_options(void)
+{
+	return "protect_shadow_gap=0";
+}
+
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libcuda.so\nleak:libnvidia-\nleak:cudart::\n";
+}
+#endif
+
 static int run(struct cmdline *c, struct fuse_args *args)
 {
 	if (c->help) {

@@ -5,6 +5,12 @@
  * before the mount is made and before the daemon detaches, so a bad
  * checkpoint makes `sdafs` (and `mount -t sdafs`) exit non-zero with the
  * message on stderr instead of leaving a broken mount behind.
+ *
+ * CUDA is the exception: it does not survive a fork, so it starts only in
+ * the process that serves, after fuse_daemonize (or before mounting, with
+ * -f or -o mpi, where nothing forks).  backend=cuda still fails the mount
+ * on the terminal when there is no usable GPU: a throwaway child tries
+ * first, before the mount is made.
  */
 #include "mount.h"
 
@@ -14,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend_check.h"
@@ -47,7 +54,10 @@ struct serve_opts {
 	bool prefetch_copies;           /* copy every file right away */
 	unsigned max_threads;
 	struct dist *dist;              /* -o mpi: agree with the other ranks */
+	const struct cmdline *backend;  /* choose the backend once detached (NULL: chosen) */
 };
+
+static int choose_backend(const struct cmdline *c, struct view *v);
 
 /* Tell the other ranks this rank could not mount (under -o mpi). */
 static void mount_failed(const struct serve_opts *so)
@@ -103,6 +113,11 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 		goto out_unmount;
 	if (!so->foreground)
 		sd_log_detached();
+	/* This process serves: CUDA may start now.  Failing after the detach
+	 * leaves the CPU converting, with the reason in the log and in
+	 * .sdafs-stats (backend=cuda was probed before the mount). */
+	if (so->backend && choose_backend(so->backend, &fs->view) < 0)
+		sd_log("backend=cuda: converting on the CPU instead");
 	cfg = fuse_loop_cfg_create();
 	if (!cfg)
 		goto out_unmount;
@@ -167,6 +182,9 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		  dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
 	if (!ok)
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
+	/* each rank on the GPU of its rank on the node (no fork under MPI) */
+	else if (choose_backend(c, &fs.view) < 0)
+		ok = false;
 	if (dist_agree(&d, ok, err) < 0) {
 		if (ok)
 			fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
@@ -197,45 +215,105 @@ out:
 	return rc;
 }
 
-/* backend=: the GPU when asked for (a mount that cannot have it fails) or,
- * with auto, when one is usable and gives the CPU's bytes on a set of small
- * cases (backend_check); the choice is said once, at mount. */
-static int choose_backend(const struct cmdline *c, bool *gpu)
+/* A GPU for this process: started, and giving the CPU's bytes on the
+ * self-check's cases (whole and in row batches).  A GPU whose bytes differ
+ * on any kind of operation (a driver, compiler or hardware fault) never
+ * converts for a view. */
+static int start_gpu(char *name, size_t len, char *err)
+{
+	int rc = gpu_init(name, len, err);
+
+	return rc < 0 ? rc : backend_check(recipe_eval_cuda, recipe_eval_cuda_batched, err);
+}
+
+static bool wants_cuda(const struct cmdline *c)
+{
+	return c->backend && !strcmp(c->backend, "cuda");
+}
+
+/* backend=: the GPU when asked for (-1 when it cannot be had) or, with
+ * auto, when one is usable; the choice is logged once, and why the CPU
+ * converts is kept for .sdafs-stats.  In the process that serves only. */
+static int choose_backend(const struct cmdline *c, struct view *v)
 {
 	char name[256], err[SD_ERRLEN];
-	bool want = c->backend && !strcmp(c->backend, "cuda");
-	int rc;
+	struct gpu_stats st;
 
-	*gpu = false;
-	if (c->backend && !strcmp(c->backend, "cpu"))
+	v->gpu = false;
+	if (c->backend && !strcmp(c->backend, "cpu")) {
+		snprintf(v->backend_note, sizeof(v->backend_note), "backend=cpu");
 		return 0;
-	rc = gpu_init(name, sizeof(name), err);
-	/* A GPU whose bytes differ from the CPU's on any kind of operation (a
-	 * driver, compiler or hardware fault) never converts for a view. */
-	if (rc == 0)
-		rc = backend_check(recipe_eval_cuda, err);
-	if (rc < 0 && want) {
-		fprintf(stderr, "sdafs: backend=cuda: %s; use backend=cpu or auto\n", err);
+	}
+	if (start_gpu(name, sizeof(name), err) < 0) {
+		snprintf(v->backend_note, sizeof(v->backend_note), "%s", err);
+		if (wants_cuda(c)) {
+			sd_log("backend=cuda: %s; use backend=cpu or auto", err);
+			return -1;
+		}
+		if (gpu_compiled_in())
+			sd_log("converting on the CPU: %s", err);
+		return 0;
+	}
+	v->gpu = true;
+	gpu_get_stats(&st);
+	sd_log("converting on the GPU (%s; at most %llu MiB of its memory and %llu MiB of pinned memory)",
+	       name, (unsigned long long)(st.device_bound >> 20),
+	       (unsigned long long)(st.pinned_bound >> 20));
+	return 0;
+}
+
+/*
+ * backend=cuda without -f: can this machine convert on the GPU?  Asked in a
+ * throwaway child, since CUDA started here would be unusable in the daemon
+ * fuse_daemonize forks; 0, or -1 after the child's reason on stderr.
+ */
+static int probe_gpu(void)
+{
+	char msg[SD_ERRLEN] = "";
+	size_t got = 0;
+	int fds[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds) < 0 || (pid = fork()) < 0) {
+		fprintf(stderr, "sdafs: backend=cuda: cannot start the GPU probe: %s\n", strerror(errno));
 		return -1;
 	}
-	*gpu = rc == 0;
-	if (*gpu)
-		fprintf(stderr, "sdafs: converting on the GPU (%s)\n", name);
-	else if (gpu_compiled_in())
-		fprintf(stderr, "sdafs: converting on the CPU: %s\n", err);
-	return 0;
+	if (pid == 0) {
+		close(fds[0]);
+		int rc = start_gpu(NULL, 0, msg);
+		if (rc < 0 && write(fds[1], msg, strlen(msg)) < 0)
+			rc = -EIO;
+		_exit(rc < 0 ? 1 : 0);
+	}
+	close(fds[1]);
+	while (got < sizeof(msg) - 1 && (n = read(fds[0], msg + got, sizeof(msg) - 1 - got)) > 0)
+		got += (size_t)n;
+	msg[got] = '\0';
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (!msg[0])
+		snprintf(msg, sizeof(msg), "the GPU probe ended abnormally (status %d)", status);
+	fprintf(stderr, "sdafs: backend=cuda: %s; use backend=cpu or auto\n", msg);
+	return -1;
 }
 
 int mount_run(struct cmdline *c, struct fuse_args *args)
 {
 	struct view_opts vo;
+	struct gpu_config gc;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
 	uint64_t cache_bytes, materialize_max;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0 || options_copies(c, &materialize_max) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || options_copies(c, &materialize_max) < 0 ||
+	    options_gpu(c, &gc) < 0)
 		return 1;
+	gpu_configure(&gc);
 	raise_fd_limit();
 	if (c->mpi)
 		return run_mpi(c, args, &vo, cache_bytes, materialize_max);
@@ -254,7 +332,8 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 		rc = inspect_print(&fs.view, c->json) < 0;
 	} else if (c->verify_copies) {
 		rc = copies_verify(&fs.view, c->materialize_dir, stdout);
-	} else if (choose_backend(c, &fs.view.gpu) < 0) {
+	} else if (c->foreground ? choose_backend(c, &fs.view) < 0 :
+		   wants_cuda(c) && probe_gpu() < 0) {
 		rc = 1;
 	} else {
 		struct serve_opts so = {
@@ -265,6 +344,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.materialize_max = materialize_max,
 			.prefetch_copies = c->prefetch,
 			.max_threads = c->max_threads,
+			.backend = c->foreground ? NULL : c,
 		};
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);
 		fs.direct_io = c->direct_io;

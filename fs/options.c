@@ -39,6 +39,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
 	OPT("materialize_max=%s", materialize_max), OPT("--verify-copies", verify_copies),
 	OPT("peft=%s", peft), OPT("log=%s", log_file),
+	OPT("gpu_mem=%s", gpu_mem), OPT("gpu_pinned=%s", gpu_pinned),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -93,6 +94,11 @@ void options_usage(FILE *out)
 "                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
 "  backend=auto|cpu|cuda  where chunks are converted: cuda needs a usable GPU\n"
 "                       (and a build with nvcc); auto uses one when there is one\n"
+"  gpu_mem=SIZE         GPU memory the conversions may hold (default: a quarter\n"
+"                       of what is free at mount, split among the node's ranks\n"
+"                       that share the GPU)\n"
+"  gpu_pinned=SIZE      pinned host memory they may hold (default: an eighth of\n"
+"                       RAM, split among the node's ranks)\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
 "  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
@@ -286,10 +292,29 @@ int options_copies(const struct cmdline *c, uint64_t *max_bytes)
 	return 0;
 }
 
+int options_gpu(const struct cmdline *c, struct gpu_config *g)
+{
+	const struct { const char *name, *value; uint64_t *out; } sizes[] = {
+		{ "gpu_mem", c->gpu_mem, &g->device_bytes },
+		{ "gpu_pinned", c->gpu_pinned, &g->pinned_bytes },
+	};
+
+	memset(g, 0, sizeof(*g));
+	g->device = -1;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if (sizes[i].value && (parse_size(sizes[i].value, sizes[i].out) < 0 || !*sizes[i].out)) {
+			fprintf(stderr, "sdafs: %s=%s: expected a size such as 512M or 4G\n",
+				sizes[i].name, sizes[i].value);
+			return -1;
+		}
+	return 0;
+}
+
 void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft, &c->log_file,
+			     &c->gpu_mem, &c->gpu_pinned,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

@@ -10,6 +10,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "gpu.h"
 #include "plan.h"
 
 /* Everything the command line said, as given. */
@@ -19,6 +20,7 @@ struct cmdline {
 	char *materialize_dir, *materialize_max;
 	char *peft;
 	char *log_file;         /* log=FILE */
+	char *gpu_mem, *gpu_pinned;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other, verify_copies;
@@ -38,6 +40,9 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache);
  * can be trusted in (materialize_dir_open); *max_bytes is 0 without a
  * budget.  -1 after a message on stderr. */
 int options_copies(const struct cmdline *c, uint64_t *max_bytes);
+
+/* How CUDA should start (gpu_mem=, gpu_pinned=); -1 after a message. */
+int options_gpu(const struct cmdline *c, struct gpu_config *g);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);

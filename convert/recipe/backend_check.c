@@ -2,13 +2,18 @@
  * backend_check.c — comparing a backend with the CPU's bytes (see
  * backend_check.h).
  *
- * The cases are small (well under a megabyte in all) so a mount pays
+ * The cases are small (a few megabytes in all) so a mount pays
  * milliseconds for them, but each reaches a different kernel: both
  * transpose shapes, every float cast (every BF16 and F16 bit pattern among
  * the inputs), the gated expert merge, index/slices/reshape, FP8 block
- * dequantization across a ragged block edge, and MXFP4.  Part of each
- * case is evaluated from a row other than 0, so row offsets are compared
- * too.
+ * dequantization across a ragged block edge, and MXFP4.  The last cases are
+ * larger than one wave of GPU threads (so grid-stride loops go round),
+ * larger than a pool's first block (so pools grow), and hold more matrices
+ * than one grid (so transposes are launched in groups).  The small cases
+ * are evaluated whole and from row 1, the latter in batches of rows where
+ * the backend has such a path (the one a chunk takes when memory runs
+ * out), so row offsets are compared too; the large ones once each, to keep
+ * the check to milliseconds.
  */
 #include "backend_check.h"
 
@@ -36,8 +41,13 @@ static int tensor(struct bc *b, enum sd_dtype dt, int ndim, const uint64_t *shap
 	return i;
 }
 
-/* The root of r evaluated by both, whole and from row 1; 0 when equal. */
-static int compare(struct bc *b, const struct recipe *r, const char *what, rx_eval_fn eval)
+/* Which evaluations of a case compare: the whole root by eval, rows from
+ * row 1 (by the batched evaluator, when there is one). */
+enum { WHOLE = 1, FROM_ROW_1 = 2 };
+
+/* The root of r evaluated by both as passes says; 0 when equal. */
+static int compare(struct bc *b, const struct recipe *r, const char *what, unsigned passes,
+		   rx_eval_fn eval, rx_eval_fn batched)
 {
 	struct rx_reader rd = memsrc_reader(&b->mem);
 	uint64_t rows = rx_rows(rx_root(r)), rb = rx_row_bytes(rx_root(r));
@@ -50,20 +60,24 @@ static int compare(struct bc *b, const struct recipe *r, const char *what, rx_ev
 		goto out;
 	}
 	for (uint64_t r0 = 0; r0 < 2 && r0 < rows && rc == 0; r0++) {
+		if (!(passes & (r0 ? FROM_ROW_1 : WHOLE)))
+			continue;
 		size_t part = (size_t)((rows - r0) * rb);
 		memset(got, 0xA5, part);
 		if ((rc = recipe_eval_cpu(r, r0, rows, want, &rd, b->err)) < 0)
 			break;
-		if ((rc = eval(r, r0, rows, got, &rd, b->err)) < 0) {
-			sd_err_prefix(b->err, "backend check, %s", what);
+		rx_eval_fn fn = r0 && batched ? batched : eval;
+		const char *how = fn == eval ? "" : " in row batches";
+		if ((rc = fn(r, r0, rows, got, &rd, b->err)) < 0) {
+			sd_err_prefix(b->err, "backend check, %s%s", what, how);
 			break;
 		}
 		if (memcmp(want, got, part)) {
 			size_t k = 0;
 			while (want[k] == got[k])
 				k++;
-			rc = sd_err(b->err, -EIO, "backend check: %s (rows %llu..%llu) differs from the CPU at byte %zu of %zu",
-				    what, (unsigned long long)r0, (unsigned long long)rows, k, part);
+			rc = sd_err(b->err, -EIO, "backend check: %s (rows %llu..%llu%s) differs from the CPU at byte %zu of %zu",
+				    what, (unsigned long long)r0, (unsigned long long)rows, how, k, part);
 		}
 	}
 out:
@@ -85,7 +99,7 @@ static int src(struct bc *b, struct recipe *r, enum sd_dtype dt, int ndim,
 #define NDIM(...) (int)(sizeof((const uint64_t[]){ __VA_ARGS__ }) / sizeof(uint64_t))
 #define SRC(r, dt, every, ...) src(b, r, dt, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), every)
 
-static int build(struct bc *b, struct recipe *r, int k, const char **what)
+static int build(struct bc *b, struct recipe *r, int k, const char **what, unsigned *passes)
 {
 	int x, y = 0, xs[2];
 
@@ -143,11 +157,29 @@ static int build(struct bc *b, struct recipe *r, int k, const char **what)
 		x = SRC(r, SD_U8, false, 2, 4, 3, 16);
 		y = SRC(r, SD_U8, false, 2, 4, 3);
 		return x < 0 ? x : y < 0 ? y : rx_dequant_mxfp4(r, x, y, SD_BF16, b->err);
+	/* Larger ones, each compared once: in row batches of a third, still
+	 * more elements than one wave of an H100's threads (270336). */
+	case 9:         /* 4 MiB out, 2 in: more than a pool's first block */
+		*what = "cast of random F16 [1024, 1024] to F32 (grid-stride, pool growth)";
+		*passes = FROM_ROW_1;
+		x = SRC(r, SD_F16, false, 1024, 1024);
+		return x < 0 ? x : rx_cast(r, x, SD_F32, b->err);
+	case 10:        /* grids hold at most 65535 matrices: whole, or it fits */
+		*what = "transpose_last2 of BF16 [65600, 2, 3] (in groups of 65535 matrices)";
+		*passes = WHOLE;
+		x = SRC(r, SD_BF16, false, 65600, 2, 3);
+		return x < 0 ? x : rx_transpose_last2(r, x, b->err);
+	case 11:
+		*what = "dequant_fp8_block of F8_E4M3 [1100, 1000] to F16 (grid-stride)";
+		*passes = FROM_ROW_1;
+		x = SRC(r, SD_F8_E4M3, false, 1100, 1000);
+		y = SRC(r, SD_F32, false, 9, 8);
+		return x < 0 ? x : y < 0 ? y : rx_dequant_fp8_block(r, x, y, SD_F16, b->err);
 	}
 	return -ENOENT;
 }
 
-int backend_check(rx_eval_fn eval, char *err)
+int backend_check(rx_eval_fn eval, rx_eval_fn batched, char *err)
 {
 	struct bc *b = calloc(1, sizeof(*b));
 	int rc = 0;
@@ -159,14 +191,15 @@ int backend_check(rx_eval_fn eval, char *err)
 	for (int k = 0; rc == 0; k++) {
 		struct recipe r;
 		const char *what = "";
+		unsigned passes = WHOLE | FROM_ROW_1;
 		memset(&r, 0, sizeof(r));
-		rc = build(b, &r, k, &what);
+		rc = build(b, &r, k, &what, &passes);
 		if (rc == -ENOENT) {
 			rc = 0;
 			break;
 		}
 		if (rc >= 0)
-			rc = compare(b, &r, what, eval);
+			rc = compare(b, &r, what, passes, eval, batched);
 		recipe_free(&r);
 	}
 	memsrc_free(&b->mem);

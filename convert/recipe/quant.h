@@ -52,14 +52,16 @@ SD_HD uint32_t sd_e8m0_to_f32_bits(uint8_t s)
 	return s ? (uint32_t)s << 23 : 0x00400000u;
 }
 
-/* The MXFP4 code table (OCP E2M1: 0, .5, 1, 1.5, 2, 3, 4, 6 and their
- * negatives, bit 3 the sign) as F32 bits. */
+/* The MXFP4 codes (OCP E2M1: 0, .5, 1, 1.5, 2, 3, 4, 6 and their
+ * negatives, bit 3 the sign) as F32 bits.  Computed, not looked up: a
+ * table indexed at run time would sit in a GPU thread's local memory. */
 SD_HD uint32_t sd_fp4_to_f32_bits(uint8_t code)
 {
-	const uint32_t mag[8] = { 0, 0x3F000000u, 0x3F800000u, 0x3FC00000u,
-				  0x40000000u, 0x40400000u, 0x40800000u, 0x40C00000u };
+	uint32_t e = (code >> 1) & 3u, m = code & 1u;
+	uint32_t mag = e ? ((e + 126u) << 23) | (m << 22)      /* 2^(e-1) * 1.m */
+			 : (m ? 0x3F000000u : 0u);              /* 0 or 0.5 */
 
-	return ((uint32_t)(code & 8u) << 28) | mag[code & 7u];
+	return ((uint32_t)(code & 8u) << 28) | mag;
 }
 
 /* a * b in F32 with the NaN rule above. */

@@ -61,18 +61,6 @@ uint64_t rx_row_bytes(const struct rx_node *n)
 	return rows ? elems(n) / rows * dtype_size(n->dtype) : 0;
 }
 
-bool rx_reshape_rows(const struct rx_node *n, const struct rx_node *c, uint64_t r0,
-		     uint64_t r1, uint64_t *c0, uint64_t *c1, uint64_t *skip)
-{
-	uint64_t rb = rx_row_bytes(n), cb = rx_row_bytes(c);
-	uint64_t b0 = r0 * rb, b1 = r1 * rb;
-
-	*c0 = b0 / cb;
-	*c1 = (b1 + cb - 1) / cb;
-	*skip = b0 - *c0 * cb;
-	return b0 % cb == 0 && b1 % cb == 0;
-}
-
 int rx_src(struct recipe *r, uint32_t tensor, enum sd_dtype dt, int ndim,
 	   const uint64_t *shape, char *err)
 {

@@ -105,11 +105,8 @@ static inline const struct rx_node *rx_root(const struct recipe *r)
 
 uint64_t rx_rows(const struct rx_node *n);
 uint64_t rx_row_bytes(const struct rx_node *n);
-/* Rows [r0, r1) of reshape node n are bytes [r0, r1) * row of its child c:
- * child rows [*c0, *c1), from *skip bytes into the first.  True when they
- * are exactly those child rows (no trimming).  Every backend maps them so. */
-bool rx_reshape_rows(const struct rx_node *n, const struct rx_node *c, uint64_t r0,
-		     uint64_t r1, uint64_t *c0, uint64_t *c1, uint64_t *skip);
+/* Which child rows each operation's rows come from, and where their bytes
+ * land, is in rx_index.h (shared by every backend). */
 /* True when rows of the node can be produced without producing all of it
  * (a 2-D transpose cannot).  Chunking follows this. */
 bool rx_row_separable(const struct recipe *r, uint32_t node);

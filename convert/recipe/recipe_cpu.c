@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "quant.h"
+#include "rx_index.h"
 
 /* --- per-thread arena ----------------------------------------------------- */
 
@@ -260,84 +261,51 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	return 0;
 }
 
-static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
-		       uint64_t r1, void *dst)
+/* Copy c between host buffers, run by run. */
+static void copy2d(void *dst, const void *src, struct rx_copy2d c)
 {
-	size_t es = dtype_size(n->dtype);
+	for (uint64_t i = 0; i < c.height; i++)
+		memcpy((char *)dst + c.dst_off + i * c.dst_pitch,
+		       (const char *)src + c.src_off + i * c.src_pitch, (size_t)c.width);
+}
+
+/* Part p of child kid into dst: straight into place when it is whole child
+ * rows, else through scratch, trimmed. */
+static int eval_part(struct eval *ev, uint32_t kid, struct rx_part p, void *dst)
+{
+	uint64_t cb = rx_row_bytes(&ev->r->nodes[kid]);
+	char *out = (char *)dst + p.dst_off, *t;
 	int rc;
 
-	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
-		uint64_t base = 0;
-		char *out = dst;
-		for (uint32_t k = 0; k < n->nkids && base < r1; k++) {
-			uint64_t len = kid(ev, n, k)->shape[0];
-			uint64_t a = r0 > base ? r0 - base : 0;
-			uint64_t b = r1 - base < len ? r1 - base : len;
-			if (r1 > base && a < len) {
-				if ((rc = eval(ev, kid_index(ev, n, k), a, b, out)) < 0)
-					return rc;
-				out += (b - a) * es;
-			}
-			base += len;
-		}
-		return 0;
-	}
-	uint64_t last = n->shape[n->ndim - 1];
-	uint64_t outer = (r1 - r0) * (rx_row_bytes(n) / es / last);
-	uint64_t col = 0;
-	for (uint32_t k = 0; k < n->nkids; k++) {
-		const struct rx_node *c = kid(ev, n, k);
-		uint64_t w = c->shape[c->ndim - 1] * es;
-		char *t = temp(ev, outer * w);
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, k), r0, r1, t)) < 0)
-			return rc;
-		for (uint64_t o = 0; o < outer; o++)
-			memcpy((char *)dst + o * last * es + col, t + o * w, w);
-		col += w;
-	}
+	if (p.skip == 0 && p.len == (p.c1 - p.c0) * cb)
+		return eval(ev, kid, p.c0, p.c1, out);
+	if (!(t = temp(ev, (p.c1 - p.c0) * cb)))
+		return -ENOMEM;
+	if ((rc = eval(ev, kid, p.c0, p.c1, t)) < 0)
+		return rc;
+	memcpy(out, t + p.skip, (size_t)p.len);
 	return 0;
 }
 
-static int eval_slice_last(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			   uint64_t r1, void *dst)
+/* One step of a layout node (rx_index.h) into dst. */
+struct cpu_step {
+	struct eval *ev;
+	void *dst;
+};
+
+static int take_step(void *arg, const struct rx_step *s)
 {
-	const struct rx_node *c = kid(ev, n, 0);
-	size_t es = dtype_size(n->dtype);
-	uint64_t cw = c->shape[c->ndim - 1] * es, w = (n->b - n->a) * es;
-	uint64_t outer = (r1 - r0) * rx_row_bytes(c) / cw;
+	struct cpu_step *x = arg;
+	char *t;
 	int rc;
 
-	if (n->ndim == 1)       /* the last dim is the row dim */
-		return eval(ev, kid_index(ev, n, 0), n->a + r0, n->a + r1, dst);
-	char *t = temp(ev, outer * cw);
-	if (!t)
+	if (!s->strided)
+		return eval_part(x->ev, s->kid, s->part, x->dst);
+	if (!(t = temp(x->ev, s->part.len)))
 		return -ENOMEM;
-	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
+	if ((rc = eval(x->ev, s->kid, s->part.c0, s->part.c1, t)) < 0)
 		return rc;
-	for (uint64_t o = 0; o < outer; o++)
-		memcpy((char *)dst + o * w, t + o * cw + n->a * es, w);
-	return 0;
-}
-
-/* Rows [r0, r1) of a reshape are the bytes [r0, r1) * row of its child in
- * row-major order: the child rows covering them, trimmed at both ends. */
-static int eval_reshape(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			uint64_t r1, void *dst)
-{
-	const struct rx_node *c = kid(ev, n, 0);
-	uint64_t c0, c1, skip;
-	int rc;
-
-	if (rx_reshape_rows(n, c, r0, r1, &c0, &c1, &skip))
-		return eval(ev, kid_index(ev, n, 0), c0, c1, dst);
-	char *t = temp(ev, (c1 - c0) * rx_row_bytes(c));
-	if (!t)
-		return -ENOMEM;
-	if ((rc = eval(ev, kid_index(ev, n, 0), c0, c1, t)) < 0)
-		return rc;
-	memcpy(dst, t + skip, (size_t)((r1 - r0) * rx_row_bytes(n)));
+	copy2d(x->dst, t, s->copy);
 	return 0;
 }
 
@@ -514,34 +482,14 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 		return 0;
 	}
 	case RX_STACK0:
-		for (uint64_t e = r0; e < r1; e++) {
-			uint32_t k = kid_index(ev, n, (uint32_t)e);
-			rc = eval(ev, k, 0, rx_rows(&ev->r->nodes[k]),
-				  (char *)dst + (e - r0) * rb);
-			if (rc < 0)
-				return rc;
-		}
-		return 0;
-	case RX_INDEX0: {
-		const struct rx_node *c = kid(ev, n, 0);
-		char *t = temp(ev, rx_row_bytes(c));
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, 0), n->a, n->a + 1, t)) < 0)
-			return rc;
-		memcpy(dst, t + r0 * rb, (size_t)((r1 - r0) * rb));
-		return 0;
-	}
+	case RX_INDEX0:
 	case RX_SLICE0:
-		return eval(ev, kid_index(ev, n, 0), n->a + r0, n->a + r1, dst);
 	case RX_SLICE_LAST:
-		return eval_slice_last(ev, n, r0, r1, dst);
+	case RX_CONCAT_LAST:
+	case RX_RESHAPE:
+		return rx_layout_steps(ev->r, n, r0, r1, take_step, &(struct cpu_step){ ev, dst });
 	case RX_TRANSPOSE_LAST2:
 		return eval_transpose(ev, n, r0, r1, dst);
-	case RX_CONCAT_LAST:
-		return eval_concat(ev, n, r0, r1, dst);
-	case RX_RESHAPE:
-		return eval_reshape(ev, n, r0, r1, dst);
 	case RX_DEQUANT_FP8:
 		return eval_dequant_fp8(ev, n, r0, r1, dst);
 	case RX_DEQUANT_MXFP4:

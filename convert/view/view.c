@@ -97,11 +97,15 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	int rc = -ENOTSUP;
 	bool on_gpu = false;
 
-	if (v->gpu && gpu_supports(t->recipe))
+	if (v->gpu && gpu_usable() && gpu_supports(t->recipe))
 		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, buf, &rd, err)) == 0;
-	/* what the GPU does not take (F64, past its memory bound) converts here */
-	if (rc == -ENOTSUP || rc == -ENOMEM)
+	/* What the GPU declines (F64, out of memory, a CUDA error, a GPU given
+	 * up after a fault) converts here; only the source's own errors fail. */
+	if (gpu_declined(rc)) {
+		if (v->gpu)
+			atomic_fetch_add(&v->stats.gpu_fallbacks, 1);
 		rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
+	}
 
 	if (rc < 0) {
 		sd_err_prefix(err, "converting '%s' rows %" PRIu64 "..%" PRIu64,
@@ -369,6 +373,40 @@ static void add_causes(cJSON *j, struct view *v)
 					(double)atomic_load(&v->stats.read_error_causes[i]));
 }
 
+/* Which backend converts, why the CPU does when it does, and the GPU's
+ * own figures (gpu.h) on a mount that uses one. */
+static void add_backend(cJSON *j, struct view *v)
+{
+	struct gpu_stats g;
+	cJSON *o;
+
+	gpu_get_stats(&g);
+	bool on_gpu = v->gpu && g.started && !g.dead;
+	cJSON_AddNumberToObject(j, "pid", (double)getpid());
+	cJSON_AddStringToObject(j, "backend", on_gpu ? "cuda" : "cpu");
+	if (v->gpu && g.dead) {
+		char why[SD_ERRLEN + 32];
+		snprintf(why, sizeof(why), "the GPU failed: %s", g.dead_reason);
+		cJSON_AddStringToObject(j, "backend_reason", why);
+	} else if (!on_gpu) {
+		cJSON_AddStringToObject(j, "backend_reason", v->backend_note);
+	}
+	if (!v->gpu || !(o = cJSON_AddObjectToObject(j, "gpu")))
+		return;
+	cJSON_AddStringToObject(o, "device", g.name);
+	cJSON_AddBoolToObject(o, "given_up", g.dead);
+	cJSON_AddNumberToObject(o, "fallback_chunks", (double)atomic_load(&v->stats.gpu_fallbacks));
+	cJSON_AddNumberToObject(o, "out_of_memory", (double)g.out_of_memory);
+	cJSON_AddNumberToObject(o, "errors", (double)g.errors);
+	cJSON_AddNumberToObject(o, "stale_errors_cleared", (double)g.stale_errors);
+	cJSON_AddNumberToObject(o, "row_splits", (double)g.row_splits);
+	cJSON_AddNumberToObject(o, "idle_trims", (double)g.trims);
+	cJSON_AddNumberToObject(o, "memory_bound", (double)g.device_bound);
+	cJSON_AddNumberToObject(o, "memory_held", (double)g.device_held);
+	cJSON_AddNumberToObject(o, "pinned_bound", (double)g.pinned_bound);
+	cJSON_AddNumberToObject(o, "pinned_held", (double)g.pinned_held);
+}
+
 char *view_stats_json(struct view *v)
 {
 	struct cache_stats cs;
@@ -383,7 +421,7 @@ char *view_stats_json(struct view *v)
 	cache_get_stats(v->cache, &cs);
 	cJSON_AddStringToObject(j, "adapter", v->plan.adapter);
 	cJSON_AddStringToObject(j, "direction", v->plan.direction);
-	cJSON_AddStringToObject(j, "backend", v->gpu ? "cuda" : "cpu");
+	add_backend(j, v);
 	cJSON_AddNumberToObject(j, "header_bytes_read", (double)v->src.header_bytes_read);
 	cJSON_AddNumberToObject(j, "source_bytes_read", (double)atomic_load(&v->stats.source_bytes));
 	cJSON_AddNumberToObject(j, "chunks_converted", (double)atomic_load(&v->stats.chunks_converted));

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "layout.h"
 #include "plan.h"
 #include "source.h"
@@ -44,6 +45,7 @@ struct view_stats {
 	_Atomic uint64_t chunks_converted;
 	_Atomic uint64_t bytes_converted;
 	_Atomic uint64_t bytes_converted_cuda;  /* of those, by the GPU */
+	_Atomic uint64_t gpu_fallbacks;         /* chunks the GPU declined (gpu_declined) */
 	_Atomic uint64_t reads;
 	_Atomic uint64_t read_errors;
 	_Atomic uint64_t read_error_causes[VIEW_FAULT_COUNT];
@@ -61,6 +63,7 @@ struct view {
 	struct view_opts opts;
 	struct view_stats stats;
 	bool gpu;               /* convert on the GPU where it can (gpu.h) */
+	char backend_note[SD_ERRLEN];   /* why the CPU converts, when gpu is false */
 };
 
 /* One piece of a read: memory (mem != NULL) or source bytes (fd, off). */

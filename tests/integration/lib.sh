@@ -9,7 +9,7 @@ set -u
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD=${SDAFS_BUILD:-$REPO/build}
 SDAFS=$BUILD/sdafs
-PY=/usr/bin/python3
+PY=${SDAFS_PYTHON:-/usr/bin/python3}     # a python3 with numpy (scripts/gpu-check.sh may name another)
 GEN="$PY $REPO/tests/fixtures/gen_checkpoint.py"
 REF="$PY $REPO/tests/ref/automodel_ref.py"
 CHECK="$PY $REPO/tests/ref/check_view.py"

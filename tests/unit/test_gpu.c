@@ -9,8 +9,13 @@
  * rows with recipe_eval_cpu and recipe_eval_cuda, and compares byte for
  * byte.  The CPU side is checked against independent naive references in
  * test_recipe.c, test_dequant.c and test_dtype.c; this file pins the GPU to
- * it.  Without a usable GPU (or in a build without nvcc) every test is a
- * TAP skip that says why.
+ * it.
+ *
+ * The optimised build (build/tests/test_gpu) runs them on a real GPU, and
+ * without a usable one (or in a build without nvcc) every test is a TAP
+ * skip that says why.  The sanitizer build, where CUDA cannot start, runs
+ * them on the fake device of gpu_fake.c instead: the backend's own code,
+ * and its kernels' thread functions on the CPU, under AddressSanitizer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +33,7 @@
 #include "dtype.h"
 #include "err.h"
 #include "gpu.h"
+#include "gpu_fake.h"
 #include "recipe.h"
 #include "testlib.h"
 
@@ -251,6 +257,12 @@ int main(void)
 		T(test_repeated_chunks_of_growing_size_match),
 	};
 
+	if (gpu_fake_install(1, 2, (size_t)1 << 30, why_skip)) {
+		printf("# on the fake device (tests/unit/gpu_fake.c): kernels' threads run on the CPU\n");
+		int rc = cmocka_run_group_tests(tests, NULL, NULL);
+		gpu_fake_uninstall();
+		return rc;
+	}
 	/* Without a GPU every test is a TAP skip with the reason (cmocka's own
 	 * skip reads as "not ok ... # SKIP", which prove counts as failed). */
 	if (gpu_init(NULL, 0, why_skip) < 0) {

@@ -29,6 +29,8 @@
 
 #include "cache.h"
 #include "err.h"
+#include "gpu.h"
+#include "gpu_fake.h"
 #include "testlib.h"
 #include "view.h"
 
@@ -677,6 +679,63 @@ static void test_each_view_file_keeps_its_sources_read_permission(void **state)
 	assert_int_equal(f->v.layout.whole.mode, 0400);
 }
 
+/* ---- on a GPU that fails ------------------------------------------------------------------- */
+
+/* A chunk of a tensor: its bytes from the view, compared with the test's
+ * own arithmetic. */
+static void assert_chunk_right(struct fixture *f, int v, uint64_t from, uint64_t n)
+{
+	uint64_t off, len;
+	unsigned char *want = expected_tensor(v), *got = malloc(n);
+
+	assert_non_null(got);
+	tensor_range(f, v, &off, &len);
+	assert_true(from + n <= len);
+	assert_int_equal(read_range(f, file_index(f, SHARD), off + from, (size_t)n, got), n);
+	assert_memory_equal(got, want + from, n);
+	free(want);
+	free(got);
+}
+
+static void test_a_gpu_given_up_mid_view_leaves_the_cpu_serving_right_bytes(void **state)
+{
+	struct fixture *f = *state;
+	char why[SD_ERRLEN];
+	uint64_t off, len;
+
+	if (!gpu_fake_install(1, 2, (size_t)1 << 30, why)) {
+		print_message("# %s: nothing to test here\n", why);
+		return;
+	}
+	open_view(f, 1 << 20);
+	assert_int_equal(gpu_init(NULL, 0, why), 0);    /* as a mount does before it sets gpu */
+	f->v.gpu = true;
+	tensor_range(f, V_GATE_UP, &off, &len);
+	assert_chunk_right(f, V_GATE_UP, 0, len / E);           /* expert 0: on the GPU */
+	assert_int_equal(f->v.stats.bytes_converted_cuda, len / E);
+	gpu_fake_fail(FAKE_STREAM_SYNC, 1, GPU_ERR_ILLEGAL_ADDRESS);
+	assert_chunk_right(f, V_GATE_UP, len / E, len / E);     /* expert 1: the fault */
+	tensor_range(f, V_DOWN, &off, &len);
+	assert_chunk_right(f, V_DOWN, 0, len);                  /* after it */
+	assert_int_equal(f->v.stats.read_errors, 0);
+
+	char *text = view_stats_json(&f->v);
+	cJSON *j = cJSON_Parse(text);
+	assert_non_null(j);
+	assert_string_equal(cJSON_GetObjectItem(j, "backend")->valuestring, "cpu");
+	assert_non_null(strstr(cJSON_GetObjectItem(j, "backend_reason")->valuestring,
+			       "the GPU failed"));
+	cJSON *g = cJSON_GetObjectItem(j, "gpu");
+	assert_true(cJSON_IsTrue(cJSON_GetObjectItem(g, "given_up")));
+	assert_true(cJSON_GetObjectItem(g, "fallback_chunks")->valuedouble >= 1 + E);
+	cJSON_Delete(j);
+	free(text);
+	view_io_release(&f->v, &f->io);
+	view_close(&f->v);
+	f->open = false;
+	gpu_fake_uninstall();
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -695,6 +754,7 @@ int main(void)
 		T(test_a_truncated_source_fails_every_read_of_its_view_file),
 		T(test_a_source_cut_short_during_a_read_fails_it_with_eio),
 		T(test_each_view_file_keeps_its_sources_read_permission),
+		T(test_a_gpu_given_up_mid_view_leaves_the_cpu_serving_right_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
