@@ -262,6 +262,27 @@ def detect_family(config, family="auto"):
                      % (archs[0] if archs else None, mt, ", ".join(FAMILIES)))
 
 
+# Families whose from_hf dequantizes.  Automodel's save leaves quantization_config out
+# of the config.json it writes for dequantized weights (spec section 7), and sdafs never
+# quantizes, so every view of these families, either direction, leaves it out.
+DEQUANTIZING_FAMILIES = ("deepseek_v3", "gpt_oss")
+
+
+def config_members(text):
+    """A config.json text as nested lists of (key, value) pairs in file order, with
+    numbers kept as their text, so two configs compare equal only if every key, its
+    order and every number's spelling agree."""
+    return json.loads(text, object_pairs_hook=list, parse_float=str, parse_int=str)
+
+
+def expected_config_members(src_text, family):
+    """What a view's config.json holds for a source config.json text (see config_members)."""
+    members = config_members(src_text)
+    if family in DEQUANTIZING_FAMILIES:
+        members = [(k, v) for k, v in members if k != "quantization_config"]
+    return members
+
+
 def adapter_dtype(config, override="auto"):
     """The dtype merged experts are cast to: --dtype, else config torch_dtype, else bf16."""
     if override and override != "auto":
