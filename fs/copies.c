@@ -5,11 +5,14 @@
  * been read to its end (or at mount, with -o prefetch) by one worker thread,
  * so replies never wait for it.  Later opens of the file are then served
  * from the copy: by the kernel (passthrough.c) when it can, else by a pread.
+ * The writer keeps count of what it was asked for and what it has done, so
+ * .sdafs-stats and `sdafs status --wait` can show progress.
  */
 #include "copies.h"
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "err.h"
 #include "log.h"
@@ -24,7 +27,31 @@ struct copies {
 	bool stop;
 	enum { COPY_NONE, COPY_WANTED, COPY_DONE } *state;     /* per view file */
 	size_t pending;
+	/* progress, under mu */
+	struct copy_progress prog;      /* bytes_done: of finished files */
+	long writing;                   /* the file being written, or -1 */
+	uint64_t written_before;        /* copy_bytes_written when it began */
+	bool wanted_any;
+	struct timespec first_want, last_done;
 };
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) * 1e-9;
+}
+
+/* Under mu: file i is finished, copied (ok) or not. */
+static void note_done(struct copies *c, size_t i, bool ok)
+{
+	if (ok) {
+		c->prog.files_done++;
+		c->prog.bytes_done += c->view->layout.files[i].size;
+	} else {
+		c->prog.errors++;
+	}
+	c->writing = -1;
+	clock_gettime(CLOCK_MONOTONIC, &c->last_done);
+}
 
 static void *copy_main(void *arg)
 {
@@ -46,10 +73,14 @@ static void *copy_main(void *arg)
 		}
 		c->state[i] = COPY_DONE;
 		c->pending--;
+		c->writing = (long)i;
+		c->written_before = atomic_load(&c->view->stats.copy_bytes_written);
 		pthread_mutex_unlock(&c->mu);
-		if (materialize_write(c->view, c->dir, i, err) < 0)
+		bool ok = materialize_write(c->view, c->dir, i, err) == 0;
+		if (!ok)
 			sd_log("%s", err);
 		pthread_mutex_lock(&c->mu);
+		note_done(c, i, ok);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
@@ -64,6 +95,12 @@ void copies_want(struct copies *c, size_t file)
 	if (c->state[file] == COPY_NONE) {
 		c->state[file] = COPY_WANTED;
 		c->pending++;
+		c->prog.files_total++;
+		if (!c->wanted_any) {   /* the rate counts from the first file asked for */
+			c->wanted_any = true;
+			clock_gettime(CLOCK_MONOTONIC, &c->first_want);
+		}
+		c->prog.bytes_total += c->view->layout.files[file].size;
 		pthread_cond_signal(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -81,10 +118,22 @@ struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
 	}
 	c->view = v;
 	c->dir = dir;
-	for (size_t i = 0; i < n; i++)         /* copies left by an earlier mount */
-		if (v->layout.files[i].kind == VF_WEIGHTS &&
-		    materialize_attach(v, dir, i, err) < 0)
+	c->writing = -1;
+	clock_gettime(CLOCK_MONOTONIC, &c->first_want);
+	c->last_done = c->first_want;
+	for (size_t i = 0; i < n; i++) {       /* copies left by an earlier mount */
+		int rc = v->layout.files[i].kind != VF_WEIGHTS ? 0 :
+			 materialize_attach(v, dir, i, err);
+		if (rc < 0)
 			sd_log("%s", err);
+		if (rc == 1) {  /* done before we began: counted as done */
+			c->prog.files_total++;
+			c->prog.files_done++;
+			c->prog.bytes_total += v->layout.files[i].size;
+			c->prog.bytes_done += v->layout.files[i].size;
+			c->prog.bytes_attached += v->layout.files[i].size;
+		}
+	}
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	if (pthread_create(&c->thread, NULL, copy_main, c) != 0) {
@@ -95,6 +144,24 @@ struct copies *copies_start(struct view *v, const char *dir, bool prefetch)
 	for (size_t i = 0; prefetch && i < n; i++)
 		copies_want(c, i);
 	return c;
+}
+
+void copies_progress(struct copies *c, struct copy_progress *out)
+{
+	struct timespec now;
+
+	pthread_mutex_lock(&c->mu);
+	*out = c->prog;
+	out->done = c->pending == 0 && c->writing < 0;
+	if (c->writing >= 0) {  /* the file being written, as far as it got */
+		uint64_t n = atomic_load(&c->view->stats.copy_bytes_written) - c->written_before;
+		uint64_t size = c->view->layout.files[c->writing].size;
+		out->bytes_done += n < size ? n : size;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double secs = seconds_between(&c->first_want, out->done ? &c->last_done : &now);
+	out->bytes_per_second = secs > 0 ? (double)(out->bytes_done - out->bytes_attached) / secs : 0;
+	pthread_mutex_unlock(&c->mu);
 }
 
 void copies_stop(struct copies *c)

@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <fuse_lowlevel.h>
@@ -33,6 +34,11 @@ struct sdafs {
 	const char *mountpoint;
 	char *mountpoint_real;  /* resolved before mounting: stat()ing it from
 				 * init would ask this very filesystem */
+	const char *source;     /* the source directory, absolute (the fsname) */
+	const char *options;    /* the -o options as given, for .sdafs-stats */
+	char backend_note[256]; /* why conversion runs where it runs */
+	struct stat source_dir; /* the root's mode and times follow it */
+	bool prefetch_broadcast;        /* -o mpi,prefetch: shared tensors held */
 	bool direct_io;
 	struct timespec mounted_at;
 	atomic_flag readahead_raised;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend_check.h"
@@ -23,8 +24,11 @@
 #include "fs.h"
 #include "gpu.h"
 #include "inspect.h"
+#include "hints.h"
 #include "log.h"
+#include "mountpoint.h"
 #include "passthrough.h"
+#include "ranks.h"
 #include "watch.h"
 
 static void raise_fd_limit(void)
@@ -57,6 +61,23 @@ static void mount_failed(const struct serve_opts *so)
 		dist_agree(so->dist, false, err);
 }
 
+/* What findmnt shows: the source directory as SOURCE, fuse.sdafs as FSTYPE
+ * (fsname and subtype, as sshfs and squashfuse show theirs). */
+static int add_mount_options(struct fuse_args *args, const char *source)
+{
+	char *opts = NULL, *fsname = NULL;
+	int rc = -1;
+
+	if (asprintf(&fsname, "fsname=%s", source) >= 0 &&
+	    fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=sdafs") == 0 &&
+	    fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
+	    fuse_opt_add_arg(args, "-o") == 0 && fuse_opt_add_arg(args, opts) == 0)
+		rc = 0;
+	free(fsname);
+	free(opts);
+	return rc;
+}
+
 static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 			   const struct serve_opts *so)
 {
@@ -69,8 +90,7 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	fs->mountpoint = so->mountpoint;
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
 	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
-	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=sdafs") < 0 ||
-	    fuse_opt_add_arg(args, "-ofsname=sdafs") < 0)
+	if (add_mount_options(args, fs->source) < 0)
 		return 1;
 	fs->se = fuse_session_new(args, &sdafs_ops, sizeof(sdafs_ops), fs);
 	if (!fs->se) {
@@ -83,14 +103,14 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	}
 	if (own_mount) {        /* so that we can ask for kernel passthrough */
 		int e;
-		if (!(fs->pt = pt_mount(fs->se, fs->mountpoint_real, so->allow_other, &fs->view, &e))) {
+		if (!(fs->pt = pt_mount(fs->se, fs->mountpoint_real, fs->source, so->allow_other,
+					&fs->view, &e))) {
 			fprintf(stderr, "sdafs: cannot mount on %s: %s\n", fs->mountpoint, strerror(-e));
 			mount_failed(so);
 			goto out_signals;
 		}
 	} else if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
-		fprintf(stderr, "sdafs: cannot mount on %s (is it an existing empty directory you may mount on?)\n",
-			fs->mountpoint);
+		mountpoint_explain(fs->mountpoint);
 		mount_failed(so);
 		goto out_signals;
 	}
@@ -131,6 +151,16 @@ out:
 	return rc;
 }
 
+/* What .sdafs-stats and findmnt say the mount is; the root directory
+ * follows the source directory's mode and times. */
+static void describe_mount(struct sdafs *fs, const struct cmdline *c)
+{
+	fs->source = realpath(c->src, NULL);
+	fs->options = c->options_text;
+	if (stat(fs->source ? fs->source : c->src, &fs->source_dir) < 0)
+		memset(&fs->source_dir, 0, sizeof(fs->source_dir));
+}
+
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
 		   uint64_t cache_bytes)
 {
@@ -145,9 +175,13 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		return 1;
 	}
 	char *m = options_with_rank(c->mountpoint, d.rank);
-	bool ok = m && dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
-	if (!ok)
+	struct made_dirs made = { 0 };
+	bool ok = m && (strstr(c->mountpoint, "%r") ? mountpoint_make(m, &made) :
+			mountpoint_check(m)) == 0;
+	if (ok && !(ok = dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0))
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
+	else if (!ok)
+		fprintf(stderr, "sdafs: rank %d cannot mount on %s\n", d.rank, m ? m : c->mountpoint);
 	if (dist_agree(&d, ok, err) < 0) {
 		if (ok)
 			fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
@@ -157,6 +191,9 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
 		dist_abort(&d);
 	}
+	fs.prefetch_broadcast = c->prefetch;
+	snprintf(fs.backend_note, sizeof(fs.backend_note), "-o mpi converts on the CPU");
+	describe_mount(&fs, c);
 	struct serve_opts so = {
 		.mountpoint = m,
 		.foreground = true,     /* no fork after MPI_Init */
@@ -172,7 +209,9 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 	free(fs.mountpoint_real);
 out:
 	view_close(&fs.view);
+	mountpoint_unmake(&made);
 	free(m);
+	free((char *)fs.source);
 	dist_finish(&d);
 	return rc;
 }
@@ -180,15 +219,17 @@ out:
 /* backend=: the GPU when asked for (a mount that cannot have it fails) or,
  * with auto, when one is usable and gives the CPU's bytes on a set of small
  * cases (backend_check); the choice is said once, at mount. */
-static int choose_backend(const struct cmdline *c, bool *gpu)
+static int choose_backend(const struct cmdline *c, bool *gpu, char *note, size_t len)
 {
 	char name[256], err[SD_ERRLEN];
 	bool want = c->backend && !strcmp(c->backend, "cuda");
 	int rc;
 
 	*gpu = false;
-	if (c->backend && !strcmp(c->backend, "cpu"))
+	if (c->backend && !strcmp(c->backend, "cpu")) {
+		snprintf(note, len, "backend=cpu");
 		return 0;
+	}
 	rc = gpu_init(name, sizeof(name), err);
 	/* A GPU whose bytes differ from the CPU's on any kind of operation (a
 	 * driver, compiler or hardware fault) never converts for a view. */
@@ -199,36 +240,45 @@ static int choose_backend(const struct cmdline *c, bool *gpu)
 		return -1;
 	}
 	*gpu = rc == 0;
+	snprintf(note, len, "%.*s", (int)len - 1, *gpu ? name : gpu_compiled_in() ? err : "built without CUDA");
+	/* Only a GPU in use is news; why there is none is for -v and .sdafs-stats. */
 	if (*gpu)
 		fprintf(stderr, "sdafs: converting on the GPU (%s)\n", name);
-	else if (gpu_compiled_in())
-		fprintf(stderr, "sdafs: converting on the CPU: %s\n", err);
+	else if (c->verbose)
+		fprintf(stderr, "sdafs: converting on the CPU: %s\n", note);
 	return 0;
 }
 
 int mount_run(struct cmdline *c, struct fuse_args *args)
 {
+	bool per_rank = c->mountpoint && strstr(c->mountpoint, "%r");
+	struct made_dirs made = { 0 };
 	struct view_opts vo;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
 	uint64_t cache_bytes;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || ranks_resolve(c, &vo) < 0)
 		return 1;
 	raise_fd_limit();
 	if (c->mpi)
 		return run_mpi(c, args, &vo, cache_bytes);
-	if (c->mountpoint && strstr(c->mountpoint, "%r") && !options_expand_rank(c, &vo))
+	/* A per-rank mount point is made when missing (as mount --mkdir does);
+	 * any other must exist.  Either way before the source is scanned. */
+	if (!c->inspect && (per_rank ? mountpoint_make(c->mountpoint, &made) :
+			    mountpoint_check(c->mountpoint)) < 0)
 		return 1;
 	memset(&fs, 0, sizeof(fs));
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
+		hint_source(c->src);
+		mountpoint_unmake(&made);
 		return 1;
 	}
 	if (c->inspect) {
 		rc = inspect_print(&fs.view, c->json) < 0;
-	} else if (choose_backend(c, &fs.view.gpu) < 0) {
+	} else if (choose_backend(c, &fs.view.gpu, fs.backend_note, sizeof(fs.backend_note)) < 0) {
 		rc = 1;
 	} else {
 		struct serve_opts so = {
@@ -239,11 +289,14 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.prefetch_copies = c->prefetch,
 			.max_threads = c->max_threads,
 		};
+		describe_mount(&fs, c);
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);
 		fs.direct_io = c->direct_io;
 		rc = mount_and_serve(&fs, args, &so);
 		free(fs.mountpoint_real);
+		free((char *)fs.source);
 	}
 	view_close(&fs.view);
+	mountpoint_unmake(&made);
 	return rc;
 }

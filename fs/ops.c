@@ -22,11 +22,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "bdi.h"
 #include "copies.h"
 #include "err.h"
 #include "log.h"
 #include "passthrough.h"
+#include "stats.h"
 
 #define TIMEOUT         86400.0
 #define ROOT_INO        1
@@ -66,8 +68,8 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	st->st_atim = st->st_mtim = st->st_ctim = fs->mounted_at;
 	st->st_blksize = REQUEST_MAX;   /* cp and cat size their buffers by it */
 	if (ino == ROOT_INO) {
-		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = 2;
+		attr_root(fs, st);
 		return 0;
 	}
 	st->st_mode = S_IFREG | 0444;
@@ -80,8 +82,7 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	const struct vfile *vf = &fs->view.layout.files[f];
 	st->st_size = (off_t)vf->size;
 	st->st_blocks = (blkcnt_t)((vf->size + 511) / 512);
-	if (vf->kind == VF_SOURCE)
-		st->st_mtim = fs->view.src.files[vf->src_file].mtime;
+	attr_file_times(fs, (size_t)f, st);
 	return 0;
 }
 
@@ -178,7 +179,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
-		char *json = view_stats_json(&fs->view);
+		char *json = fs_stats_json(fs);
 		if (!json) {
 			fuse_reply_err(req, ENOMEM);
 			return;

@@ -18,9 +18,10 @@ struct cmdline {
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	char *materialize_dir;
 	char *peft;
+	char *options_text;     /* every -o list, joined: for .sdafs-stats */
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
-	    list_adapters, prefetch, allow_other;
+	    list_adapters, prefetch, allow_other, verbose;
 };
 
 /* Parse argv into c; what is left in args is for libfuse.  -1 after a
@@ -35,8 +36,5 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);
-/* %r without -o mpi: the rank comes from the launcher's environment, and so
- * does the EP slice unless one was given.  False after a message. */
-bool options_expand_rank(struct cmdline *c, struct view_opts *vo);
 
 #endif

@@ -72,6 +72,7 @@ static int open_regular(struct source *s, const char *name, struct src_file *f,
 	f->fd = fd;
 	f->size = (uint64_t)st.st_size;
 	f->mtime = st.st_mtim;
+	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
 	return 0;

@@ -39,6 +39,7 @@ struct src_file {
 	int fd;                 /* open read-only */
 	uint64_t size;
 	struct timespec mtime;  /* identity at scan time, to notice changes */
+	struct timespec ctime;  /* the view's times follow it */
 	dev_t dev;
 	ino_t ino;
 	bool is_weights;        /* a safetensors file whose tensors we use */

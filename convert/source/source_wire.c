@@ -172,6 +172,7 @@ static int open_file(struct source *s, struct src_file *f, uint64_t mtime_s,
 			      "%s/%s: this rank sees a different file than rank 0 did (size or modification time differ); is the checkpoint on storage every rank shares?",
 			      s->dir, f->name);
 	f->mtime = st.st_mtim;
+	f->ctime = st.st_ctim;
 	f->dev = st.st_dev;     /* this node's identity, for later checks */
 	f->ino = st.st_ino;
 	return 0;

@@ -100,6 +100,8 @@ int materialize_write(struct view *v, const char *dir, size_t file, char *err)
 		    (rc = view_io_gather(v, &io, buf, err)) == 0 &&
 		    pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
 			rc = sd_err(err, -errno, "materialize: writing %s: %s", tmp, strerror(errno));
+		if (rc == 0)    /* progress, for .sdafs-stats */
+			atomic_fetch_add(&v->stats.copy_bytes_written, n);
 		view_io_release(v, &io);
 	}
 	/* The sources must not have changed while we copied them. */

@@ -331,17 +331,13 @@ int view_io_gather(struct view *v, const struct view_io *io, void *dst,
 	return 0;
 }
 
-char *view_stats_json(struct view *v)
+int view_stats_add(struct view *v, cJSON *j)
 {
 	struct cache_stats cs;
-	cJSON *j = cJSON_CreateObject(), *c = cJSON_CreateObject();
-	char *text;
+	cJSON *c = cJSON_CreateObject();
 
-	if (!j || !c) {
-		cJSON_Delete(j);
-		cJSON_Delete(c);
-		return NULL;
-	}
+	if (!c)
+		return -ENOMEM;
 	cache_get_stats(v->cache, &cs);
 	cJSON_AddStringToObject(j, "adapter", v->plan.adapter);
 	cJSON_AddStringToObject(j, "direction", v->plan.direction);
@@ -358,6 +354,7 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(j, "read_errors", (double)atomic_load(&v->stats.read_errors));
 	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));
 	cJSON_AddNumberToObject(j, "copies_written", (double)atomic_load(&v->stats.copies_written));
+	cJSON_AddNumberToObject(j, "copy_bytes_written", (double)atomic_load(&v->stats.copy_bytes_written));
 	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
 	cJSON_AddNumberToObject(j, "passthrough_opens", (double)atomic_load(&v->stats.passthrough_opens));
 	cJSON_AddItemToObject(j, "cache", c);
@@ -367,7 +364,16 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(c, "bytes", (double)cs.bytes);
 	cJSON_AddNumberToObject(c, "entries", (double)cs.entries);
 	cJSON_AddNumberToObject(c, "max_bytes", (double)cs.max_bytes);
-	text = cJSON_Print(j);
+	return 0;
+}
+
+char *view_stats_json(struct view *v)
+{
+	cJSON *j = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (j && view_stats_add(v, j) == 0)
+		text = cJSON_Print(j);
 	cJSON_Delete(j);
 	return text;
 }
