@@ -176,12 +176,13 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 	}
 	char *m = options_with_rank(c->mountpoint, d.rank);
 	struct made_dirs made = { 0 };
-	bool ok = m && (strstr(c->mountpoint, "%r") ? mountpoint_make(m, &made) :
-			mountpoint_check(m)) == 0;
-	if (ok && !(ok = dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0))
+	/* every rank takes part in the same collectives, whatever fails */
+	bool ok = m && dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
+	if (!ok)
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
-	else if (!ok)
-		fprintf(stderr, "sdafs: rank %d cannot mount on %s\n", d.rank, m ? m : c->mountpoint);
+	else if (!(ok = (strstr(c->mountpoint, "%r") ? mountpoint_make(m, &made) :
+			 mountpoint_check(m)) == 0))
+		fprintf(stderr, "sdafs: rank %d cannot mount on %s\n", d.rank, m);
 	if (dist_agree(&d, ok, err) < 0) {
 		if (ok)
 			fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);

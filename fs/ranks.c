@@ -60,6 +60,9 @@ static int launcher_rank(const struct cmdline *c, const struct launcher_env *l,
 			fprintf(stderr, "sdafs: %%r in %s is the rank, but none of " LAUNCHER_RANKS
 				" is set; run under mpirun or srun, use -o mpi, or give ep_rank=R\n",
 				c->mountpoint);
+		else if (!strcmp(c->ep_size, "auto"))
+			fprintf(stderr, "sdafs: ep_size=auto takes the rank and the number of ranks from the launcher, but none of "
+				LAUNCHER_RANKS " is set; give ep_rank=R,ep_size=N\n");
 		else
 			fprintf(stderr, "sdafs: ep_size=%s without ep_rank takes the rank from the launcher, but none of "
 				LAUNCHER_RANKS " is set; give ep_rank=R\n", c->ep_size);

@@ -96,10 +96,13 @@ int materialize_write(struct view *v, const char *dir, size_t file, char *err)
 	}
 	for (uint64_t off = 0; off < f->size && rc == 0; off += WRITE_STEP) {
 		size_t n = f->size - off < WRITE_STEP ? (size_t)(f->size - off) : WRITE_STEP;
+		ssize_t w = 0;
 		if ((rc = view_read(v, file, off, n, &io, err)) == 0 &&
 		    (rc = view_io_gather(v, &io, buf, err)) == 0 &&
-		    pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
-			rc = sd_err(err, -errno, "materialize: writing %s: %s", tmp, strerror(errno));
+		    (w = pwrite(fd, buf, n, (off_t)off)) != (ssize_t)n)
+			/* a short write sets no errno: a full disk, said as one */
+			rc = sd_err(err, w < 0 ? -errno : -ENOSPC, "materialize: writing %s: %s", tmp,
+				    strerror(w < 0 ? errno : ENOSPC));
 		if (rc == 0)    /* progress, for .sdafs-stats */
 			atomic_fetch_add(&v->stats.copy_bytes_written, n);
 		view_io_release(v, &io);
