@@ -100,10 +100,13 @@ void options_unknown(const struct fuse_opt *table, const char *arg)
 	if (best && best_d <= (best_len > 6 ? best_len / 3 : 2) && best_d < n)
 		fprintf(stderr, "; did you mean %.*s?", (int)best_len, best);
 	fprintf(stderr, "\nsdafs: options are");
+	const char *sep = " ";
 	for (const struct fuse_opt *o = table; o->templ; o++) {
 		const char *name = table_name(o, &len);
-		if (name)
-			fprintf(stderr, " %.*s", (int)len, name);
+		if (name) {
+			fprintf(stderr, "%s%.*s", sep, (int)len, name);
+			sep = ", ";
+		}
 	}
 	fprintf(stderr, "\n");
 }

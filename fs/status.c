@@ -335,8 +335,10 @@ static void status_usage(FILE *out)
 "List the sdafs mounts (all, or those named): mount point, source, view,\n"
 "adapter, cache use, read errors and prefetch progress, from /proc/self/mountinfo\n"
 "and each mount's " STATS_NAME ".\n"
-"  --wait     then show prefetch progress (a bar on a terminal, lines otherwise)\n"
-"             until every prefetch has ended; exit 0 when all ended without error\n"
+"  -w, --wait  then show prefetch progress (a bar on a terminal, lines\n"
+"              otherwise) until every prefetch has ended; exit 0 when all ended\n"
+"              without error\n"
+"  -h, --help  this text\n"
 "Exit status: 0 fine, 1 a copy failed, a mount went away or MOUNTPOINT is not\n"
 "an sdafs mount, 2 bad arguments.\n");
 }
