@@ -48,11 +48,22 @@ static bool component_end(const char *p, size_t i)
 int mountpoint_make(const char *path, struct made_dirs *m)
 {
 	char *p;
-	size_t len = strlen(path);
+	size_t len;
 
 	memset(m, 0, sizeof(*m));
-	if (!(p = m->path = strdup(path)))
+	/* absolute: the daemon removes it after fuse_daemonize's chdir("/") */
+	if (path[0] != '/') {
+		char *cwd = getcwd(NULL, 0);
+		int n = cwd ? asprintf(&m->path, "%s/%s", cwd, path) : -1;
+		free(cwd);
+		if (n < 0)
+			m->path = NULL;
+	} else {
+		m->path = strdup(path);
+	}
+	if (!(p = m->path))
 		return -1;
+	len = strlen(p);
 	/* From the top down, every component that is missing is made. */
 	for (size_t i = 1; i <= len; i++) {
 		if (!component_end(p, i))

@@ -8,7 +8,7 @@
 # one that was there stays.  Every refusal names the variables it saw.
 # The daemons run detached, as the README runs them.
 . "$(dirname "$0")/lib.sh"
-plan 30
+plan 32
 
 LAUNCHER_VARS="OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE PMI_RANK PMI_SIZE SLURM_PROCID SLURM_NTASKS"
 # A detached daemon's sanitizer report goes to a file, checked at the end.
@@ -80,6 +80,13 @@ ok $? "missing parents of a per-rank mount point are made too (mkdir -p)" || dia
 fusermount3 -u "$T/deep/er/d-0"
 gone "$T/deep"
 ok $? "and every directory sdafs made is removed at unmount"
+
+(cd "$T" && launcher SLURM_PROCID=0 SLURM_NTASKS=1 -- src "rel-%r" 2>"$T/rel.err")
+is_mounted "$T/rel-0" && DETACHED+=("$T/rel-0")
+ok $? "a relative per-rank mount point is made in the current directory" || diag "$T/rel.err"
+fusermount3 -u "$T/rel-0"
+gone "$T/rel-0"
+ok $? "and removed at unmount, though the daemon has left that directory (chdir /)"
 
 # refusals: exit status, one message naming what was seen, nothing left behind
 refuse() {      # refuse DESCRIPTION MESSAGE VAR=VALUE... -- ARGS...
