@@ -78,7 +78,14 @@ mount_view "$T/go" "$T/go-cfg"
 is "$(config_keys "$T/go-cfg/config.json")" "$(want_keys "$T/go/config.json")" \
 	"gpt-oss MXFP4 -> native: the same"
 unmount_view "$T/go-cfg"
-$GEN "$T/ds-native" $GEN_DS --layout native >/dev/null      # a native copy whose config still says fp8
+$GEN "$T/ds-native" $GEN_DS --layout native >/dev/null
+# a native copy whose config still says fp8 (as an older view's copy would)
+/usr/bin/python3 - "$T/ds-native/config.json" "$T/ds/config.json" <<'EOF'
+import json, sys
+c, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["quantization_config"]
+c["quantization_config"] = q
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+EOF
 mount_view "$T/ds-native" "$T/ds-hf"
 is "$(config_keys "$T/ds-hf/config.json")" "$(want_keys "$T/ds-native/config.json")" \
 	"the HF view of such a native copy leaves it out too (sdafs does not re-quantize)"

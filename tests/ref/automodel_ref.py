@@ -1080,8 +1080,9 @@ def write_single(path, tensors):
     st.write_file(path, entries, lambda n: [tensors[n].array()])
 
 
-def write_view(viewdir, srcdir, tensors, shards):
-    """A complete native view built by this reference: sharded files, index, pass-through files."""
+def write_view(viewdir, srcdir, tensors, shards, family=None):
+    """A complete view built by this reference: sharded files, index, pass-through files
+    (config.json less quantization_config for a family whose conversion dequantizes)."""
     os.makedirs(viewdir, exist_ok=True)
     names = sorted(tensors)
     groups = st.split_shards([st.nbytes(tensors[n].dtype, tensors[n].shape) for n in names], shards)
@@ -1099,6 +1100,13 @@ def write_view(viewdir, srcdir, tensors, shards):
             if not is_weight_file(rel):
                 dst = os.path.join(viewdir, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if rel == "config.json" and family in DEQUANTIZING_FAMILIES:
+                    with open(os.path.join(srcdir, rel)) as f:
+                        config = json.load(f)
+                    config.pop("quantization_config", None)
+                    with open(dst, "w") as f:
+                        json.dump(config, f, indent=2)
+                    continue
                 shutil.copyfile(os.path.join(srcdir, rel), dst)
 
 
@@ -1135,7 +1143,7 @@ def main(argv):
             os.makedirs(a.out, exist_ok=True)
             write_single(os.path.join(a.out, "model.safetensors"), tensors)
         if a.view:
-            write_view(a.view, a.srcdir, tensors, a.shards)
+            write_view(a.view, a.srcdir, tensors, a.shards, family)
     except (RuntimeError, ValueError, st.FormatError, OSError) as e:
         print("automodel_ref: %s" % e, file=sys.stderr)
         return 1
