@@ -34,7 +34,7 @@ struct sdafs {
 	const char *mountpoint;
 	char *mountpoint_real;  /* resolved before mounting: stat()ing it from
 				 * init would ask this very filesystem */
-	const char *source;     /* the source directory, absolute (the fsname) */
+	char *source;           /* the source directory, absolute (the fsname) */
 	const char *options;    /* the -o options as given, for .sdafs-stats */
 	char backend_note[256]; /* why conversion runs where it runs */
 	struct stat source_dir; /* the root's mode and times follow it */

@@ -212,7 +212,7 @@ out:
 	view_close(&fs.view);
 	mountpoint_unmake(&made);
 	free(m);
-	free((char *)fs.source);
+	free(fs.source);
 	dist_finish(&d);
 	return rc;
 }
@@ -295,7 +295,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 		fs.direct_io = c->direct_io;
 		rc = mount_and_serve(&fs, args, &so);
 		free(fs.mountpoint_real);
-		free((char *)fs.source);
+		free(fs.source);
 	}
 	view_close(&fs.view);
 	mountpoint_unmake(&made);

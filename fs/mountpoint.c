@@ -28,6 +28,9 @@ int mountpoint_check(const char *path)
 		if (errno == ENOENT)
 			fprintf(stderr, "sdafs: mount point %s does not exist; create it first (mkdir -p %s)\n",
 				path, path);
+		else if (errno == ENOTCONN)
+			fprintf(stderr, "sdafs: mount point %s is a FUSE mount whose daemon is gone; unmount it first (fusermount3 -u %s)\n",
+				path, path);
 		else
 			fprintf(stderr, "sdafs: mount point %s: %s\n", path, strerror(errno));
 		return -1;

@@ -7,7 +7,7 @@
 # directory points at its model/; a family only an example table describes
 # names the table.
 . "$(dirname "$0")/lib.sh"
-plan 26
+plan 27
 
 $GEN "$T/src" --kind moe >/dev/null
 mkdir -p "$T/mnt"
@@ -74,6 +74,13 @@ says "sdafs: mount point $T/nowhere does not exist; create it first (mkdir -p $T
 touch "$T/file"
 run "$T/src" "$T/file"
 says "sdafs: mount point $T/file is not a directory" "a mount point that is a file"
+mount_view "$T/src" "$T/dead"
+kill -KILL "${PIDS[-1]}"
+wait "${PIDS[-1]}" 2>/dev/null
+run "$T/src" "$T/dead"
+grep -qF "sdafs: mount point $T/dead is a FUSE mount whose daemon is gone; unmount it first (fusermount3 -u $T/dead)" "$T/err" && [ "$rc" = 1 ]
+ok $? "a mount point left by a killed daemon: says to unmount it" || diag "$T/err"
+fusermount3 -u "$T/dead"
 if [ "$(id -u)" = 0 ]; then
 	unshare -m sh -c 'mount -t tmpfs none /dev && exec "$0" "$@"' "$SDAFS" "$T/src" "$T/mnt" >/dev/null 2>"$T/err"
 	rc=$?
