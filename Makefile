@@ -231,11 +231,18 @@ $(BUILD)/bench/%: bench/%.c fs/bdi.c fs/bdi.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_INC) $(PKG_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< fs/bdi.c $(LDLIBS)
 
+# The example adapter tables go where -o adapter=NAME finds them: relative
+# to the installed binary, PREFIX/share/sdafs/adapters (fs/datadir.c).
+EXAMPLE_ADAPTERS := $(wildcard examples/adapters/*.json)
+ADAPTER_DIR       = $(DESTDIR)$(PREFIX)/share/sdafs/adapters
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(ADAPTER_DIR)
 	install -m 755 $(BUILD)/sdafs $(DESTDIR)$(PREFIX)/bin/sdafs
 	install -m 755 $(BUILD)/mount.sdafs $(DESTDIR)$(PREFIX)/sbin/mount.sdafs
 	install -m 644 docs/sdafs.8 $(DESTDIR)$(PREFIX)/share/man/man8/sdafs.8
+	install -m 644 $(EXAMPLE_ADAPTERS) $(ADAPTER_DIR)/
 	@if [ -z "$(DESTDIR)" ] && [ "$(PREFIX)" != "/" ] && [ -d /sbin ] && [ -w /sbin ]; then \
 		ln -sf $(PREFIX)/sbin/mount.sdafs /sbin/mount.sdafs; \
 		echo "linked /sbin/mount.sdafs -> $(PREFIX)/sbin/mount.sdafs (mount -t sdafs looks in /sbin)"; \
@@ -243,8 +250,26 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sdafs $(DESTDIR)$(PREFIX)/sbin/mount.sdafs \
-	      $(DESTDIR)$(PREFIX)/share/man/man8/sdafs.8
-	@if [ -L /sbin/mount.sdafs ]; then rm -f /sbin/mount.sdafs; fi
+	      $(DESTDIR)$(PREFIX)/share/man/man8/sdafs.8 \
+	      $(addprefix $(ADAPTER_DIR)/,$(notdir $(EXAMPLE_ADAPTERS)))
+	-rmdir $(ADAPTER_DIR) $(DESTDIR)$(PREFIX)/share/sdafs 2>/dev/null
+	@# the link install made, and only that one (not another sdafs's, not under DESTDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$$(readlink /sbin/mount.sdafs)" = "$(PREFIX)/sbin/mount.sdafs" ]; then \
+		rm -f /sbin/mount.sdafs; fi
+
+# Helpers a user can run, with the Python that has numpy whatever PATH says:
+#   make checkpoint OUT=DIR [GEN_ARGS="--family qwen3_moe --shards 3"]
+#   make check-view VIEW=MOUNTPOINT SRC=DIR [CHECK_ARGS="--ep-rank 1 --ep-size 4"]
+PYTHON ?= /usr/bin/python3
+.PHONY: checkpoint check-view
+checkpoint:
+	@[ -n "$(OUT)" ] || { echo "usage: make checkpoint OUT=DIR [GEN_ARGS='--family F ...']" >&2; exit 2; }
+	$(PYTHON) tests/fixtures/gen_checkpoint.py $(OUT) $(GEN_ARGS)
+
+check-view:
+	@[ -n "$(VIEW)" ] && [ -n "$(SRC)" ] || \
+		{ echo "usage: make check-view VIEW=MOUNTPOINT SRC=DIR [CHECK_ARGS=...]" >&2; exit 2; }
+	$(PYTHON) tests/ref/check_view.py $(VIEW) $(SRC) $(CHECK_ARGS)
 
 clean:
 	rm -rf build

@@ -18,27 +18,42 @@
 #include "err.h"
 #include "source_wire.h"
 
-bool dist_env_rank(long *rank, long *size)
+/* A launcher variable's value as a number >= 0, or -1. */
+static long env_number(const char *text)
 {
-	static const char *const pairs[][2] = {
+	char *end;
+	long v;
+
+	if (!text || !*text)
+		return -1;
+	errno = 0;
+	v = strtol(text, &end, 10);
+	return errno || *end || v < 0 ? -1 : v;
+}
+
+void dist_env_launcher(struct launcher_env *e)
+{
+	/* The rank's variable decides the launcher; its size is that launcher's. */
+	static const char *const vars[][2] = {
 		{ "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE" },
 		{ "PMI_RANK", "PMI_SIZE" },
 		{ "SLURM_PROCID", "SLURM_NTASKS" },
 	};
 
-	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
-		const char *r = getenv(pairs[i][0]), *s = getenv(pairs[i][1]);
-		char *e1, *e2;
-		if (!r || !s)
+	memset(e, 0, sizeof(*e));
+	e->rank = e->size = -1;
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *r = getenv(vars[i][0]);
+		if (!r)
 			continue;
-		long rv = strtol(r, &e1, 10), sv = strtol(s, &e2, 10);
-		if (*e1 || *e2 || rv < 0 || sv < 1 || rv >= sv)
-			continue;
-		*rank = rv;
-		*size = sv;
-		return true;
+		e->rank_var = vars[i][0];
+		e->size_var = vars[i][1];
+		e->rank_text = r;
+		e->size_text = getenv(vars[i][1]);
+		e->rank = env_number(r);
+		e->size = env_number(e->size_text);
+		return;
 	}
-	return false;
 }
 
 #ifndef HAVE_MPI
@@ -205,6 +220,8 @@ int dist_open_view(struct dist *d, struct view *v, const char *src,
 		o->ep_rank = d->rank;
 		o->ep_size = d->size;
 		o->ep_from_rank = true;
+	} else if (o->ep_rank < 0) {    /* ep_size=N: this rank's slice of N */
+		o->ep_rank = d->rank;
 	}
 	rc = view_build(v, &s, o, cache_bytes, err);
 out:

@@ -46,8 +46,16 @@ int dist_prefetch(struct dist *d, struct view *v, char *err);
 /* Abort the whole job (after a timeout or a lost rank). */
 void dist_abort(struct dist *d);
 
-/* Rank and size from the launcher's environment (OpenMPI, PMI, Slurm), for
- * %r in mount points; false when there is none. */
-bool dist_env_rank(long *rank, long *size);
+/* What the launcher's environment says about this process, for %r and EP
+ * slices without -o mpi: the first of OMPI_COMM_WORLD_RANK, PMI_RANK and
+ * SLURM_PROCID that is set, and that launcher's size variable
+ * (OMPI_COMM_WORLD_SIZE, PMI_SIZE, SLURM_NTASKS), as set, so that messages
+ * can name what was seen. */
+struct launcher_env {
+	const char *rank_var, *size_var;        /* NULL: no launcher rank is set */
+	const char *rank_text, *size_text;      /* their values; NULL: unset */
+	long rank, size;                        /* -1: unset or not a number >= 0 */
+};
+void dist_env_launcher(struct launcher_env *e);
 
 #endif

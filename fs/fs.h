@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <fuse_lowlevel.h>
@@ -33,6 +34,10 @@ struct sdafs {
 	const char *mountpoint;
 	char *mountpoint_real;  /* resolved before mounting: stat()ing it from
 				 * init would ask this very filesystem */
+	char *source;           /* the source directory, absolute (the fsname) */
+	const char *options;    /* the -o options as given, for .sdafs-stats */
+	struct stat source_dir; /* the root's mode and times follow it */
+	bool prefetch_broadcast;        /* -o mpi,prefetch: shared tensors held */
 	bool direct_io;
 	struct timespec mounted_at;
 	atomic_flag readahead_raised;

@@ -11,7 +11,20 @@
 #include <cjson/cJSON.h>
 
 #include "adapter.h"
+#include "datadir.h"
 #include "err.h"
+
+/* An installed table (-o adapter=NAME finds it after the built-ins). */
+static bool list_installed(void *arg, const char *path, const struct adapter *a)
+{
+	char arch[512];
+
+	(void)arg;
+	adapter_architectures(a, arch, sizeof(arch));
+	printf("%-16s %s\n%-16s %s\n%-16s table: %s\n", adapter_name(a), adapter_description(a),
+	       "", arch, "", path);
+	return false;
+}
 
 void inspect_list_adapters(void)
 {
@@ -29,6 +42,7 @@ void inspect_list_adapters(void)
 		printf("%-16s %s\n%-16s %s\n", adapter_name(a), adapter_description(a), "", arch);
 		adapter_free(a);
 	}
+	adapter_each_installed(datadir_adapter_dirs(), list_installed, NULL);
 }
 
 /* --- --inspect ------------------------------------------------------------ */
@@ -51,9 +65,10 @@ static char *recipe_text(const struct view *v, const struct plan_tensor *t, bool
 	return buf;
 }
 
-static const char *kind_name(enum vfile_kind k)
+static const char *kind_name(const struct vfile *f)
 {
-	return k == VF_WEIGHTS ? "weights" : k == VF_MEMORY ? "index" : "passthrough";
+	return f->kind == VF_WEIGHTS ? "weights" : f->edited ? "edited" :
+	       f->kind == VF_MEMORY ? "index" : "passthrough";
 }
 
 static int inspect_json(const struct view *v)
@@ -71,7 +86,7 @@ static int inspect_json(const struct view *v)
 		cJSON *jf = cJSON_CreateObject(), *ts = cJSON_CreateArray();
 		cJSON_AddItemToArray(files, jf);
 		cJSON_AddStringToObject(jf, "name", f->name);
-		cJSON_AddStringToObject(jf, "kind", kind_name(f->kind));
+		cJSON_AddStringToObject(jf, "kind", kind_name(f));
 		cJSON_AddNumberToObject(jf, "size", (double)f->size);
 		cJSON_AddItemToObject(jf, "tensors", ts);
 		for (size_t k = 0; k < f->nslots; k++) {
@@ -114,7 +129,7 @@ static void inspect_text(const struct view *v)
 	printf("\n");
 	for (size_t i = 0; i < v->layout.n; i++) {
 		const struct vfile *f = &v->layout.files[i];
-		printf("\n%s  %" PRIu64 " bytes  %s\n", f->name, f->size, kind_name(f->kind));
+		printf("\n%s  %" PRIu64 " bytes  %s\n", f->name, f->size, kind_name(f));
 		for (size_t k = 0; k < f->nslots; k++) {
 			const struct plan_tensor *t = &v->plan.tensors[f->slots[k].tensor];
 			char shape[160], *r = recipe_text(v, t, false);

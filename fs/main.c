@@ -1,15 +1,44 @@
 /*
  * main.c — the sdafs command: parse the command line, then print help, the
  * version or the known families, or inspect, verify copies or mount
- * (mount.c).
+ * (mount.c); or run a subcommand (`sdafs status`, status.c).
  */
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "fs.h"
 #include "inspect.h"
 #include "mount.h"
 #include "options.h"
+#include "status.h"
+
+/* A command line that cannot mean anything: one line saying what is
+ * wrong (the whole usage would bury it). */
+static bool usage_error(const struct cmdline *c)
+{
+	const char *msg = NULL;
+
+	if (c->json && !c->inspect)
+		msg = "--json goes with --inspect (sdafs --inspect --json SRC)";
+	else if (!c->src)
+		msg = c->inspect ? "--inspect needs SRC, the checkpoint directory" :
+		      "missing SRC and MOUNTPOINT: sdafs [-o OPTIONS] SRC MOUNTPOINT";
+	else if (c->inspect && c->mountpoint) {
+		fprintf(stderr, "sdafs: --inspect takes only SRC; '%s' is one argument too many (--inspect does not mount)\n",
+			c->mountpoint);
+		return true;
+	} else if (c->verify_copies && c->mountpoint) {
+		fprintf(stderr, "sdafs: --verify-copies takes only SRC; '%s' is one argument too many (it does not mount)\n",
+			c->mountpoint);
+		return true;
+	} else if (!c->inspect && !c->verify_copies && !c->mountpoint)
+		msg = "missing MOUNTPOINT: sdafs [-o OPTIONS] SRC MOUNTPOINT";
+	if (msg)
+		fprintf(stderr, "sdafs: %s (sdafs --help for more)\n", msg);
+	return msg != NULL;
+}
 
 #if defined(__SANITIZE_ADDRESS__)
 /* The sanitizer build (make asan) on a GPU machine: CUDA's driver maps
@@ -45,10 +74,8 @@ static int run(struct cmdline *c, struct fuse_args *args)
 		inspect_list_adapters();
 		return 0;
 	}
-	if (!c->src || (!c->inspect && !c->verify_copies && !c->mountpoint)) {
-		options_usage(stderr);
+	if (usage_error(c))
 		return 1;
-	}
 	return mount_run(c, args);
 }
 
@@ -63,8 +90,10 @@ int main(int argc, char **argv)
 	 * Two arenas keep the daemon near its cache size, and are faster here. */
 	mallopt(M_ARENA_MAX, 2);
 
+	if (argc > 1 && !strcmp(argv[1], "status"))
+		return status_main(argc - 1, argv + 1);
 	if (options_parse(&args, &c) < 0) {
-		options_usage(stderr);
+		fprintf(stderr, "sdafs: see sdafs --help\n");
 		rc = 1;
 	} else {
 		rc = run(&c, &args);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +31,11 @@
 #include "fs.h"
 #include "gpu.h"
 #include "inspect.h"
+#include "hints.h"
 #include "log.h"
+#include "mountpoint.h"
 #include "passthrough.h"
+#include "ranks.h"
 #include "watch.h"
 
 static void raise_fd_limit(void)
@@ -68,6 +72,23 @@ static void mount_failed(const struct serve_opts *so)
 		dist_agree(so->dist, false, err);
 }
 
+/* What findmnt shows: the source directory as SOURCE, fuse.sdafs as FSTYPE
+ * (fsname and subtype, as sshfs and squashfuse show theirs). */
+static int add_mount_options(struct fuse_args *args, const char *source)
+{
+	char *opts = NULL, *fsname = NULL;
+	int rc = -1;
+
+	if (asprintf(&fsname, "fsname=%s", source) >= 0 &&
+	    fuse_opt_add_opt(&opts, "ro,default_permissions,subtype=sdafs") == 0 &&
+	    fuse_opt_add_opt_escaped(&opts, fsname) == 0 &&
+	    fuse_opt_add_arg(args, "-o") == 0 && fuse_opt_add_arg(args, opts) == 0)
+		rc = 0;
+	free(fsname);
+	free(opts);
+	return rc;
+}
+
 static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 			   const struct serve_opts *so)
 {
@@ -80,8 +101,7 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	fs->mountpoint = so->mountpoint;
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
 	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
-	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=sdafs") < 0 ||
-	    fuse_opt_add_arg(args, "-ofsname=sdafs") < 0)
+	if (add_mount_options(args, fs->source) < 0)
 		return 1;
 	fs->se = fuse_session_new(args, &sdafs_ops, sizeof(sdafs_ops), fs);
 	if (!fs->se) {
@@ -94,14 +114,14 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	}
 	if (own_mount) {        /* so that we can ask for kernel passthrough */
 		int e;
-		if (!(fs->pt = pt_mount(fs->se, fs->mountpoint_real, so->allow_other, &fs->view, &e))) {
+		if (!(fs->pt = pt_mount(fs->se, fs->mountpoint_real, fs->source, so->allow_other,
+					&fs->view, &e))) {
 			fprintf(stderr, "sdafs: cannot mount on %s: %s\n", fs->mountpoint, strerror(-e));
 			mount_failed(so);
 			goto out_signals;
 		}
 	} else if (fuse_session_mount(fs->se, fs->mountpoint) < 0) {
-		fprintf(stderr, "sdafs: cannot mount on %s (is it an existing empty directory you may mount on?)\n",
-			fs->mountpoint);
+		mountpoint_explain(fs->mountpoint);
 		mount_failed(so);
 		goto out_signals;
 	}
@@ -164,6 +184,16 @@ static int open_log(const struct cmdline *c, long rank, char *err)
 	return rc;
 }
 
+/* What .sdafs-stats and findmnt say the mount is; the root directory
+ * follows the source directory's mode and times. */
+static void describe_mount(struct sdafs *fs, const struct cmdline *c)
+{
+	fs->source = realpath(c->src, NULL);
+	fs->options = c->options_text;
+	if (stat(fs->source ? fs->source : c->src, &fs->source_dir) < 0)
+		memset(&fs->source_dir, 0, sizeof(fs->source_dir));
+}
+
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
 		   uint64_t cache_bytes, uint64_t materialize_max)
 {
@@ -178,10 +208,15 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		return 1;
 	}
 	char *m = options_with_rank(c->mountpoint, d.rank);
+	struct made_dirs made = { 0 };
+	/* every rank takes part in the same collectives, whatever fails */
 	bool ok = m && open_log(c, d.rank, err) == 0 &&
 		  dist_open_view(&d, &fs.view, c->src, vo, cache_bytes, err) == 0;
 	if (!ok)
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err[0] ? err : "out of memory");
+	else if (!(ok = (strstr(c->mountpoint, "%r") ? mountpoint_make(m, &made) :
+			 mountpoint_check(m)) == 0))
+		fprintf(stderr, "sdafs: rank %d cannot mount on %s\n", d.rank, m);
 	/* each rank on the GPU of its rank on the node (no fork under MPI) */
 	else if (choose_backend(c, &fs.view) < 0)
 		ok = false;
@@ -194,6 +229,8 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		fprintf(stderr, "sdafs: rank %d: %s\n", d.rank, err);
 		dist_abort(&d);
 	}
+	fs.prefetch_broadcast = c->prefetch;
+	describe_mount(&fs, c);
 	struct serve_opts so = {
 		.mountpoint = m,
 		.foreground = true,     /* no fork after MPI_Init */
@@ -210,7 +247,9 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 	free(fs.mountpoint_real);
 out:
 	view_close(&fs.view);
+	mountpoint_unmake(&made);
 	free(m);
+	free(fs.source);
 	dist_finish(&d);
 	return rc;
 }
@@ -250,7 +289,9 @@ static int choose_backend(const struct cmdline *c, struct view *v)
 			sd_log("backend=cuda: %s; use backend=cpu or auto", err);
 			return -1;
 		}
-		if (gpu_compiled_in())
+		/* Only a GPU in use is news; why there is none is for -v
+		 * and .sdafs-stats. */
+		if (c->verbose)
 			sd_log("converting on the CPU: %s", err);
 		return 0;
 	}
@@ -303,6 +344,8 @@ static int probe_gpu(void)
 
 int mount_run(struct cmdline *c, struct fuse_args *args)
 {
+	bool per_rank = c->mountpoint && strstr(c->mountpoint, "%r");
+	struct made_dirs made = { 0 };
 	struct view_opts vo;
 	struct gpu_config gc;
 	struct sdafs fs;
@@ -310,22 +353,28 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	uint64_t cache_bytes, materialize_max;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0 || options_copies(c, &materialize_max) < 0 ||
-	    options_gpu(c, &gc) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || ranks_resolve(c, &vo) < 0 ||
+	    options_copies(c, &materialize_max) < 0 || options_gpu(c, &gc) < 0)
 		return 1;
 	gpu_configure(&gc);
 	raise_fd_limit();
 	if (c->mpi)
 		return run_mpi(c, args, &vo, cache_bytes, materialize_max);
-	if (c->mountpoint && strstr(c->mountpoint, "%r") && !options_expand_rank(c, &vo))
+	/* A per-rank mount point is made when missing (as mount --mkdir does);
+	 * any other must exist.  Either way before the source is scanned. */
+	if (!c->inspect && !c->verify_copies &&
+	    (per_rank ? mountpoint_make(c->mountpoint, &made) : mountpoint_check(c->mountpoint)) < 0)
 		return 1;
 	memset(&fs, 0, sizeof(fs));
 	if (!c->inspect && open_log(c, -1, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
+		mountpoint_unmake(&made);
 		return 1;
 	}
 	if (view_open(&fs.view, c->src, &vo, cache_bytes, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);
+		hint_source(c->src);
+		mountpoint_unmake(&made);
 		return 1;
 	}
 	if (c->inspect) {
@@ -346,11 +395,14 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.max_threads = c->max_threads,
 			.backend = c->foreground ? NULL : c,
 		};
+		describe_mount(&fs, c);
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);
 		fs.direct_io = c->direct_io;
 		rc = mount_and_serve(&fs, args, &so);
 		free(fs.mountpoint_real);
+		free(fs.source);
 	}
 	view_close(&fs.view);
+	mountpoint_unmake(&made);
 	return rc;
 }

@@ -22,11 +22,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "bdi.h"
 #include "copies.h"
 #include "err.h"
 #include "log.h"
 #include "passthrough.h"
+#include "stats.h"
 
 #define TIMEOUT         86400.0
 #define ROOT_INO        1
@@ -88,6 +90,7 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	if (ino == ROOT_INO) {
 		set_owner(st, S_IFDIR, &fs->view.src.dir_perm);
 		st->st_nlink = 2;
+		attr_root(fs, st);
 		return 0;
 	}
 	st->st_nlink = 1;
@@ -103,8 +106,7 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 	set_owner(st, S_IFREG, &vf->perm);
 	st->st_size = (off_t)vf->size;
 	st->st_blocks = (blkcnt_t)((vf->size + 511) / 512);
-	if (vf->kind == VF_SOURCE)
-		st->st_mtim = fs->view.src.files[vf->src_file].mtime;
+	attr_file_times(fs, (size_t)f, st);
 	return 0;
 }
 
@@ -202,11 +204,11 @@ struct stats_snap {
 static pthread_mutex_t snaps_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct stats_snap snaps = { &snaps, &snaps, NULL };
 
-static struct stats_snap *snap_take(struct view *v)
+static struct stats_snap *snap_take(struct sdafs *fs)
 {
 	struct stats_snap *snap = malloc(sizeof(*snap));
 
-	if (!snap || !(snap->text = view_stats_json(v))) {
+	if (!snap || !(snap->text = fs_stats_json(fs))) {
 		free(snap);
 		return NULL;
 	}
@@ -239,7 +241,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
-		struct stats_snap *snap = snap_take(&fs->view);
+		struct stats_snap *snap = snap_take(fs);
 		if (!snap) {
 			fuse_reply_err(req, ENOMEM);
 			return;

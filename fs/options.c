@@ -15,10 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "dist.h"
 #include "err.h"
 #include "fs.h"
 #include "materialize.h"
+#include "option_names.h"
 
 /* The kernel page cache keeps converted pages (keep_cache); this cache only
  * stages chunks while requests are served and holds the random-access working
@@ -26,7 +28,7 @@
  * kernel zero-fill each, which is a third of a cold read here. */
 #define DEFAULT_CACHE   ((uint64_t)256 << 20)
 
-enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER };
+enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER, KEY_VERBOSE };
 
 #define OPT(t, p) { t, offsetof(struct cmdline, p), 1 }
 static const struct fuse_opt cmd_opts[] = {
@@ -46,16 +48,18 @@ static const struct fuse_opt cmd_opts[] = {
 	FUSE_OPT_KEY("-V", KEY_VERSION), FUSE_OPT_KEY("--version", KEY_VERSION),
 	FUSE_OPT_KEY("-f", KEY_FOREGROUND), FUSE_OPT_KEY("-d", KEY_DEBUG),
 	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("-v", KEY_VERBOSE), FUSE_OPT_KEY("--verbose", KEY_VERBOSE),
 	FUSE_OPT_END
 };
 
 void options_usage(FILE *out)
 {
 	fprintf(out,
-"usage: sdafs [-f] [-d] [-o OPTIONS] SRC MOUNTPOINT\n"
+"usage: sdafs [-f] [-d] [-v] [-o OPTIONS] SRC MOUNTPOINT\n"
 "       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
 "       sdafs --verify-copies -o materialize_dir=DIR[,OPTIONS] SRC\n"
 "       sdafs --list-adapters\n"
+"       sdafs status [--wait] [MOUNTPOINT...]\n"
 "\n"
 "Mount the checkpoint directory SRC (config.json, *.safetensors, optional\n"
 "model.safetensors.index.json) at MOUNTPOINT in the other layout: a HuggingFace\n"
@@ -65,13 +69,16 @@ void options_usage(FILE *out)
 "touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
 "\n"
 "  -f                   stay in the foreground\n"
-"  -d                   debug: foreground with libfuse request tracing\n"
+"  -d, -o debug         debug: foreground with libfuse request tracing\n"
+"  -v, --verbose        say more at mount (e.g. why conversion runs on the CPU)\n"
 "  --inspect            print the plan (tensors, dtypes, shapes, recipes, files)\n"
-"                       and exit without mounting; --json for JSON\n"
+"                       and exit without mounting\n"
+"  --json               with --inspect: the plan as JSON\n"
 "  --verify-copies      read every copy materialize_dir holds for this view\n"
 "                       against the checksum written with it, and exit\n"
 "  --list-adapters      print the model families sdafs knows\n"
-"  -h, --help           this text;  -V, --version  the version\n"
+"  -h, --help           this text\n"
+"  -V, --version        the version\n"
 "\n"
 "options (-o a,b,c):\n"
 "  view=auto|native|hf  the layout to show (auto: the other one than SRC's; for\n"
@@ -80,7 +87,9 @@ void options_usage(FILE *out)
 "  peft=v5|v4           HF view of a PEFT adapter with grouped expert LoRA:\n"
 "                       ParamWrapper tensors (v5, default) or per-expert keys (v4)\n"
 "  adapter=NAME         model family (default: from config.json; a PEFT adapter\n"
-"                       without one: from its key names, if they tell)\n"
+"                       without one: from its key names, if they tell): a\n"
+"                       built-in, or a table NAME.json installed in\n"
+"                       PREFIX/share/sdafs/adapters\n"
 "  adapter_file=PATH    a model family described as a JSON rule table\n"
 "  dtype=auto|bf16|fp16|fp32\n"
 "                       native view: dtype of merged expert tensors (auto: config\n"
@@ -88,10 +97,13 @@ void options_usage(FILE *out)
 "                       nothing, a dtype casts every float tensor except those\n"
 "                       Automodel keeps in F32 (Mamba A_log/dt_bias/D, router bias)\n"
 "  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 256M)\n"
-"  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts\n"
+"  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts; without\n"
+"                       ep_rank the rank is the launcher's (OMPI_COMM_WORLD_RANK,\n"
+"                       PMI_RANK, SLURM_PROCID); ep_size=auto (or %%r in\n"
+"                       MOUNTPOINT) takes the launcher's size too\n"
 "  mpi                  one daemon per MPI rank (under mpirun/srun; stays in the\n"
 "                       foreground): rank 0 reads the headers for everyone, each\n"
-"                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
+"                       rank shows its own experts\n"
 "  backend=auto|cpu|cuda  where chunks are converted: cuda needs a usable GPU\n"
 "                       (and a build with nvcc); auto uses one when there is one\n"
 "  gpu_mem=SIZE         GPU memory the conversions may hold (default: a quarter\n"
@@ -119,9 +131,16 @@ void options_usage(FILE *out)
 "  log=FILE             append the daemon's log to FILE, with timestamps (%%r:\n"
 "                       the rank under mpi); without it, after detaching, to\n"
 "                       syslog when a syslog socket answers\n"
+"  libfuse's own mount options are passed on: allow_root, auto_unmount,\n"
+"  max_read=N, default_permissions, ro, rw, atime, noatime, suid, nosuid,\n"
+"  dev, nodev, exec, noexec, async, sync, dirsync, context=, fscontext=,\n"
+"  defcontext=, rootcontext=\n"
 "\n"
+"%%r in MOUNTPOINT is the rank (MPI's, or the launcher's); a per-rank mount point\n"
+"that is missing is made, and removed again at unmount.\n"
 "The file MOUNTPOINT/" STATS_NAME " (not listed) holds live statistics as JSON,\n"
-"with the last 20 lines of the log.  See sdafs(8).\n");
+"with the last 20 lines of the log; sdafs status lists the mounts and, with\n"
+"--wait, shows prefetch progress.  See sdafs(8).\n");
 }
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
@@ -145,15 +164,20 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 	case KEY_ALLOW_OTHER:
 		c->allow_other = 1;
 		return 1;       /* libfuse mounts with it */
+	case KEY_VERBOSE:
+		c->verbose = 1;
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		return options_for_libfuse(arg) ? 1 : (options_unknown(cmd_opts, arg), -1);
 	case FUSE_OPT_KEY_NONOPT:
 		if (!c->src)
 			return (c->src = strdup(arg)) ? 0 : -1;
 		if (!c->mountpoint)
 			return (c->mountpoint = strdup(arg)) ? 0 : -1;
-		fprintf(stderr, "sdafs: unexpected argument '%s'\n", arg);
+		fprintf(stderr, "sdafs: unexpected argument '%s': give SRC and MOUNTPOINT only\n", arg);
 		return -1;
 	default:
-		return 1;       /* everything else is for libfuse */
+		return 1;
 	}
 }
 
@@ -180,24 +204,13 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int parse_long(const char *s, long *out)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-
-	if (errno || end == s || *end || v < 0)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 {
 	memset(o, 0, sizeof(*o));
 	o->dtype = SD_DTYPE_INVALID;
 	o->adapter = c->adapter;
 	o->adapter_file = c->adapter_file;
+	o->adapter_dirs = datadir_adapter_dirs();
 	if (c->adapter && c->adapter_file) {
 		fprintf(stderr, "sdafs: give adapter= or adapter_file=, not both\n");
 		return -1;
@@ -252,17 +265,6 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 		fprintf(stderr, "sdafs: -o mpi: this sdafs was built without MPI (install libopenmpi-dev and rebuild); or give each rank ep_rank=R,ep_size=N\n");
 		return -1;
 	}
-	if (!!c->ep_rank != !!c->ep_size) {
-		fprintf(stderr, "sdafs: ep_rank and ep_size go together\n");
-		return -1;
-	}
-	if (c->ep_size && (parse_long(c->ep_size, &o->ep_size) < 0 || o->ep_size < 1 ||
-			   parse_long(c->ep_rank, &o->ep_rank) < 0 ||
-			   o->ep_rank >= o->ep_size)) {
-		fprintf(stderr, "sdafs: ep_rank=%s,ep_size=%s: need 0 <= ep_rank < ep_size\n",
-			c->ep_rank, c->ep_size);
-		return -1;
-	}
 	return 0;
 }
 
@@ -314,7 +316,7 @@ void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft, &c->log_file,
-			     &c->gpu_mem, &c->gpu_pinned,
+			     &c->gpu_mem, &c->gpu_pinned, &c->options_text,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
@@ -343,32 +345,9 @@ char *options_with_rank(const char *mnt, long rank)
 	return out;
 }
 
-/* %r without -o mpi: the rank comes from the launcher's environment, and so
- * does the EP slice unless one was given. */
-bool options_expand_rank(struct cmdline *c, struct view_opts *vo)
-{
-	long rank, size;
-	char *m;
-
-	if (!dist_env_rank(&rank, &size)) {
-		fprintf(stderr, "sdafs: %%r in %s needs -o mpi or a launcher that sets OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID\n",
-			c->mountpoint);
-		return false;
-	}
-	if (!(m = options_with_rank(c->mountpoint, rank)))
-		return false;
-	free(c->mountpoint);
-	c->mountpoint = m;
-	if (!vo->ep_size) {
-		vo->ep_rank = rank;
-		vo->ep_size = size;
-		vo->ep_from_rank = true;
-	}
-	return true;
-}
-
-
 int options_parse(struct fuse_args *args, struct cmdline *c)
 {
+	if (!(c->options_text = options_given(args->argc, args->argv)))
+		return -1;
 	return fuse_opt_parse(args, c, cmd_opts, opt_proc);
 }

@@ -21,9 +21,10 @@ struct cmdline {
 	char *peft;
 	char *log_file;         /* log=FILE */
 	char *gpu_mem, *gpu_pinned;
+	char *options_text;     /* every -o list, joined: for .sdafs-stats */
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
-	    list_adapters, prefetch, allow_other, verify_copies;
+	    list_adapters, prefetch, allow_other, verify_copies, verbose;
 };
 
 /* Parse argv into c; what is left in args is for libfuse.  -1 after a
@@ -46,8 +47,5 @@ int options_gpu(const struct cmdline *c, struct gpu_config *g);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);
-/* %r without -o mpi: the rank comes from the launcher's environment, and so
- * does the EP slice unless one was given.  False after a message. */
-bool options_expand_rank(struct cmdline *c, struct view_opts *vo);
 
 #endif

@@ -89,7 +89,7 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 }
 
 struct passthrough *pt_mount(struct fuse_session *se, const char *mountpoint,
-			     bool allow_other, struct view *v, int *err)
+			     const char *fsname, bool allow_other, struct view *v, int *err)
 {
 	static const struct fuse_custom_io io = { .writev = pt_writev, .read = pt_read };
 	struct passthrough *pt = calloc(1, sizeof(*pt));
@@ -108,7 +108,7 @@ struct passthrough *pt_mount(struct fuse_session *se, const char *mountpoint,
 	}
 	snprintf(opts, sizeof(opts), "fd=%d,rootmode=40000,user_id=%u,group_id=%u,default_permissions%s",
 		 fd, getuid(), getgid(), allow_other ? ",allow_other" : "");
-	if (mount("sdafs", mountpoint, "fuse.sdafs",
+	if (mount(fsname ? fsname : "sdafs", mountpoint, "fuse.sdafs",
 		  MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0) {
 		*err = -errno;
 		goto fail;

@@ -15,10 +15,11 @@
 struct passthrough;
 
 /* Mount /dev/fuse at mountpoint ourselves (root only), so that replies can
- * ask for kernel passthrough; NULL and *err (a negative errno) when the
- * mount fails. */
+ * ask for kernel passthrough; fsname is what findmnt shows as its SOURCE
+ * (the source directory).  NULL and *err (a negative errno) when the mount
+ * fails. */
 struct passthrough *pt_mount(struct fuse_session *se, const char *mountpoint,
-			     bool allow_other, struct view *v, int *err);
+			     const char *fsname, bool allow_other, struct view *v, int *err);
 void pt_unmount(struct passthrough *pt);       /* NULL is fine */
 /* The INIT reply about to be sent asks for passthrough. */
 void pt_note_init(struct passthrough *pt);

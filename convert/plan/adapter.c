@@ -518,6 +518,14 @@ int adapter_builtin(size_t i, struct adapter **out, char *err)
 	return builtin_at(i, 0, out, err);
 }
 
+bool adapter_is_builtin(const char *name)
+{
+	for (size_t i = 0; i < adapter_builtin_count(); i++)
+		if (!strcmp(builtin_adapter_json[i].file, name))
+			return true;
+	return false;
+}
+
 int adapter_builtin_named(const char *name, int depth, struct adapter **out, char *err)
 {
 	for (size_t i = 0; i < adapter_builtin_count(); i++)

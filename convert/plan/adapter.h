@@ -37,6 +37,23 @@ const char *adapter_name(const struct adapter *a);
 int adapter_choose(const struct source *s, const char *name,
 		   struct adapter **out, char *err);
 
+/* Installed tables (adapter_dirs.c): dirs is a NULL-terminated list of
+ * directories holding NAME.json files, searched in order after the
+ * built-ins.  1 with the file's path when `name` is one, else 0. */
+int adapter_find_installed(const char *const *dirs, const char *name, char *path,
+			   size_t len);
+/* Call fn(arg, path, table) for every table installed in dirs, until it
+ * returns true; files that are not tables are skipped. */
+typedef bool (*adapter_visit)(void *arg, const char *path, const struct adapter *a);
+void adapter_each_installed(const char *const *dirs, adapter_visit fn, void *arg);
+/* The installed tables' names, comma-separated ("" when none). */
+void adapter_installed_names(const char *const *dirs, char *buf, size_t len);
+/* Is there an installed table for s's config.json?  Its name and path. */
+bool adapter_installed_for(const char *const *dirs, const struct source *s,
+			   char *name, size_t len, char *path, size_t plen);
+/* True when name is a built-in table's name. */
+bool adapter_is_builtin(const char *name);
+
 /* True when the table's architectures / model_types match config.json. */
 bool adapter_matches_config(const struct adapter *a, const struct source *s);
 

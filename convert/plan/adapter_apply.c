@@ -747,6 +747,18 @@ static int tied_lm_head_to_skip(struct apply *ap, long *skip)
 	return rc;
 }
 
+/* Does the family's table dequantize (in any direction, routes included)?
+ * Then no view of it holds quantized weights. */
+static bool table_dequantizes(const struct adapter *a)
+{
+	for (int d = 0; d < DIR_COUNT; d++)
+		for (size_t i = 0; i < a->nrules[d]; i++)
+			if (a->rules[d][i].op == RULE_DEQUANT ||
+			    (a->rules[d][i].sub && table_dequantizes(a->rules[d][i].sub)))
+				return true;
+	return false;
+}
+
 int adapter_plan(const struct adapter *a, const struct source *s,
 		 const struct view_opts *o, int dir, struct plan *out, char *err)
 {
@@ -787,5 +799,9 @@ int adapter_plan(const struct adapter *a, const struct source *s,
 		return rc;
 	}
 	plan_chunk(out);
+	/* Automodel's save leaves quantization_config out of dequantized
+	 * weights' config.json (docs/conversion-spec.md §7), and so does the view */
+	if (table_dequantizes(a))
+		out->config_drop = "quantization_config";
 	return 0;
 }

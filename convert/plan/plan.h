@@ -30,6 +30,8 @@ struct view_opts {
 	enum view_kind view;
 	const char *adapter;    /* a built-in's name, or NULL: from config.json */
 	const char *adapter_file;       /* a table to use instead of a built-in */
+	const char *const *adapter_dirs;        /* where installed tables NAME.json
+				 * are (NULL-terminated), after the built-ins */
 	enum sd_dtype dtype;    /* SD_DTYPE_INVALID: auto (config torch_dtype) */
 	long ep_rank, ep_size;  /* ep_size 0: every expert */
 	bool ep_from_rank;      /* ep_* are the job's rank and size, not asked for */
@@ -69,6 +71,11 @@ struct plan {
 	enum sd_dtype dtype;    /* the adapter dtype used for merged experts */
 	uint64_t ep_start, ep_end, experts;    /* expert range shown; experts 0 if dense */
 	struct plan_files files;
+	/* A top-level config.json key the view leaves out because its weights
+	 * make it untrue ("quantization_config": a family whose table
+	 * dequantizes, in either direction, since sdafs never quantizes), or
+	 * NULL: config.json is passed through. */
+	const char *config_drop;
 };
 
 /*

@@ -10,6 +10,7 @@
 #include "plan.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "adapter.h"
@@ -39,17 +40,44 @@ static int choose_direction(const struct adapter *a, const struct source *s,
 	return 0;
 }
 
+/* The family's table: adapter_file=, a built-in (by name or config.json),
+ * or an installed table by name.  A family only an installed table
+ * describes is not chosen by itself, but the message names the table. */
+static int choose_table(const struct source *s, const struct view_opts *o,
+			struct adapter **a, char *err)
+{
+	char path[4096], name[128];
+	int rc;
+
+	if (o->adapter_file)
+		return adapter_load_file(o->adapter_file, a, err);
+	if (o->adapter && !adapter_is_builtin(o->adapter) &&
+	    adapter_find_installed(o->adapter_dirs, o->adapter, path, sizeof(path)))
+		return adapter_load_file(path, a, err);
+	rc = adapter_choose(s, o->adapter, a, err);
+	if (rc < 0 && o->adapter) {
+		char names[512];
+		adapter_installed_names(o->adapter_dirs, names, sizeof(names));
+		size_t n = strlen(err);
+		if (names[0])
+			snprintf(err + n, SD_ERRLEN - n, "; installed tables: %s", names);
+	} else if (rc < 0 && s->config &&
+		   adapter_installed_for(o->adapter_dirs, s, name, sizeof(name), path, sizeof(path))) {
+		const cJSON *arch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(s->config,
+											 "architectures"), 0);
+		rc = sd_err(err, rc, "%s/config.json: architecture %s is not supported by a built-in adapter, but the example table %s describes it: mount with -o adapter=%s",
+			    s->dir, cJSON_IsString(arch) ? arch->valuestring : "(none)", path, name);
+	}
+	return rc;
+}
+
 static int plan_by_table(const struct source *s, const struct view_opts *o,
 			 struct plan *out, char *err)
 {
 	struct adapter *a = NULL;
 	int rc, dir;
 
-	if (o->adapter_file)
-		rc = adapter_load_file(o->adapter_file, &a, err);
-	else
-		rc = adapter_choose(s, o->adapter, &a, err);
-	if (rc < 0)
+	if ((rc = choose_table(s, o, &a, err)) < 0)
 		return rc;
 	if ((rc = choose_direction(a, s, o->view, &dir, err)) == 0)
 		rc = adapter_plan(a, s, o, dir, out, err);

@@ -40,7 +40,7 @@ struct src_file {
 	int fd;                 /* open read-only */
 	uint64_t size;
 	struct timespec mtime;  /* identity at scan time, to notice changes */
-	struct timespec ctime;  /* the kernel sets it; touch cannot restore it */
+	struct timespec ctime;  /* the kernel sets it (touch cannot restore it); the view's times follow it */
 	dev_t dev;
 	ino_t ino;
 	struct src_perm perm;   /* who may read it (perm.h) */

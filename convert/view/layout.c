@@ -176,6 +176,24 @@ out:
 	return rc;
 }
 
+/* config.json says what the weights are: when the plan makes a key of it
+ * untrue, the view serves an edited copy from memory. */
+static int edit_config(struct vfile *f, const struct plan *p, const struct source *s,
+		       char *err)
+{
+	char *text;
+	size_t len;
+	int rc = layout_config(p, s, f->src_file, &text, &len, err);
+
+	if (rc <= 0)
+		return rc;
+	f->kind = VF_MEMORY;
+	f->edited = true;
+	f->mem = text;
+	f->mem_len = f->size = len;
+	return 0;
+}
+
 /* Note in f->srcs every source file the recipe (or identity) of t reads. */
 static int note_sources(struct vfile *f, const struct plan_tensor *t,
 			const struct source *s, bool *seen, size_t *cap, char *err)
@@ -212,7 +230,7 @@ static int collect_sources(struct layout *l, const struct plan *p,
 	for (size_t i = 0; i < l->n && rc == 0; i++) {
 		struct vfile *f = &l->files[i];
 		size_t cap = 0;
-		if (f->kind == VF_SOURCE) {
+		if (f->kind == VF_SOURCE || f->edited) {
 			if (!(f->srcs = malloc(sizeof(*f->srcs))))
 				rc = sd_err(err, -ENOMEM, "out of memory");
 			else
@@ -346,6 +364,9 @@ int layout_build(const struct plan *p, const struct source *s,
 		f->kind = VF_SOURCE;
 		f->src_file = (uint32_t)i;
 		f->size = s->files[i].size;
+		if (!strcmp(f->name, "config.json") &&
+		    (rc = edit_config(f, p, s, err)) < 0)
+			goto out;
 	}
 	if ((rc = collect_sources(l, p, s, err)) == 0)
 		set_perms(l, s);

@@ -31,7 +31,9 @@ struct vfile {
 	char *name;
 	uint64_t size;
 	enum vfile_kind kind;
-	uint32_t src_file;      /* VF_SOURCE: the file passed through */
+	uint32_t src_file;      /* VF_SOURCE: the file passed through;
+				 * VF_MEMORY with edited: the file edited */
+	bool edited;            /* VF_MEMORY: a source file's text, changed */
 	char *mem;              /* VF_MEMORY: the content; VF_WEIGHTS: the header */
 	size_t mem_len;
 	struct vslot *slots;    /* VF_WEIGHTS: by offset */
@@ -54,6 +56,15 @@ struct layout {
 int layout_build(const struct plan *p, const struct source *s,
 		 struct layout *out, char *err);
 void layout_free(struct layout *l);
+
+/*
+ * The view's text of source file `file` (its config.json) when the plan
+ * leaves a key out of it (p->config_drop): 1 with *text (malloc'ed) and
+ * *len, 0 when nothing changes (pass it through), or a negative errno with
+ * a message (config_json.c).
+ */
+int layout_config(const struct plan *p, const struct source *s, uint32_t file,
+		  char **text, size_t *len, char *err);
 long layout_find(const struct layout *l, const char *name);
 
 #endif

@@ -334,6 +334,8 @@ static int fill_copy(int fd, void *arg, char *err)
 			       strerror(-rc));
 		if (rc == 0)
 			copy_sum_add(&job->sum, buf, n);
+		if (rc == 0)    /* progress, for .sdafs-stats */
+			atomic_fetch_add(&v->stats.copy_bytes_written, n);
 		view_io_release(v, &io);
 	}
 	/* The sources must not have changed while we copied them. */

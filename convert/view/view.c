@@ -407,17 +407,13 @@ static void add_backend(cJSON *j, struct view *v)
 	cJSON_AddNumberToObject(o, "pinned_held", (double)g.pinned_held);
 }
 
-char *view_stats_json(struct view *v)
+int view_stats_add(struct view *v, cJSON *j)
 {
 	struct cache_stats cs;
-	cJSON *j = cJSON_CreateObject(), *c = cJSON_CreateObject();
-	char *text;
+	cJSON *c = cJSON_CreateObject();
 
-	if (!j || !c) {
-		cJSON_Delete(j);
-		cJSON_Delete(c);
-		return NULL;
-	}
+	if (!c)
+		return -ENOMEM;
 	cache_get_stats(v->cache, &cs);
 	cJSON_AddStringToObject(j, "adapter", v->plan.adapter);
 	cJSON_AddStringToObject(j, "direction", v->plan.direction);
@@ -435,6 +431,7 @@ char *view_stats_json(struct view *v)
 	add_causes(j, v);
 	cJSON_AddNumberToObject(j, "source_changes", (double)atomic_load(&v->stats.source_changes));
 	cJSON_AddNumberToObject(j, "copies_written", (double)atomic_load(&v->stats.copies_written));
+	cJSON_AddNumberToObject(j, "copy_bytes_written", (double)atomic_load(&v->stats.copy_bytes_written));
 	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
 	cJSON_AddNumberToObject(j, "passthrough_opens", (double)atomic_load(&v->stats.passthrough_opens));
 	cJSON_AddItemToObject(j, "cache", c);
@@ -447,7 +444,16 @@ char *view_stats_json(struct view *v)
 	cJSON *log = cJSON_AddArrayToObject(j, "log");    /* its last lines */
 	if (log)
 		sd_log_recent(add_log_line, log);
-	text = cJSON_Print(j);
+	return 0;
+}
+
+char *view_stats_json(struct view *v)
+{
+	cJSON *j = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (j && view_stats_add(v, j) == 0)
+		text = cJSON_Print(j);
 	cJSON_Delete(j);
 	return text;
 }

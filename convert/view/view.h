@@ -52,6 +52,7 @@ struct view_stats {
 	_Atomic uint64_t source_changes;        /* source files found changed */
 	_Atomic uint64_t copy_bytes;    /* read from materialized copies */
 	_Atomic uint64_t copies_written;
+	_Atomic uint64_t copy_bytes_written;    /* bytes of copies written so far */
 	_Atomic uint64_t passthrough_opens;     /* opens the kernel serves itself */
 };
 
@@ -125,5 +126,8 @@ int view_io_gather(struct view *v, const struct view_io *io, void *dst,
 /* The statistics as a JSON text (caller frees), with the last lines of
  * the log (log.h). */
 char *view_stats_json(struct view *v);
+/* The same statistics added to the object j (for a caller that adds more);
+ * -ENOMEM when j could not take them. */
+int view_stats_add(struct view *v, cJSON *j);
 
 #endif

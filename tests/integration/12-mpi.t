@@ -70,6 +70,7 @@ extra=$((total - ${single:-0}))
 ok $? "4 ranks reading their whole views read the shared tensors once: $total bytes vs $single for one full view"
 
 rmdir "$T/m-1"
+touch "$T/m-1"          # not a directory: rank 1 cannot mount there
 $MPIRUN -np 2 "$FAST/sdafs" -f -o mpi "$T/src" "$T/m-%r" >"$T/fail.log" 2>&1
 [ $? -ne 0 ]
 ok $? "a rank that cannot mount makes the job exit non-zero"
@@ -77,6 +78,7 @@ grep -q "rank 1 failed" "$T/fail.log" && grep -q "cannot mount" "$T/fail.log"
 ok $? "rank 0 says rank 1 failed, and rank 1 says why" || diag "$T/fail.log"
 ! is_mounted "$T/m-0"
 ok $? "and rank 0 did not stay mounted"
+rm -f "$T/m-1"
 mkdir -p "$T/m-1"
 
 start_job 2 mpi "$T/src"

@@ -8,7 +8,7 @@
 # re-quantize).  A scale of the wrong shape, or blocks without scales, fail
 # the mount naming the tensor.
 . "$(dirname "$0")/lib.sh"
-plan 26
+plan 29
 
 GEN_DS="--family deepseek_v3 --hidden 192 --moe-inter 96 --special-values --shards 2"
 GEN_GO="--family gpt_oss --hidden 192 --moe-inter 96 --special-values --shards 2"
@@ -60,6 +60,36 @@ both_ways gpt-oss "$T/go" gpt_oss
 
 $GEN "$T/go-bf16" $GEN_GO --no-quant >/dev/null
 both_ways gpt-oss-bf16 "$T/go-bf16" gpt_oss
+
+# config.json of a dequantized view: transformers must not take it for a
+# quantized checkpoint.  quantization_config is left out, every other key
+# kept in its order (as Python's json reads the mounted file).
+config_keys() { # config_keys FILE: the keys of a config.json, in order, as transformers reads them
+	/usr/bin/python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1]))))' "$1"
+}
+want_keys() {   # want_keys FILE: the same, less quantization_config
+	/usr/bin/python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c.pop("quantization_config"); print(" ".join(c))' "$1"
+}
+mount_view "$T/ds" "$T/ds-cfg"
+is "$(config_keys "$T/ds-cfg/config.json")" "$(want_keys "$T/ds/config.json")" \
+	"deepseek FP8 -> native: config.json without quantization_config, the other keys in order"
+unmount_view "$T/ds-cfg"
+mount_view "$T/go" "$T/go-cfg"
+is "$(config_keys "$T/go-cfg/config.json")" "$(want_keys "$T/go/config.json")" \
+	"gpt-oss MXFP4 -> native: the same"
+unmount_view "$T/go-cfg"
+$GEN "$T/ds-native" $GEN_DS --layout native >/dev/null
+# a native copy whose config still says fp8 (as an older view's copy would)
+/usr/bin/python3 - "$T/ds-native/config.json" "$T/ds/config.json" <<'EOF'
+import json, sys
+c, q = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["quantization_config"]
+c["quantization_config"] = q
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+EOF
+mount_view "$T/ds-native" "$T/ds-hf"
+is "$(config_keys "$T/ds-hf/config.json")" "$(want_keys "$T/ds-native/config.json")" \
+	"the HF view of such a native copy leaves it out too (sdafs does not re-quantize)"
+unmount_view "$T/ds-hf"
 
 # Backends: the CPU on request, the GPU on request where there is one (the
 # same bytes, counted per backend in .sdafs-stats); without a usable GPU

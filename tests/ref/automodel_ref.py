@@ -262,6 +262,27 @@ def detect_family(config, family="auto"):
                      % (archs[0] if archs else None, mt, ", ".join(FAMILIES)))
 
 
+# Families whose from_hf dequantizes.  Automodel's save leaves quantization_config out
+# of the config.json it writes for dequantized weights (spec section 7), and sdafs never
+# quantizes, so every view of these families, either direction, leaves it out.
+DEQUANTIZING_FAMILIES = ("deepseek_v3", "gpt_oss")
+
+
+def config_members(text):
+    """A config.json text as nested lists of (key, value) pairs in file order, with
+    numbers kept as their text, so two configs compare equal only if every key, its
+    order and every number's spelling agree."""
+    return json.loads(text, object_pairs_hook=list, parse_float=str, parse_int=str)
+
+
+def expected_config_members(src_text, family):
+    """What a view's config.json holds for a source config.json text (see config_members)."""
+    members = config_members(src_text)
+    if family in DEQUANTIZING_FAMILIES:
+        members = [(k, v) for k, v in members if k != "quantization_config"]
+    return members
+
+
 def adapter_dtype(config, override="auto"):
     """The dtype merged experts are cast to: --dtype, else config torch_dtype, else bf16."""
     if override and override != "auto":
@@ -1123,8 +1144,9 @@ def write_single(path, tensors):
     st.write_file(path, entries, lambda n: [tensors[n].array()])
 
 
-def write_view(viewdir, srcdir, tensors, shards):
-    """A complete native view built by this reference: sharded files, index, pass-through files."""
+def write_view(viewdir, srcdir, tensors, shards, family=None):
+    """A complete view built by this reference: sharded files, index, pass-through files
+    (config.json less quantization_config for a family whose conversion dequantizes)."""
     os.makedirs(viewdir, exist_ok=True)
     names = sorted(tensors)
     groups = st.split_shards([st.nbytes(tensors[n].dtype, tensors[n].shape) for n in names], shards)
@@ -1142,6 +1164,13 @@ def write_view(viewdir, srcdir, tensors, shards):
             if not is_weight_file(rel):
                 dst = os.path.join(viewdir, rel)
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if rel == "config.json" and family in DEQUANTIZING_FAMILIES:
+                    with open(os.path.join(srcdir, rel)) as f:
+                        config = json.load(f)
+                    config.pop("quantization_config", None)
+                    with open(dst, "w") as f:
+                        json.dump(config, f, indent=2)
+                    continue
                 shutil.copyfile(os.path.join(srcdir, rel), dst)
 
 
@@ -1178,7 +1207,7 @@ def main(argv):
             os.makedirs(a.out, exist_ok=True)
             write_single(os.path.join(a.out, "model.safetensors"), tensors)
         if a.view:
-            write_view(a.view, a.srcdir, tensors, a.shards)
+            write_view(a.view, a.srcdir, tensors, a.shards, family)
     except (RuntimeError, ValueError, st.FormatError, OSError) as e:
         print("automodel_ref: %s" % e, file=sys.stderr)
         return 1

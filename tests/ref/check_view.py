@@ -21,7 +21,9 @@ Checks, printing one line per failure and a summary (exit 0 only if all pass):
       and bytes are identical;
   (d) every other file of SRCDIR (all but top-level *.safetensors and
       model.safetensors.index.json) is in VIEWDIR with identical bytes, and VIEWDIR
-      holds nothing else.
+      holds nothing else; config.json holds the same keys in the same order with
+      every number written the same, less quantization_config for the families whose
+      conversion dequantizes (DeepSeek-V3/Kimi-K2, GPT-OSS).
 Files are read with plain open/read, sequentially, so the check exercises a FUSE
 mount the way a reader would.
 """
@@ -198,13 +200,39 @@ def check_tensors(viewdir, parsed, where, unreadable, expected, rep):
     return checked
 
 
-def check_other_files(viewdir, srcdir, view_files, view_dirs, rep):
-    """(d): pass-through files identical, nothing extra."""
+def view_family(srcdir, family):
+    """The family the reference converts srcdir as (None when it has none)."""
+    try:
+        return ref.detect_family(ref.load_config(srcdir), family)
+    except (ValueError, OSError):
+        return None
+
+
+def check_config(viewdir, srcdir, family, rep):
+    """(d) for config.json: the source's keys in the source's order, every number as
+    written, less quantization_config for a family the view dequantizes."""
+    with open(os.path.join(srcdir, "config.json")) as f:
+        src_text = f.read()
+    with open(os.path.join(viewdir, "config.json")) as f:
+        view_text = f.read()
+    want = ref.expected_config_members(src_text, family)
+    got = ref.config_members(view_text)
+    if got != want:
+        rep.fail("config.json: keys %s, expected %s (or a value differs)"
+                 % ([k for k, _ in got], [k for k, _ in want]))
+
+
+def check_other_files(viewdir, srcdir, view_files, view_dirs, rep, family="auto"):
+    """(d): pass-through files identical, nothing extra; config.json as the family's
+    view has it (check_config)."""
     src_files, src_dirs = walk(srcdir)
     passthrough = {p for p in src_files if not ref.is_weight_file(p)}
     for rel in sorted(passthrough):
         if rel not in view_files:
             rep.fail("file %s of the source is missing from the view" % rel)
+            continue
+        if rel == "config.json" and view_family(srcdir, family) in ref.DEQUANTIZING_FAMILIES:
+            check_config(viewdir, srcdir, view_family(srcdir, family), rep)
             continue
         same, off = same_file_bytes(os.path.join(srcdir, rel), os.path.join(viewdir, rel))
         if not same:
@@ -230,7 +258,7 @@ def check(viewdir, srcdir, dtype="auto", limit=200, ep=None, family="auto", dire
     parsed = check_headers(viewdir, weight_names, rep)
     where, unreadable = check_index(viewdir, parsed, weight_names, rep)
     checked = check_tensors(viewdir, parsed, where, unreadable, expected, rep)
-    others = check_other_files(viewdir, srcdir, view_files, view_dirs, rep)
+    others = check_other_files(viewdir, srcdir, view_files, view_dirs, rep, family)
     status = "PASS" if rep.count == 0 else "FAIL (%d failures)" % rep.count
     print("check_view: %s: %d/%d tensors identical in %d safetensors file(s), %d pass-through file(s) checked"
           % (status, checked, len(expected), len(weight_names), others))
