@@ -17,7 +17,7 @@
 # bytes for every operation); the stress driver (stale errors, out of
 # memory, fork, 16 threads under a small bound, declines, a poisoned
 # context, the self-check; with --large, chunks past 4 GiB); the daemon-mode mount
-# (17-gpu-life.t: CUDA in the detached daemon); 14-quantized.t (FP8, MXFP4,
+# (20-gpu-life.t: CUDA in the detached daemon); 14-quantized.t (FP8, MXFP4,
 # backend=cuda); bench/ops (the CUDA column); compute-sanitizer memcheck,
 # racecheck and synccheck over test_gpu where it is installed; and whether
 # the sanitizer build's sdafs starts CUDA (docs/design.md, defect 4).
@@ -129,7 +129,7 @@ if [ "$PART" != 2 ]; then
 	step test_gpu 120 "$SELF" --tap "$FAST/tests/test_gpu"
 	step stress 240 "$FAST/tests/gpu_stress"
 	if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
-		step daemon_mode 180 "$SELF" --tap tests/integration/17-gpu-life.t
+		step daemon_mode 180 "$SELF" --tap tests/integration/20-gpu-life.t
 		step quantized 300 "$SELF" --tap tests/integration/14-quantized.t
 	else
 		note daemon_mode "skipped: no /dev/fuse or fusermount3 on this machine"

@@ -7,7 +7,7 @@
 An entry's names are what comes before its description, split at commas:
 "-v, --verbose" gives -v and --verbose, "ep_rank=R,ep_size=N" gives ep_rank and
 ep_size, "-o debug" gives debug, "-o OPTIONS" gives -o.  The help's "passed on:"
-paragraph lists names too.  Used by 21-install-docs.t to check that the two
+paragraph lists names too.  Used by 25-install-docs.t to check that the two
 agree, both ways.
 """
 import re

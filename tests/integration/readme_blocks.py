@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The code blocks of README.md, as 22-readme.t runs them.
+"""The code blocks of README.md, as 26-readme.t runs them.
 
   readme_blocks.py README.md TMPDIR
 
