@@ -7,6 +7,7 @@
 
 #include "err.h"
 #include "grow.h"
+#include "json.h"
 #include "safetensors.h"
 
 /* Converted chunks aim at this size: big enough that per-chunk overhead
@@ -21,10 +22,16 @@ int plan_add(struct plan *p, const char *name, const struct rx_node *shape,
 
 	if (rc < 0)
 		return rc;
-	/* Every name must fit the header of a file our own reader accepts. */
-	if (!name[0] || strlen(name) > ST_MAX_NAME || !strcmp(name, "__metadata__"))
-		return sd_err(err, -EINVAL, "a tensor of the view would be called '%.64s%s' (%zu bytes), which a safetensors header cannot hold",
-			      name, strlen(name) > 64 ? "..." : "", strlen(name));
+	/* Every name must fit the header of a file our own reader accepts:
+	 * source names are valid UTF-8, but a rename working on bytes can cut
+	 * a character in two. */
+	size_t len = strlen(name);
+	if (!name[0] || len > ST_MAX_NAME || !strcmp(name, "__metadata__") ||
+	    !sd_utf8_valid(name, len)) {
+		char shown[160];
+		return sd_err(err, -EINVAL, "a tensor of the view would be called %s (%zu bytes), which a safetensors header cannot hold",
+			      sd_quote(name, len, false, shown, sizeof(shown)), len);
+	}
 	struct plan_tensor *t = &p->tensors[p->n];
 	memset(t, 0, sizeof(*t));
 	if (!(t->name = strdup(name)))

@@ -1150,9 +1150,13 @@ static void test_plan_add_refuses_names_a_header_cannot_hold(void **state)
 	assert_int_equal(plan_add(&p, long_name, &as_stored, 0, NULL, f->err), -EINVAL);
 	assert_non_null(strstr(f->err, "4097 bytes"));
 	assert_int_equal(plan_add(&p, "", &as_stored, 0, NULL, f->err), -EINVAL);
+	/* half of a two-byte character, as a rename working on bytes can leave */
+	assert_int_equal(plan_add(&p, "layers.\xc3.w", &as_stored, 0, NULL, f->err), -EINVAL);
+	assert_non_null(strstr(f->err, "\\xc3"));
+	assert_int_equal(plan_add(&p, "layers.\xc3\x9d.w", &as_stored, 0, NULL, f->err), 0);
 	long_name[ST_MAX_NAME] = '\0';
 	assert_int_equal(plan_add(&p, long_name, &as_stored, 0, NULL, f->err), 0);
-	assert_int_equal(p.n, 1);
+	assert_int_equal(p.n, 2);
 	free(long_name);
 	plan_free(&p);
 }
