@@ -1,10 +1,13 @@
 /*
  * main.c — the sdafs command: parse the command line, then print help, the
- * version or the known families, or inspect, or mount (mount.c).
+ * version or the known families, or inspect, or mount (mount.c); or run
+ * sdafs convert or sdafs verify (commands.c).
  */
 #include <malloc.h>
 #include <stdio.h>
+#include <string.h>
 
+#include "commands.h"
 #include "fs.h"
 #include "inspect.h"
 #include "mount.h"
@@ -41,6 +44,12 @@ int main(int argc, char **argv)
 	 * conversions freed there: over 100 MiB beyond the cache on a 2 GiB view.
 	 * Two arenas keep the daemon near its cache size, and are faster here. */
 	mallopt(M_ARENA_MAX, 2);
+
+	/* sdafs convert / verify: the same view, written or checked, no mount */
+	if (argc > 1 && !strcmp(argv[1], "convert"))
+		return convert_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "verify"))
+		return verify_main(argc - 1, argv + 1);
 
 	if (options_parse(&args, &c) < 0) {
 		options_usage(stderr);

@@ -27,7 +27,7 @@
 #include "passthrough.h"
 #include "watch.h"
 
-static void raise_fd_limit(void)
+void raise_fd_limit(void)
 {
 	struct rlimit rl;
 
@@ -180,7 +180,7 @@ out:
 /* backend=: the GPU when asked for (a mount that cannot have it fails) or,
  * with auto, when one is usable and gives the CPU's bytes on a set of small
  * cases (backend_check); the choice is said once, at mount. */
-static int choose_backend(const struct cmdline *c, bool *gpu)
+int choose_backend(const struct cmdline *c, bool *gpu)
 {
 	char name[256], err[SD_ERRLEN];
 	bool want = c->backend && !strcmp(c->backend, "cuda");

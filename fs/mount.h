@@ -13,4 +13,12 @@
  * status: 0, or 1 after a message on stderr. */
 int mount_run(struct cmdline *c, struct fuse_args *args);
 
+/* Shared with sdafs convert and verify (commands.c), which open a view the
+ * same way without mounting it.  The open-file limit raised to its hard
+ * limit (a checkpoint of many shards keeps one descriptor per shard). */
+void raise_fd_limit(void);
+/* backend=: whether to convert on the GPU, said on stderr; -1 after a
+ * message when backend=cuda cannot be had. */
+int choose_backend(const struct cmdline *c, bool *gpu);
+
 #endif

@@ -85,6 +85,32 @@ static int source_rows(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,
 	return rc;
 }
 
+int view_convert(struct view *v, const struct plan_tensor *t, uint64_t r0,
+		 uint64_t r1, void *dst, char *err)
+{
+	struct rx_reader rd = { source_rows, v };
+	uint64_t len = (r1 - r0) * rx_row_bytes(rx_root(t->recipe));
+	int rc = -ENOTSUP;
+	bool on_gpu = false;
+
+	if (v->gpu && gpu_supports(t->recipe))
+		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, dst, &rd, err)) == 0;
+	/* what the GPU does not take (F64, past its memory bound) converts here */
+	if (rc == -ENOTSUP || rc == -ENOMEM)
+		rc = recipe_eval_cpu(t->recipe, r0, r1, dst, &rd, err);
+
+	if (rc < 0) {
+		sd_err_prefix(err, "converting '%s' rows %" PRIu64 "..%" PRIu64,
+			      t->name, r0, r1);
+		return rc;
+	}
+	atomic_fetch_add(&v->stats.chunks_converted, 1);
+	atomic_fetch_add(&v->stats.bytes_converted, len);
+	if (on_gpu)
+		atomic_fetch_add(&v->stats.bytes_converted_cuda, len);
+	return 0;
+}
+
 static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 {
 	struct view *v = arg;
@@ -92,27 +118,9 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 	uint64_t r0 = (key & 0xffffffffu) * t->chunk_rows;
 	uint64_t rows = rx_rows(rx_root(t->recipe));
 	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
-	struct rx_reader rd = { source_rows, v };
-	int rc = -ENOTSUP;
-	bool on_gpu = false;
 
-	if (v->gpu && gpu_supports(t->recipe))
-		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, buf, &rd, err)) == 0;
-	/* what the GPU does not take (F64, past its memory bound) converts here */
-	if (rc == -ENOTSUP || rc == -ENOMEM)
-		rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
-
-	if (rc < 0) {
-		sd_err_prefix(err, "converting '%s' rows %" PRIu64 "..%" PRIu64,
-			      t->name, r0, r1);
-		return rc;
-	}
 	(void)len;
-	atomic_fetch_add(&v->stats.chunks_converted, 1);
-	atomic_fetch_add(&v->stats.bytes_converted, len);
-	if (on_gpu)
-		atomic_fetch_add(&v->stats.bytes_converted_cuda, len);
-	return 0;
+	return view_convert(v, t, r0, r1, buf, err);
 }
 
 /* --- segments --------------------------------------------------------------- */
