@@ -314,7 +314,8 @@ void merge_diffs(struct verify_report *rep)
 {
 	size_t kept = 0;
 
-	qsort(rep->diffs, rep->n, sizeof(*rep->diffs), by_place);
+	if (rep->n)
+		qsort(rep->diffs, rep->n, sizeof(*rep->diffs), by_place);
 	for (size_t i = 0; i < rep->n; i++) {
 		struct verify_diff *d = &rep->diffs[i];
 		if (kept && same_run(&rep->diffs[kept - 1], d)) {
