@@ -307,18 +307,16 @@ static bool holds_source(const char *src, const char *dst)
 	return holds;
 }
 
-static int write_all(struct tool *t, struct outdir *od, struct units *us)
+static int write_all(struct tool *t, struct outdir *od, struct units *us,
+		     struct units_progress *p)
 {
-	struct units_progress p = { 0 };
 	struct progress pr;
 	char err[SD_ERRLEN], a[32], b[32];
 	int rc;
 
-	catch_signals(&p);
-	progress_start(&pr, "convert", &p, t->quiet);
-	rc = export_write(us, od->fd, t->jobs, t->budget, &p, err);
+	progress_start(&pr, "convert", p, t->quiet);
+	rc = export_write(us, od->fd, t->jobs, t->budget, p, err);
 	progress_stop(&pr);
-	interrupted = NULL;
 	if (rc < 0) {
 		fprintf(stderr, "sdafs convert: %s: %s; nothing was written there\n", od->dst, err);
 		outdir_abort(od);
@@ -346,6 +344,7 @@ int convert_main(int argc, char **argv)
 	struct tool t;
 	struct outdir od;
 	struct units us;
+	struct units_progress p = { 0 };
 	char err[SD_ERRLEN];
 	int rc = setup(&t, argc, argv, true);
 
@@ -354,6 +353,7 @@ int convert_main(int argc, char **argv)
 		return rc > 0 ? 0 : 1;
 	}
 	rc = 1;
+	catch_signals(&p);      /* from here on a signal removes what was made */
 	if (holds_source(t.c.src, t.c.mountpoint))
 		fprintf(stderr, "sdafs convert: %s holds the source %s\n", t.c.mountpoint, t.c.src);
 	else if (outdir_begin(&od, t.c.mountpoint, t.force, err) < 0)
@@ -362,9 +362,10 @@ int convert_main(int argc, char **argv)
 		fprintf(stderr, "sdafs convert: %s\n", err);
 		outdir_abort(&od);
 	} else {
-		rc = write_all(&t, &od, &us);
+		rc = write_all(&t, &od, &us, &p);
 		units_free(&us);
 	}
+	interrupted = NULL;
 	close_trees(&t);
 	return rc;
 }
@@ -424,6 +425,7 @@ int verify_main(int argc, char **argv)
 		}
 		verify_report_free(&rep);
 		units_free(&us);
+		interrupted = NULL;
 	}
 	if (dirfd >= 0)
 		close(dirfd);
