@@ -17,25 +17,33 @@
 #define TMP_RANDOM 6            /* mkdtemp's XXXXXX */
 #define MAX_DEPTH 128
 
-static int remove_at(int dirfd, const char *name, int depth, char *err)
+DIR *outdir_list(int dirfd, const char *name)
 {
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+
+	if (!d && fd >= 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
+static int remove_at(int parent, const char *name, int depth, char *err)
+{
+	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
 		return 0;
 	if (errno != EISDIR && errno != EPERM)
 		return sd_err(err, -errno, "cannot remove %s: %s", name, strerror(errno));
 	if (depth > MAX_DEPTH)
 		return sd_err(err, -ELOOP, "cannot remove %s: more than %d directories deep",
 			      name, MAX_DEPTH);
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	DIR *d = outdir_list(parent, name);
 	int rc = 0;
 
-	if (!d) {
-		rc = sd_err(err, -errno, "cannot remove %s: %s", name, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
+	if (!d)
+		return sd_err(err, -errno, "cannot remove %s: %s", name, strerror(errno));
 	/* Entries removed while reading may shift the listing: read again
 	 * until a pass finds nothing left. */
 	for (bool again = true; again && rc == 0;) {
@@ -45,12 +53,12 @@ static int remove_at(int dirfd, const char *name, int depth, char *err)
 		while (rc == 0 && (e = readdir(d))) {
 			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 				continue;
-			rc = remove_at(fd, e->d_name, depth + 1, err);
+			rc = remove_at(dirfd(d), e->d_name, depth + 1, err);
 			again = true;
 		}
 	}
 	closedir(d);
-	if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+	if (rc == 0 && unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		rc = sd_err(err, -errno, "cannot remove %s: %s", name, strerror(errno));
 	return rc;
 }
@@ -92,17 +100,13 @@ static int clean_leftover(struct outdir *o, const char *name, char *err)
 
 static int clean_leftovers(struct outdir *o, char *err)
 {
-	int fd = dup(o->parent_fd);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	DIR *d = outdir_list(o->parent_fd, ".");
 	struct dirent *e;
 	int rc = 0;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return sd_err(err, -errno, "%s: cannot list its parent directory: %s",
 			      o->dst, strerror(errno));
-	}
 	while (rc == 0 && (e = readdir(d)))
 		if (is_our_tmp(o, e->d_name))
 			rc = clean_leftover(o, e->d_name, err);
@@ -119,16 +123,12 @@ static int check_dst(struct outdir *o, char *err)
 		return errno == ENOENT ? 0 : sd_err(err, -errno, "%s: %s", o->dst, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return sd_err(err, -EEXIST, "%s exists and is not a directory", o->dst);
-	int fd = openat(o->parent_fd, o->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	DIR *d = outdir_list(o->parent_fd, o->name);
 	struct dirent *e;
 	bool empty = true;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return sd_err(err, -errno, "%s: %s", o->dst, strerror(errno));
-	}
 	while (empty && (e = readdir(d)))
 		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
 	closedir(d);

@@ -15,6 +15,7 @@
 #ifndef SDAFS_OUTDIR_H
 #define SDAFS_OUTDIR_H
 
+#include <dirent.h>
 #include <stdbool.h>
 
 struct outdir {
@@ -46,5 +47,9 @@ void outdir_abort(struct outdir *o);
 
 /* Remove dirfd/name and everything below it, following no symbolic link. */
 int outdir_remove_tree(int dirfd, const char *name, char *err);
+
+/* A listing of the directory dirfd/name ("." for dirfd itself), following
+ * no symbolic link; NULL with errno set.  (verify.c lists with it too.) */
+DIR *outdir_list(int dirfd, const char *name);
 
 #endif

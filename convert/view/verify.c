@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "io.h"
+#include "outdir.h"
 #include "safetensors.h"
 #include "verify_describe.h"
 
@@ -46,16 +47,12 @@ struct verify {
 static int list_extra(struct verify *vf, int dirfd, char *err)
 {
 	struct strmap names = { 0 };
-	int fd = dup(dirfd);
-	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	DIR *d = outdir_list(dirfd, ".");
 	struct dirent *e;
 	int rc = 0;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return sd_err(err, -errno, "cannot list it: %s", strerror(errno));
-	}
 	for (size_t i = 0; i < vf->us->nfiles && rc == 0; i++)
 		rc = strmap_put(&names, vf->us->files[i].path, i, NULL) == -ENOMEM ?
 		     sd_err(err, -ENOMEM, "out of memory") : 0;

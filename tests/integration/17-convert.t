@@ -162,12 +162,18 @@ ok $? "DST that holds the source is refused, even with --force" || diag "$T/self
 # recognisable and the next run cleans it.  -j1 on a larger checkpoint so
 # that there is a middle to stop in.
 $GEN "$T/big" --kind moe --hidden 512 --experts 16 --moe-inter 512 --pattern MEMEME --shards 4 >/dev/null
-"$SDAFS" convert -q -j1 "$T/big" "$T/out/killed" 2>"$T/killed.err" &
-pid=$!
-for _ in $(seq 1 2000); do
-	[ -n "$(find "$T/out" -path '*.killed.sdafs-tmp-*' -name '*.safetensors' -size +0 2>/dev/null)" ] && break
-	sleep 0.005
-done
+# start_big NAME: convert big into out/NAME in the background (pid in $pid)
+# and return once it has written tensor bytes into its temporary directory
+start_big() {
+	"$SDAFS" convert -q -j1 "$T/big" "$T/out/$1" 2>"$T/$1.err" &
+	pid=$!
+	for _ in $(seq 1 2000); do
+		[ -n "$(find "$T/out" -path "*.$1.sdafs-tmp-*" -name '*.safetensors' -size +0 2>/dev/null)" ] &&
+			break
+		sleep 0.005
+	done
+}
+start_big killed
 kill -STOP $pid
 [ ! -e "$T/out/killed" ] && ls -A "$T/out" | grep -q '^\.killed\.sdafs-tmp-'
 ok $? "mid-way: DST is not there, its temporary directory is beside it"
@@ -187,17 +193,12 @@ ok $? "and its DST equals the mount" || diag "$T/big.diff"
 unmount_view "$T/m-big"
 
 # SIGTERM: the run stops, removes its temporary directory, exits 1.
-"$SDAFS" convert -q -j1 "$T/big" "$T/out/termed" 2>"$T/term.err" &
-pid=$!
-for _ in $(seq 1 2000); do
-	[ -n "$(find "$T/out" -path '*.termed.sdafs-tmp-*' -name '*.safetensors' -size +0 2>/dev/null)" ] && break
-	sleep 0.005
-done
+start_big termed
 kill -TERM $pid
 wait $pid
 rc=$?
 [ $rc -eq 1 ] && [ ! -e "$T/out/termed" ] && [ "$(ls -A "$T/out" | grep -c sdafs-tmp)" = 0 ]
-ok $? "SIGTERM: exit 1, no DST, no temporary directory" || diag "$T/term.err"
+ok $? "SIGTERM: exit 1, no DST, no temporary directory" || diag "$T/termed.err"
 
 # Progress: a bar redrawn in place on a terminal, plain lines on a pipe.
 script -q -c "'$SDAFS' convert -j1 '$T/big' '$T/tty'" /dev/null >"$T/tty.out" 2>&1

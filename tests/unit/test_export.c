@@ -80,24 +80,6 @@ static void open_fixture_view(struct fixture *f)
 	f->open = true;
 }
 
-/* A file of the view through the mount's read path (caller frees). */
-static unsigned char *view_bytes(struct view *v, size_t file, uint64_t *size)
-{
-	struct view_io io = { 0 };
-	char err[SD_ERRLEN];
-	uint64_t n = v->layout.files[file].size;
-	unsigned char *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	if (view_read(v, file, 0, (size_t)n, &io, err) != 0)
-		fail_msg("view_read: %s", err);
-	assert_int_equal(view_io_gather(v, &io, buf, err), 0);
-	view_io_release(v, &io);
-	view_io_free(&io);
-	*size = n;
-	return buf;
-}
-
 /* A file on disk (caller frees). */
 static unsigned char *disk_bytes(const char *dir, const char *name, uint64_t *size)
 {
@@ -135,7 +117,7 @@ static void assert_dir_is_view(const char *dir, struct view *v)
 	assert_int_equal(entries(dir), v->layout.n);
 	for (size_t i = 0; i < v->layout.n; i++) {
 		uint64_t a, b;
-		unsigned char *want = view_bytes(v, i, &a);
+		unsigned char *want = test_view_file(v, i, &a);
 		unsigned char *got = disk_bytes(dir, v->layout.files[i].name, &b);
 		if (a != b || memcmp(want, got, a))
 			fail_msg("%s/%s differs from the view", dir, v->layout.files[i].name);

@@ -42,24 +42,6 @@ struct fixture {
 	char err[SD_ERRLEN];
 };
 
-/* The view's file i through the read path (caller frees). */
-static unsigned char *view_bytes(struct view *v, size_t i, uint64_t *size)
-{
-	struct view_io io = { 0 };
-	char err[SD_ERRLEN];
-	uint64_t n = v->layout.files[i].size;
-	unsigned char *buf = malloc(n + 1);
-
-	assert_non_null(buf);
-	if (view_read(v, i, 0, (size_t)n, &io, err) != 0)
-		fail_msg("view_read: %s", err);
-	assert_int_equal(view_io_gather(v, &io, buf, err), 0);
-	view_io_release(v, &io);
-	view_io_free(&io);
-	*size = n;
-	return buf;
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -74,7 +56,7 @@ static int setup(void **state)
 		fail_msg("view_open: %s", f->err);
 	for (size_t i = 0; i < f->v.layout.n; i++) {
 		uint64_t n;
-		unsigned char *b = view_bytes(&f->v, i, &n);
+		unsigned char *b = test_view_file(&f->v, i, &n);
 		test_write_file(f->copy, f->v.layout.files[i].name, b, (size_t)n);
 		free(b);
 	}
@@ -174,7 +156,7 @@ static void test_a_flipped_byte_is_named_by_tensor_and_offset(void **state)
 	size_t file;
 	uint64_t at = tensor_offset(f, GROUPED, &file) + 37;
 	uint64_t n;
-	unsigned char *want = view_bytes(&f->v, file, &n);
+	unsigned char *want = test_view_file(&f->v, file, &n);
 
 	flip(f, f->v.layout.files[file].name, at);
 	assert_int_equal(verify(f), 1);
@@ -248,7 +230,7 @@ static void rewrite_shard(struct fixture *f, bool reverse, const char *as_f16)
 	const struct vfile *vf = &f->v.layout.files[fi];
 	struct test_tensor t[64];
 	uint64_t n, total = 0;
-	unsigned char *file = view_bytes(&f->v, fi, &n), *data = malloc(n);
+	unsigned char *file = test_view_file(&f->v, fi, &n), *data = malloc(n);
 
 	assert_true(vf->nslots <= 64);
 	assert_non_null(data);
@@ -310,7 +292,7 @@ static void test_an_index_entry_changed_is_named_by_key(void **state)
 	struct fixture *f = *state;
 	char path[512];
 	uint64_t n;
-	unsigned char *text = view_bytes(&f->v, (size_t)layout_find(&f->v.layout, INDEX), &n);
+	unsigned char *text = test_view_file(&f->v, (size_t)layout_find(&f->v.layout, INDEX), &n);
 	cJSON *j = cJSON_ParseWithLength((const char *)text, (size_t)n);
 
 	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(j, "weight_map"), GROUPED,

@@ -20,6 +20,7 @@
 
 #include "dtype.h"
 #include "testlib.h"
+#include "view.h"
 
 int testdir_make(char *buf, size_t len, const char *tag)
 {
@@ -186,6 +187,23 @@ void test_write_moe_checkpoint(const char *dir, unsigned experts)
 		 "'num_hidden_layers':2,'torch_dtype':'bfloat16'}", experts);
 	test_write_json(dir, "config.json", config);
 	test_write_json(dir, "tokenizer.json", "{'version':'1.0','model':{'type':'BPE'}}\n");
+}
+
+unsigned char *test_view_file(struct view *v, size_t file, uint64_t *size)
+{
+	struct view_io io = { 0 };
+	char err[SD_ERRLEN];
+	uint64_t n = v->layout.files[file].size;
+	unsigned char *buf = malloc(n + 1);
+
+	assert_non_null(buf);
+	if (view_read(v, file, 0, (size_t)n, &io, err) != 0)
+		fail_msg("view_read: %s", err);
+	assert_int_equal(view_io_gather(v, &io, buf, err), 0);
+	view_io_release(v, &io);
+	view_io_free(&io);
+	*size = n;
+	return buf;
 }
 
 static int read_counting(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,

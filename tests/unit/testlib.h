@@ -74,6 +74,11 @@ uint64_t test_write_shard(const char *dir, const char *name,
  */
 void test_write_moe_checkpoint(const char *dir, unsigned experts);
 
+struct view;
+/* View file `file` of v whole, through the mount's read path (view_read),
+ * in a buffer of its size plus one (free it); *size gets the size. */
+unsigned char *test_view_file(struct view *v, size_t file, uint64_t *size);
+
 /*
  * What the recipe tests (test_recipe, test_dequant, test_gpu) build on: a
  * recipe over an in-memory source (memsrc.h) and a reader of it that
