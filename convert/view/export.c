@@ -13,11 +13,15 @@
 #include "err.h"
 #include "io.h"
 
+/* How unchanged bytes go from source to file: the first way the kernel
+ * takes, tried in this order (a way refused once is not tried again). */
+enum { COPY_BY_RANGE, COPY_BY_SPLICE, COPY_BY_BUFFER };
+
 struct export {
 	struct units *us;
 	int *fds;               /* per file, -1 once synced and closed */
 	atomic_uint *left;      /* per file: units still to write */
-	atomic_bool no_copy_range;      /* the kernel refused it once: buffers */
+	atomic_int kernel_copy; /* COPY_BY_* */
 };
 
 /* A file's subdirectory ("rank-00001" of "rank-00001/x"), made once. */
@@ -96,32 +100,97 @@ static int placed(struct export *ex, const struct unit_place *pl, uint64_t len, 
 	return 0;
 }
 
-static int copy_range(struct export *ex, const struct unit *u, const struct unit_place *pl,
-		      char *err)
+/* The source ended before the unit did: it changed after the scan. */
+static int ended_early(const struct source *s, uint32_t f, loff_t at, char *err)
 {
-	const struct source *s = &ex->us->view->src;
-	loff_t in = (loff_t)u->src_off, out = (loff_t)pl->off;
-	uint64_t left = u->len;
+	return sd_err(err, -EIO, "source file %s/%s: ends early at offset %lld; the file changed while converting",
+		      s->dir, s->files[f].name, (long long)at);
+}
 
+/* copy_file_range: within one filesystem, a copy in the page cache (or a
+ * reflink); -errno as the kernel says when it will not. */
+static int copy_range(int in, loff_t *a, int out, loff_t *b, uint64_t left)
+{
 	while (left) {
-		ssize_t n = copy_file_range(s->files[u->src_file].fd, &in, ex->fds[pl->file], &out,
-					    left, 0);
+		ssize_t n = copy_file_range(in, a, out, b, left, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return -errno;  /* the caller says why, or falls back */
-		if (n == 0)
-			return sd_err(err, -EIO, "source file %s/%s: ends early at offset %lld; the file changed while converting",
-				      s->dir, s->files[u->src_file].name, (long long)in);
+		if (n <= 0)
+			return n < 0 ? -errno : -ENODATA;
 		left -= (uint64_t)n;
 	}
-	atomic_fetch_add(&ex->us->view->stats.source_bytes, u->len);
 	return 0;
 }
 
-static bool copy_range_refused(int rc)
+/* Across filesystems: the source's pages spliced into the worker's pipe and
+ * from it into the file, one copy as copy_file_range makes.  A pipe left
+ * holding bytes by an error is closed, never used again. */
+static int splice_range(struct unit_worker *w, int in, loff_t *a, int out, loff_t *b,
+			uint64_t left)
+{
+	int rc = 0;
+
+	if (w->pipe[0] < 0) {
+		if (pipe2(w->pipe, O_CLOEXEC) < 0)
+			return -errno;
+		fcntl(w->pipe[1], F_SETPIPE_SZ, 1 << 20);       /* fewer round trips */
+	}
+	while (left && rc == 0) {
+		ssize_t n = splice(in, a, w->pipe[1], NULL, left, SPLICE_F_MOVE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -ENODATA;
+			break;
+		}
+		left -= (uint64_t)n;
+		while (n > 0 && rc == 0) {
+			ssize_t m = splice(w->pipe[0], NULL, out, b, (size_t)n, SPLICE_F_MOVE);
+			if (m < 0 && errno == EINTR)
+				continue;
+			rc = m > 0 ? 0 : m < 0 ? -errno : -EIO;
+			n -= m > 0 ? m : 0;
+		}
+	}
+	if (rc < 0) {
+		close(w->pipe[0]);
+		close(w->pipe[1]);
+		w->pipe[0] = w->pipe[1] = -1;
+	}
+	return rc;
+}
+
+static bool refused(int rc)
 {
 	return rc == -EXDEV || rc == -EINVAL || rc == -ENOSYS || rc == -EOPNOTSUPP;
+}
+
+/* An unchanged source range to its one place without passing through user
+ * memory: copy_file_range, else splice.  -ENOTSUP when neither can be had
+ * here (the caller reads and writes instead); other errors with a message. */
+static int copy_in_kernel(struct export *ex, struct unit_worker *w, const struct unit *u,
+			  const struct unit_place *pl, char *err)
+{
+	const struct source *s = &ex->us->view->src;
+	int in = s->files[u->src_file].fd, out = ex->fds[pl->file];
+	int way = atomic_load(&ex->kernel_copy), rc = -ENOTSUP;
+
+	for (; way < COPY_BY_BUFFER; way++) {
+		loff_t a = (loff_t)u->src_off, b = (loff_t)pl->off;
+		rc = way == COPY_BY_RANGE ? copy_range(in, &a, out, &b, u->len) :
+		     splice_range(w, in, &a, out, &b, u->len);
+		if (rc == -ENODATA)
+			return ended_early(s, u->src_file, a, err);
+		if (!refused(rc) || a != (loff_t)u->src_off)
+			break;          /* done, or failed after bytes moved */
+		atomic_store(&ex->kernel_copy, way + 1);        /* and for every later unit */
+	}
+	if (way == COPY_BY_BUFFER)
+		return -ENOTSUP;
+	if (rc < 0)
+		return sd_err(err, rc, "writing %s: %s", ex->us->files[pl->file].path, strerror(-rc));
+	atomic_fetch_add(&ex->us->view->stats.source_bytes, u->len);
+	return 0;
 }
 
 static int export_unit(struct unit_worker *w, size_t i, void *arg, char *err)
@@ -129,26 +198,22 @@ static int export_unit(struct unit_worker *w, size_t i, void *arg, char *err)
 	struct export *ex = arg;
 	const struct unit *u = &ex->us->u[i];
 	const struct unit_place *places = ex->us->places;
-	const char *bytes = NULL;
-	int rc = -EXDEV;
+	const char *bytes;
+	int rc = -ENOTSUP;
 
-	if (u->kind == UNIT_SOURCE && u->nplaces == 1 && !atomic_load(&ex->no_copy_range)) {
-		rc = copy_range(ex, u, &places[u->first], err);
-		if (copy_range_refused(rc))
-			atomic_store(&ex->no_copy_range, true);
-		else if (rc == -EIO)
+	if (u->kind == UNIT_SOURCE && u->nplaces == 1)
+		rc = copy_in_kernel(ex, w, u, &places[u->first], err);
+	if (rc == -ENOTSUP) {
+		if ((rc = unit_bytes(w, i, &bytes, err)) < 0)
 			return rc;
-		else if (rc < 0)
-			return sd_err(err, rc, "writing %s: %s",
-				      ex->us->files[places[u->first].file].path, strerror(-rc));
+		for (uint32_t p = u->first; p != UNIT_NO_PLACE; p = places[p].next)
+			if ((rc = sd_pwrite_full(ex->fds[places[p].file], bytes, (size_t)u->len,
+						 places[p].off)) < 0)
+				return sd_err(err, rc, "writing %s: %s",
+					      ex->us->files[places[p].file].path, strerror(-rc));
 	}
-	if (rc < 0 && (rc = unit_bytes(w, i, &bytes, err)) < 0)
+	if (rc < 0)
 		return rc;
-	for (uint32_t p = u->first; bytes && p != UNIT_NO_PLACE; p = places[p].next)
-		if ((rc = sd_pwrite_full(ex->fds[places[p].file], bytes, (size_t)u->len,
-					 places[p].off)) < 0)
-			return sd_err(err, rc, "writing %s: %s", ex->us->files[places[p].file].path,
-				      strerror(-rc));
 	for (uint32_t p = u->first; p != UNIT_NO_PLACE; p = places[p].next)
 		if ((rc = placed(ex, &places[p], u->len, err)) < 0)
 			return rc;

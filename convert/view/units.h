@@ -103,13 +103,15 @@ struct units_progress {
 
 struct units_pool;
 
-/* One worker: its two buffers and what it holds of the budget. */
+/* One worker: its two buffers and what it holds of the budget, and a pipe
+ * for splicing (export.c; made when first needed, closed with the worker). */
 struct unit_worker {
 	struct units_pool *pool;
 	struct units *us;
 	char *buf[2];
 	size_t cap[2];
 	uint64_t held;
+	int pipe[2];
 };
 
 /* Do unit i (0, or a negative errno with a message). */

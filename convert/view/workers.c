@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "recipe.h"
@@ -169,7 +170,7 @@ static void fail(struct units_pool *pool, int rc, const char *err)
 
 static void *work(void *arg)
 {
-	struct unit_worker w = { .pool = arg };
+	struct unit_worker w = { .pool = arg, .pipe = { -1, -1 } };
 	struct units_pool *pool = w.pool;
 	char err[SD_ERRLEN];
 
@@ -189,6 +190,9 @@ static void *work(void *arg)
 	}
 	unmap_buffers(&w);
 	recipe_cpu_arena_release();
+	for (int k = 0; k < 2; k++)
+		if (w.pipe[k] >= 0)
+			close(w.pipe[k]);
 	pthread_mutex_lock(&pool->mu);
 	pool->used -= w.held;
 	pthread_cond_broadcast(&pool->cv);
