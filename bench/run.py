@@ -13,8 +13,11 @@ in which every variant is measured once, in an order rotated from round to
 round, and reports medians: throughput ratios to a raw `cat` of the source
 (warm page cache) and to a minimal FUSE passthrough (bench/passthrough.c)
 with sdafs's FUSE settings.  Then the per-operation section: DIR/bench/ops
-(bench/ops.c) times each recipe operation in memory, per backend.  Writes
-DIR/bench/results.json.  bench/README.md says what every number means.
+(bench/ops.c) times each recipe operation in memory, per backend.  Then the
+convert section (ConvertBench, alone with --only convert): sdafs convert
+against cp -r of the source to the same disk and the Python stand-in
+(BENCH_NO_REF=1 leaves that out).  Writes DIR/bench/results.json.
+bench/README.md says what every number means.
 
 Every daemon runs in the foreground (-f) as a child of this script, on its
 own temporary mount point; every mount is unmounted with fusermount3 -u in a
