@@ -98,9 +98,15 @@ static void hold_actual(struct unit_worker *w)
 	pthread_mutex_unlock(&pool->mu);
 }
 
+/* Buffers of 2 MiB and more are asked for huge pages: every byte of one is
+ * written by an evaluator and read again by a write into the page cache,
+ * and on a VM a 4 KiB page's TLB miss costs a two-level walk (a third less
+ * system time measured for the writes alone). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
 static int map_buffer(struct unit_worker *w, int k, size_t len, char *err)
 {
-	size_t page = 4096, cap = (len + page - 1) & ~(page - 1);
+	size_t page = len >= HUGE_PAGE ? HUGE_PAGE : 4096, cap = (len + page - 1) & ~(page - 1);
 
 	if (w->cap[k] >= len)
 		return 0;
@@ -112,6 +118,8 @@ static int map_buffer(struct unit_worker *w, int k, size_t len, char *err)
 		w->cap[k] = 0;
 		return sd_err(err, -ENOMEM, "cannot allocate a buffer of %zu bytes", len);
 	}
+	if (page == HUGE_PAGE)
+		madvise(w->buf[k], cap, MADV_HUGEPAGE);         /* a hint: ignored where not had */
 	w->cap[k] = cap;
 	return 0;
 }
