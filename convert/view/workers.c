@@ -24,9 +24,9 @@
 #include "recipe.h"
 
 /* Converting a chunk takes temporaries beside its output (source rows before
- * a transpose or a cast): counted as this many times the output until the
- * evaluator's arena says what it really took. */
-#define ARENA_GUESS 2
+ * a transpose or a cast).  Until a conversion has shown what they take, in
+ * thousandths of the output, they are counted as twice the output. */
+#define ARENA_GUESS_PERMILLE 2000
 
 struct units_pool {
 	struct units *us;
@@ -37,6 +37,7 @@ struct units_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	uint64_t budget, used;
+	_Atomic uint64_t arena_permille;        /* the most temporaries seen per output byte */
 	atomic_int rc;          /* the first error */
 	char err[SD_ERRLEN];
 };
@@ -129,8 +130,8 @@ int unit_reserve(struct unit_worker *w, size_t len0, size_t len1, bool converts,
 {
 	size_t c0 = len0 > w->cap[0] ? len0 : w->cap[0];
 	size_t c1 = len1 > w->cap[1] ? len1 : w->cap[1];
-	uint64_t arena = recipe_cpu_arena_bytes();
-	uint64_t guess = converts ? (uint64_t)len0 * ARENA_GUESS : 0;
+	uint64_t arena = recipe_cpu_arena_bytes(), seen = atomic_load(&w->pool->arena_permille);
+	uint64_t guess = converts ? (uint64_t)len0 * (seen ? seen : ARENA_GUESS_PERMILLE) / 1000 : 0;
 	int rc;
 
 	hold(w, c0 + c1 + (arena > guess ? arena : guess));
@@ -139,6 +140,23 @@ int unit_reserve(struct unit_worker *w, size_t len0, size_t len1, bool converts,
 	if ((rc = map_buffer(w, 0, len0, err)) < 0 || (rc = map_buffer(w, 1, len1, err)) < 0)
 		return rc;
 	return 0;
+}
+
+/* An arena that grew for a chunk holds what that chunk needed: remember the
+ * largest such need per output byte, for the next reservations.  Only
+ * chunks of at least the arena's first block (1 MiB) teach anything: that
+ * block is taken whole by a chunk of 256 bytes too. */
+#define LEARN_FROM ((uint64_t)1 << 20)
+
+static void learn_arena(struct units_pool *pool, uint64_t before, uint64_t len)
+{
+	uint64_t after = recipe_cpu_arena_bytes();
+	uint64_t permille = len ? after * 1000 / len + 1 : 0;
+	uint64_t seen = atomic_load(&pool->arena_permille);
+
+	while (len >= LEARN_FROM && after > before && permille > seen &&
+	       !atomic_compare_exchange_weak(&pool->arena_permille, &seen, permille))
+		;
 }
 
 int unit_bytes(struct unit_worker *w, size_t i, const char **out, char *err)
@@ -158,7 +176,9 @@ int unit_bytes(struct unit_worker *w, size_t i, const char **out, char *err)
 		if (rc == 0)
 			atomic_fetch_add(&v->stats.source_bytes, u->len);
 	} else {
+		uint64_t before = recipe_cpu_arena_bytes();
 		rc = view_convert(v, u->tensor, u->r0, u->r1, w->buf[0], err);
+		learn_arena(w->pool, before, u->len);
 		hold_actual(w);
 	}
 	*out = w->buf[0];
