@@ -202,7 +202,7 @@ ok $? "SIGTERM: exit 1, no DST, no temporary directory" || diag "$T/termed.err"
 
 # Progress: a bar redrawn in place on a terminal, plain lines on a pipe.
 script -q -c "'$SDAFS' convert -j1 '$T/big' '$T/tty'" /dev/null >"$T/tty.out" 2>&1
-grep -q $'\r\[[#.]*\] *[0-9]*%  [0-9.]*/[0-9.]* [KMG]*i*B  .*/s.* [.a-z0-9-]*\(safetensors\|json\)' "$T/tty.out"
+grep -q $'\r\[[#.]*\] *[0-9]*%  [0-9.]*/[0-9.]* [KMG]*i*B  .*/s.* [._a-z0-9-]*\(safetensors\|json\)' "$T/tty.out"
 ok $? "on a terminal: a bar with bytes, percentage, rate and file, redrawn with \\r" || diag "$T/tty.out"
 grep -q "written and synced" "$T/tty.out"
 ok $? "then a summary line"
