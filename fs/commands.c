@@ -123,7 +123,8 @@ static const char *mount_only(const struct tool *t)
 
 	return c->mpi ? "-o mpi" : c->materialize_dir ? "-o materialize_dir" :
 	       c->prefetch ? "-o prefetch" : c->direct_io ? "-o direct_io" :
-	       c->max_threads ? "-o max_threads" : c->foreground ? "-f" :
+	       c->max_threads ? "-o max_threads" : c->allow_other ? "-o allow_other" :
+	       c->debug ? "-d" : c->foreground ? "-f" :
 	       c->inspect ? "--inspect" : c->list_adapters ? "--list-adapters" :
 	       c->version ? "--version" : NULL;
 }
@@ -151,13 +152,14 @@ static int parse(struct tool *t, int argc, char **argv)
 	if (t->c.help) {
 		usage(stdout, t->convert);
 		rc = 1;
-	} else if (args.argc > 1) {
-		fprintf(stderr, "sdafs %s: unknown option '%s'\n", verb, args.argv[1]);
 	} else if ((bad = mount_only(t))) {
 		fprintf(stderr, "sdafs %s: %s is an option of mounts, not of sdafs %s\n", verb, bad, verb);
 	} else if ((bad = not_ours(t))) {
 		fprintf(stderr, "sdafs %s: %s is an option of sdafs %s\n", verb, bad,
 			t->convert ? "verify" : "convert");
+	} else if (args.argc > 1) {     /* "-o x" keeps x in the next argument */
+		fprintf(stderr, "sdafs %s: unknown option '%s'\n", verb,
+			!strcmp(args.argv[1], "-o") && args.argc > 2 ? args.argv[2] : args.argv[1]);
 	} else if (!t->c.src || !t->c.mountpoint) {
 		usage(stderr, t->convert);
 	} else {

@@ -76,7 +76,7 @@ pefts=(
 	"peft-v4-incomplete|--layout v4 --incomplete|"
 )
 backs=(moe step3p5 step3p5-unprefixed omni qwen3-moe mixtral deepseek gpt-oss llama-tied)
-plan $(( ${#families[@]} + ${#variants[@]} + ${#dcps[@]} + 1 + ${#pefts[@]} + ${#backs[@]} + 30 ))
+plan $(( ${#families[@]} + ${#variants[@]} + ${#dcps[@]} + 1 + ${#pefts[@]} + ${#backs[@]} + 31 ))
 
 opts_of() {     # the sdafs options of family NAME
 	local c
@@ -223,6 +223,9 @@ ok $? "--all-ranks without ep_size is refused" || diag "$T/o2.err"
 "$SDAFS" convert -o dtype=fp8 "$T/src-dense" "$T/x3" 2>"$T/o3.err"
 [ $? -eq 1 ] && grep -q "dtype=fp8: expected" "$T/o3.err"
 ok $? "a bad option value gets the mount's message" || diag "$T/o3.err"
+"$SDAFS" convert -o ro "$T/src-dense" "$T/x4" 2>"$T/o4.err"
+[ $? -eq 1 ] && grep -q "unknown option 'ro'" "$T/o4.err" && [ ! -e "$T/x4" ]
+ok $? "an option sdafs does not know is refused, named" || diag "$T/o4.err"
 "$SDAFS" convert --help | grep -q "usage: sdafs convert" && "$SDAFS" --help | grep -q "sdafs convert"
 ok $? "sdafs convert --help and sdafs --help describe it"
 
