@@ -215,9 +215,13 @@ demo: deps all
 # make bench [BENCH_GB=0.5]: ratios to raw reads and to a FUSE passthrough
 # floor, then the per-operation section (bench/README.md); results in
 # $(BUILD)/bench/results.json.  make bench-ops runs only the latter.
-.PHONY: bench bench-ops
+.PHONY: bench bench-ops bench-convert
 bench: all $(BUILD)/bench/passthrough $(BUILD)/bench/ops
 	/usr/bin/python3 bench/run.py --build $(BUILD)
+
+# sdafs convert against cp -r and the Python stand-in, alone (the last section of make bench)
+bench-convert: all
+	/usr/bin/python3 bench/run.py --build $(BUILD) --only convert
 
 bench-ops: $(BUILD)/bench/ops
 	$(BUILD)/bench/ops --json $(BUILD)/bench/ops.json

@@ -13,8 +13,11 @@ in which every variant is measured once, in an order rotated from round to
 round, and reports medians: throughput ratios to a raw `cat` of the source
 (warm page cache) and to a minimal FUSE passthrough (bench/passthrough.c)
 with sdafs's FUSE settings.  Then the per-operation section: DIR/bench/ops
-(bench/ops.c) times each recipe operation in memory, per backend.  Writes
-DIR/bench/results.json.  bench/README.md says what every number means.
+(bench/ops.c) times each recipe operation in memory, per backend.  Then the
+convert section (ConvertBench, alone with --only convert): sdafs convert
+against cp -r of the source to the same disk and the Python stand-in
+(BENCH_NO_REF=1 leaves that out).  Writes DIR/bench/results.json.
+bench/README.md says what every number means.
 
 Every daemon runs in the foreground (-f) as a child of this script, on its
 own temporary mount point; every mount is unmounted with fusermount3 -u in a
@@ -650,6 +653,161 @@ class Bench:
                                                 text=True).stdout.strip()}
 
 
+# --------------------------------------------------------------- convert (no FUSE)
+
+REF = os.path.join(REPO, "tests", "ref", "automodel_ref.py")
+
+
+def run_rusage(argv, logpath):
+    """Run argv to the end: (wall seconds, its peak RSS in bytes).  The peak
+    comes from GNU time: a child forked from this script would carry the
+    script's own high-water mark in wait4's figure."""
+    with tempfile.NamedTemporaryFile("r") as rss, open(logpath, "a") as logf:
+        t = time.perf_counter()
+        r = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name] + argv,
+                           stdout=subprocess.DEVNULL, stderr=logf, stdin=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        peak = int(rss.read().split()[-1]) * 1024
+    if r.returncode != 0:
+        raise RuntimeError("%s exited with %d; see %s" % (" ".join(argv), r.returncode, logpath))
+    return wall, peak
+
+
+def dir_bytes(d):
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+
+
+class ConvertBench:
+    """sdafs convert (no FUSE) against cp -r of the source to the same disk,
+    in rounds of rotated order, and once the Python stand-in converter
+    (tests/ref/automodel_ref.py --view: Automodel's from_hf in numpy)."""
+
+    def __init__(self, a, build):
+        self.a = a
+        self.dir = os.path.join(build, "bench")
+        self.logdir = os.path.join(self.dir, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.sdafs = os.path.join(build, "sdafs")
+        self.out = os.path.join(self.dir, "convert-out")   # beside the source: the same disk
+        self.samples = []
+
+    def prepare(self):
+        gen_args, expect = moe_layout(self.a.gb)
+        tag = ("%g" % self.a.gb).replace(".", "p")
+        self.src = os.path.join(self.dir, "moe-%sg" % tag)
+        cached(self.src, [PY, GEN, self.src + ".tmp"] + gen_args,
+               "Nemotron-H MoE, about %.2f GiB" % (expect / GiB))
+        self.src_bytes = dir_bytes(self.src)
+        plan = json.loads(subprocess.run([self.sdafs, "--inspect", "--json", "-o", "view=native", self.src],
+                                         stdout=subprocess.PIPE, check=True).stdout)
+        self.view_bytes = sum(f["size"] for f in plan["files"])
+        self.view_shards = sum(1 for f in plan["files"] if f["kind"] == "weights")
+        self.fs = subprocess.run(["stat", "-f", "-c", "%T", self.dir], stdout=subprocess.PIPE,
+                                 text=True).stdout.strip()
+        self.clear()
+        os.sync()
+        cat(shard_files(self.src))      # the source warm, as cp and convert will both find it
+
+    def clear(self):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def measure(self, argv, name):
+        self.clear()
+        os.sync()                       # no earlier writeback in this timing
+        time.sleep(self.a.settle)
+        return run_rusage(argv, os.path.join(self.logdir, "convert-%s.log" % name))
+
+    def variants(self):
+        sd = [self.sdafs, "convert", "-q", "-o", "view=native"]
+        return [
+            ("cp", ["cp", "-r", self.src, self.out]),
+            ("cp_sync", ["sh", "-c", 'cp -r "$1" "$2" && sync -f "$2"', "sh", self.src, self.out]),
+            ("convert", sd + [self.src, self.out]),
+            ("convert_j1", sd + ["-j", "1", self.src, self.out]),
+        ]
+
+    def run(self):
+        vs = self.variants()
+        for r in range(self.a.rounds):
+            got = {}
+            for i in range(len(vs)):
+                name, argv = vs[(i + r) % len(vs)]
+                t, rss = self.measure(argv, name)
+                got[name] = {"s": t, "rss": rss}
+                log("convert round %d: %-10s %.3f s" % (r + 1, name, t))
+            self.samples.append(got)
+        self.ref = None
+        if not self.a.no_ref:
+            log("the Python stand-in converter (once: it is slow)")
+            t, rss = self.measure([PY, REF, self.src, "--view", self.out, "--quiet",
+                                   "--shards", str(self.view_shards)], "python_ref")
+            self.ref = {"s": t, "rss": rss, "bytes": dir_bytes(self.out)}
+        self.clear()
+
+    def summarize(self):
+        med = statistics.median
+        S = self.samples
+        names = [n for n, _ in self.variants()]
+        nbytes = {"cp": self.src_bytes, "cp_sync": self.src_bytes}
+        thr = {n: [nbytes.get(n, self.view_bytes) / x[n]["s"] for x in S] for n in names}
+        rows = {}
+        for n in names:
+            rows[n] = {"seconds": med(x[n]["s"] for x in S), "seconds_all": [x[n]["s"] for x in S],
+                       "gib_s": med(thr[n]) / GiB,
+                       "x_cp": med(thr[n][i] / thr["cp"][i] for i in range(len(S))),
+                       "x_cp_sync": med(thr[n][i] / thr["cp_sync"][i] for i in range(len(S))),
+                       "peak_rss": max(x[n]["rss"] for x in S)}
+        cache = 256 * MiB
+        for n in ("convert", "convert_j1"):
+            rows[n]["rss_limit"] = cache + TARGETS["rss_over_cache_mib"] * MiB
+            rows[n]["rss_pass"] = rows[n]["peak_rss"] <= rows[n]["rss_limit"]
+        rows["convert"]["target"] = ">= 0.8 x cp -r"
+        rows["convert"]["pass"] = rows["convert"]["x_cp"] >= 0.8
+        if self.ref:
+            cp_s = rows["cp"]["seconds"]
+            self.ref.update({"gib_s": self.ref["bytes"] / self.ref["s"] / GiB,
+                             "x_cp": (self.ref["bytes"] / self.ref["s"]) / (self.src_bytes / cp_s)})
+        return {"source_bytes": self.src_bytes, "view_bytes": self.view_bytes, "dest_fs": self.fs,
+                "dest": self.out, "rounds": rows, "python_ref": self.ref, "cpus": os.cpu_count()}
+
+
+def fmt_convert(c):
+    """The convert section: GiB/s of bytes written, ratios to cp -r in the same round."""
+    if not c or "error" in c:
+        return ["sdafs convert: not measured (%s)" % (c or {}).get("error", "no results")]
+    out = ["sdafs convert (no FUSE) of the native view, %.2f GiB, into %s (%s, the source's disk); "
+           "medians; x cp = throughput against cp -r of the source in the same round"
+           % (c["view_bytes"] / GiB, c["dest"], c["dest_fs"])]
+    labels = {"cp": "cp -r of the source", "cp_sync": "cp -r, then sync",
+              "convert": "sdafs convert -j %d (synced)" % c["cpus"], "convert_j1": "sdafs convert -j 1 (synced)"}
+    for n in ("cp", "cp_sync", "convert", "convert_j1"):
+        r = c["rounds"][n]
+        line = "  %-34s %7.3f s %6.2f GiB/s  %5.2f x cp  %5.2f x cp+sync  peak RSS %5.0f MiB" % (
+            labels[n], r["seconds"], r["gib_s"], r["x_cp"], r["x_cp_sync"], r["peak_rss"] / MiB)
+        if "rss_limit" in r:
+            line += " (<= %.0f: %s)" % (r["rss_limit"] / MiB, "ok" if r["rss_pass"] else "MISSED")
+        if "target" in r:
+            line += "  target %s: %s" % (r["target"], "ok" if r["pass"] else "MISSED")
+        out.append(line)
+    ref = c.get("python_ref")
+    if ref:
+        out.append("  %-34s %7.3f s %6.2f GiB/s  %5.2f x cp  %16s peak RSS %5.0f MiB" % (
+            "Python stand-in (tests/ref from_hf)", ref["s"], ref["gib_s"], ref["x_cp"], "", ref["rss"] / MiB))
+    return out
+
+
+def run_convert_section(a, build):
+    """The convert section on its own (make bench-convert) or after the rest."""
+    cb = ConvertBench(a, build)
+    try:
+        cb.prepare()
+        cb.run()
+        return cb.summarize()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        cb.clear()
+        return {"error": str(e)}
+
+
 # --------------------------------------------------------------- report
 
 def fmt_table(res, meta):
@@ -714,6 +872,8 @@ def fmt_table(res, meta):
                    "ok" if rs["pass"] else "MISSED"))
     out.append("")
     out.extend(fmt_ops(res.get("ops")))
+    out.append("")
+    out.extend(fmt_convert(res.get("convert")))
     return "\n".join(out)
 
 
@@ -746,12 +906,17 @@ def main():
     p.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED") or 1))
     p.add_argument("--settle", type=float, default=float(os.environ.get("BENCH_SETTLE") or 1.0),
                    help="seconds of pause after each variant (default 1)")
+    p.add_argument("--only", choices=["convert"], help="only this section (make bench-convert)")
+    p.add_argument("--no-ref", action="store_true", default=bool(os.environ.get("BENCH_NO_REF")),
+                   help="convert section: leave out the (slow) Python stand-in converter")
     a = p.parse_args()
     if a.gb <= 0 or a.rounds < 1 or a.tensors < 2:
         p.error("need BENCH_GB > 0, BENCH_ROUNDS >= 1, BENCH_TENSORS >= 2")
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
     atexit.register(cleanup_all)
+    if a.only == "convert":
+        return main_convert(a)
     started = time.time()
     b = Bench(a)
     try:
@@ -766,6 +931,7 @@ def main():
     finally:
         cleanup_all()
     res["ops"] = b.run_ops()
+    res["convert"] = run_convert_section(a, b.build)
     wall = c1[2] - c0[2]
     other = max(0.0, (c1[0] - c0[0]) - (c1[1] - c0[1]))
     meta = {"started": started, "rounds": a.rounds, "settle_s": a.settle, "gb": a.gb, "tensors": a.tensors, "seed": a.seed,
@@ -781,6 +947,27 @@ def main():
         f.write("\n")
     print(table)
     print("\n(%s; measuring took %.0f s, all %.0f s)" % (out, meta["measure_seconds"], meta["total_seconds"]))
+
+
+def main_convert(a):
+    """make bench-convert: the convert section alone, into DIR/bench/convert.json."""
+    build = os.path.abspath(a.build)
+    started = time.time()
+    c0 = cpu_snapshot()
+    res = run_convert_section(a, build)
+    c1 = cpu_snapshot()
+    wall = c1[2] - c0[2]
+    other = max(0.0, (c1[0] - c0[0]) - (c1[1] - c0[1])) / (wall * (os.cpu_count() or 1))
+    lines = fmt_convert(res)
+    lines.append("CPU taken by everything but the bench during it: %.0f%% of the machine%s" % (
+        100 * other, "  WARNING: busy machine, numbers not comparable" if other > 0.10 else ""))
+    out = os.path.join(build, "bench", "convert.json")
+    with open(out, "w") as f:
+        json.dump({"started": started, "rounds": a.rounds, "gb": a.gb, "other_cpu_share": other,
+                   "convert": res, "table": lines}, f, indent=1)
+        f.write("\n")
+    print("\n".join(lines))
+    print("\n(%s; %.0f s)" % (out, time.time() - started))
 
 
 if __name__ == "__main__":

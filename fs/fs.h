@@ -4,6 +4,7 @@
  *
  * fs/ translates FUSE requests onto a view (convert/view) and owns the
  * sdafs command itself: option parsing (options.c), --inspect (inspect.c),
+ * sdafs convert and verify (commands.c, progress.c: no FUSE in them),
  * mounting and serving (mount.c), the ops (ops.c) and three helpers with
  * state of their own: the source watcher (watch.c), the writer of
  * materialized copies (copies.c) and kernel passthrough of those copies

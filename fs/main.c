@@ -1,13 +1,15 @@
 /*
  * main.c — the sdafs command: parse the command line, then print help, the
  * version or the known families, or inspect, verify copies or mount
- * (mount.c); or run a subcommand (`sdafs status`, status.c).
+ * (mount.c); or run a subcommand: sdafs status (status.c), sdafs convert or
+ * sdafs verify (commands.c).
  */
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "commands.h"
 #include "fs.h"
 #include "inspect.h"
 #include "mount.h"
@@ -92,6 +94,12 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "status"))
 		return status_main(argc - 1, argv + 1);
+	/* sdafs convert / verify: the same view, written or checked, no mount */
+	if (argc > 1 && !strcmp(argv[1], "convert"))
+		return convert_main(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "verify"))
+		return verify_main(argc - 1, argv + 1);
+
 	if (options_parse(&args, &c) < 0) {
 		fprintf(stderr, "sdafs: see sdafs --help\n");
 		rc = 1;

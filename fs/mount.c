@@ -38,7 +38,7 @@
 #include "ranks.h"
 #include "watch.h"
 
-static void raise_fd_limit(void)
+void raise_fd_limit(void)
 {
 	struct rlimit rl;
 
@@ -60,8 +60,6 @@ struct serve_opts {
 	struct dist *dist;              /* -o mpi: agree with the other ranks */
 	const struct cmdline *backend;  /* choose the backend once detached (NULL: chosen) */
 };
-
-static int choose_backend(const struct cmdline *c, struct view *v);
 
 /* Tell the other ranks this rank could not mount (under -o mpi). */
 static void mount_failed(const struct serve_opts *so)
@@ -273,7 +271,7 @@ static bool wants_cuda(const struct cmdline *c)
 /* backend=: the GPU when asked for (-1 when it cannot be had) or, with
  * auto, when one is usable; the choice is logged once, and why the CPU
  * converts is kept for .sdafs-stats.  In the process that serves only. */
-static int choose_backend(const struct cmdline *c, struct view *v)
+int choose_backend(const struct cmdline *c, struct view *v)
 {
 	char name[256], err[SD_ERRLEN];
 	struct gpu_stats st;

@@ -13,4 +13,14 @@
  * status: 0, or 1 after a message on stderr. */
 int mount_run(struct cmdline *c, struct fuse_args *args);
 
+/* Shared with sdafs convert and verify (commands.c), which open a view the
+ * same way without mounting it.  The open-file limit raised to its hard
+ * limit (a checkpoint of many shards keeps one descriptor per shard). */
+void raise_fd_limit(void);
+/* backend=: whether v converts on the GPU (v->gpu, and why not in
+ * v->backend_note); -1 after a message when backend=cuda cannot be had.
+ * In the process that converts only (CUDA does not survive a fork). */
+struct view;
+int choose_backend(const struct cmdline *c, struct view *v);
+
 #endif

@@ -56,6 +56,8 @@ void options_usage(FILE *out)
 {
 	fprintf(out,
 "usage: sdafs [-f] [-d] [-v] [-o OPTIONS] SRC MOUNTPOINT\n"
+"       sdafs convert [-o OPTIONS] [-j N] [--force] [--all-ranks] [--quiet] SRC DST\n"
+"       sdafs verify [-o OPTIONS] [-j N] [--json] [--quiet] SRC DIR\n"
 "       sdafs --inspect [--json] [-o OPTIONS] SRC\n"
 "       sdafs --verify-copies -o materialize_dir=DIR[,OPTIONS] SRC\n"
 "       sdafs --list-adapters\n"
@@ -67,6 +69,11 @@ void options_usage(FILE *out)
 "Automodel sharded training save (model/) as its consolidated HF checkpoint.\n"
 "Nothing is converted until it is read; a read converts only the chunks it\n"
 "touches.  Unmount with: fusermount3 -u MOUNTPOINT\n"
+"\n"
+"Where nothing can be mounted: sdafs convert writes the files the mount would\n"
+"show into the new directory DST (whole or not at all), and sdafs verify\n"
+"compares a directory with them, file by file and tensor by tensor; both take\n"
+"the view options below (sdafs convert --help, sdafs verify --help).\n"
 "\n"
 "  -f                   stay in the foreground\n"
 "  -d, -o debug         debug: foreground with libfuse request tracing\n"

@@ -5,7 +5,7 @@
 set -e
 need="build-essential pkg-config libfuse3-dev fuse3 libcjson-dev libpcre2-dev
 libcmocka-dev python3 python3-numpy perl valgrind clang libclang-rt-14-dev
-openmpi-bin libopenmpi-dev rsync"
+openmpi-bin libopenmpi-dev rsync time"
 missing=""
 for p in $need; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -313,6 +313,21 @@ int rx_append(struct recipe *r, const struct recipe *src, char *err)
 	return x;
 }
 
+bool recipe_equal(const struct recipe *a, const struct recipe *b)
+{
+	if (a->nnodes != b->nnodes || a->nkids != b->nkids ||
+	    memcmp(a->kids, b->kids, a->nkids * sizeof(*a->kids)))
+		return false;
+	for (uint32_t i = 0; i < a->nnodes; i++) {
+		const struct rx_node *x = &a->nodes[i], *y = &b->nodes[i];
+		if (x->op != y->op || x->dtype != y->dtype || x->ndim != y->ndim ||
+		    x->nkids != y->nkids || x->kids != y->kids || x->a != y->a ||
+		    x->b != y->b || memcmp(x->shape, y->shape, (size_t)x->ndim * sizeof(*x->shape)))
+			return false;
+	}
+	return true;
+}
+
 void recipe_free(struct recipe *r)
 {
 	free(r->nodes);

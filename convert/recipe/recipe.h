@@ -97,6 +97,8 @@ int rx_dequant_mxfp4(struct recipe *r, int blocks, int scales, enum sd_dtype to,
  * r (so a part built on its own can join a larger recipe). */
 int rx_append(struct recipe *r, const struct recipe *src, char *err);
 void recipe_free(struct recipe *r);
+/* The same nodes over the same source tensors: the same bytes. */
+bool recipe_equal(const struct recipe *a, const struct recipe *b);
 
 static inline const struct rx_node *rx_root(const struct recipe *r)
 {
@@ -141,5 +143,9 @@ struct rx_reader {
  */
 int recipe_eval_cpu(const struct recipe *r, uint64_t r0, uint64_t r1,
 		    void *dst, const struct rx_reader *rd, char *err);
+/* Bytes the calling thread's arena keeps between calls, and giving them
+ * back: for callers that bound their memory (export.c). */
+size_t recipe_cpu_arena_bytes(void);
+void recipe_cpu_arena_release(void);
 
 #endif

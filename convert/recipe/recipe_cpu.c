@@ -92,6 +92,24 @@ static void arena_reset(void)
 	pthread_setspecific(arena_key, b);
 }
 
+size_t recipe_cpu_arena_bytes(void)
+{
+	struct arena_blk *b;
+	size_t total = 0;
+
+	pthread_once(&arena_once, arena_init);
+	for (b = pthread_getspecific(arena_key); b; b = b->next)
+		total += sizeof(*b) + b->cap;
+	return total;
+}
+
+void recipe_cpu_arena_release(void)
+{
+	pthread_once(&arena_once, arena_init);
+	arena_destroy(pthread_getspecific(arena_key));
+	pthread_setspecific(arena_key, NULL);
+}
+
 /* --- kernels -------------------------------------------------------------- */
 
 #define TILE 32

@@ -86,25 +86,22 @@ static int source_rows(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,
 	return rc;
 }
 
-static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
+int view_convert(struct view *v, const struct plan_tensor *t, uint64_t r0,
+		 uint64_t r1, void *dst, char *err)
 {
-	struct view *v = arg;
-	const struct plan_tensor *t = &v->plan.tensors[key >> 32];
-	uint64_t r0 = (key & 0xffffffffu) * t->chunk_rows;
-	uint64_t rows = rx_rows(rx_root(t->recipe));
-	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
 	struct rx_reader rd = { source_rows, v };
+	uint64_t len = (r1 - r0) * rx_row_bytes(rx_root(t->recipe));
 	int rc = -ENOTSUP;
 	bool on_gpu = false;
 
 	if (v->gpu && gpu_usable() && gpu_supports(t->recipe))
-		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, buf, &rd, err)) == 0;
+		on_gpu = (rc = recipe_eval_cuda(t->recipe, r0, r1, dst, &rd, err)) == 0;
 	/* What the GPU declines (F64, out of memory, a CUDA error, a GPU given
 	 * up after a fault) converts here; only the source's own errors fail. */
 	if (gpu_declined(rc)) {
 		if (v->gpu)
 			atomic_fetch_add(&v->stats.gpu_fallbacks, 1);
-		rc = recipe_eval_cpu(t->recipe, r0, r1, buf, &rd, err);
+		rc = recipe_eval_cpu(t->recipe, r0, r1, dst, &rd, err);
 	}
 
 	if (rc < 0) {
@@ -112,12 +109,23 @@ static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 			      t->name, r0, r1);
 		return rc;
 	}
-	(void)len;
 	atomic_fetch_add(&v->stats.chunks_converted, 1);
 	atomic_fetch_add(&v->stats.bytes_converted, len);
 	if (on_gpu)
 		atomic_fetch_add(&v->stats.bytes_converted_cuda, len);
 	return 0;
+}
+
+static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
+{
+	struct view *v = arg;
+	const struct plan_tensor *t = &v->plan.tensors[key >> 32];
+	uint64_t r0 = (key & 0xffffffffu) * t->chunk_rows;
+	uint64_t rows = rx_rows(rx_root(t->recipe));
+	uint64_t r1 = r0 + t->chunk_rows < rows ? r0 + t->chunk_rows : rows;
+
+	(void)len;
+	return view_convert(v, t, r0, r1, buf, err);
 }
 
 /* --- segments --------------------------------------------------------------- */

@@ -109,6 +109,17 @@ int view_check_sources(struct view *v, size_t file, bool *first, char *err);
  * their own failures; a caller counts only what fails outside them. */
 void view_count_failure(struct view *v, enum view_fault why);
 
+/*
+ * Rows [r0, r1) of converted tensor t into dst, as a read of the view
+ * converts them (on the GPU when the view uses one and it takes the
+ * recipe, else on the CPU), counted in the statistics.  t may belong to
+ * another plan over the same source (one expert-parallel rank of many).
+ * What view_read's cache fills call, and tools that want the bytes once,
+ * in their own buffer, without the cache (export.c, verify.c).
+ */
+int view_convert(struct view *v, const struct plan_tensor *t, uint64_t r0,
+		 uint64_t r1, void *dst, char *err);
+
 /* Release the pins of the last view_read on io (after replying). */
 void view_io_release(struct view *v, struct view_io *io);
 void view_io_free(struct view_io *io);

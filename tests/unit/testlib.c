@@ -20,6 +20,7 @@
 
 #include "dtype.h"
 #include "testlib.h"
+#include "view.h"
 
 int testdir_make(char *buf, size_t len, const char *tag)
 {
@@ -153,6 +154,69 @@ uint64_t test_write_shard(const char *dir, const char *name,
 	free(json);
 	cJSON_Delete(root);
 	return header_len;
+}
+
+void test_write_moe_checkpoint(const char *dir, unsigned experts)
+{
+	struct test_tensor shard[2][70];
+	char names[2][70][96];
+	size_t n[2] = { 0, 0 };
+	cJSON *index = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(index, "weight_map");
+	char config[256];
+
+	assert_true(experts >= 2 && experts <= 32);
+	assert_non_null(map);
+	/* e < experts: expert e's up and down; e == experts: the first shard's
+	 * embedding and A_log; e == experts + 1: the second's norm and lm_head */
+	for (unsigned e = 0; e < experts + 2; e++) {
+		int s = e < experts ? e >= experts / 2 : e == experts + 1;
+		for (int k = 0; k < 2; k++) {
+			char *name = names[s][n[s]];
+			struct test_tensor *t = &shard[s][n[s]];
+			if (e < experts) {
+				snprintf(name, 96, "backbone.layers.1.mixer.experts.%u.%s_proj.weight", e,
+					 k ? "down" : "up");
+				*t = (struct test_tensor){ name, "BF16", { k ? 4 : 3, k ? 3 : 4 } };
+			} else if (e == experts) {
+				snprintf(name, 96, "%s", k ? "backbone.layers.0.mixer.A_log" : "backbone.embeddings.weight");
+				*t = (struct test_tensor){ name, "BF16", { k ? 2 : 8, k ? 0 : 4 } };
+			} else {
+				snprintf(name, 96, "%s", k ? "lm_head.weight" : "backbone.norm_f.weight");
+				*t = (struct test_tensor){ name, "BF16", { k ? 5 : 4, k ? 4 : 0 } };
+			}
+			cJSON_AddStringToObject(map, name, s ? "model-00002-of-00002.safetensors" :
+						"model-00001-of-00002.safetensors");
+			n[s]++;
+		}
+	}
+	test_write_shard(dir, "model-00001-of-00002.safetensors", shard[0], n[0], NULL);
+	test_write_shard(dir, "model-00002-of-00002.safetensors", shard[1], n[1], NULL);
+	char *json = cJSON_Print(index);
+	assert_non_null(json);
+	test_write_file(dir, "model.safetensors.index.json", json, strlen(json));
+	free(json);
+	cJSON_Delete(index);
+	snprintf(config, sizeof(config), "{'architectures':['NemotronHForCausalLM'],'n_routed_experts':%u,"
+		 "'num_hidden_layers':2,'torch_dtype':'bfloat16'}", experts);
+	test_write_json(dir, "config.json", config);
+	test_write_json(dir, "tokenizer.json", "{'version':'1.0','model':{'type':'BPE'}}\n");
+}
+
+unsigned char *test_view_file(struct view *v, size_t file, uint64_t *size)
+{
+	struct view_io io = { 0 };
+	char err[SD_ERRLEN];
+	uint64_t n = v->layout.files[file].size;
+	unsigned char *buf = malloc(n + 1);
+
+	assert_non_null(buf);
+	if (view_read(v, file, 0, (size_t)n, &io, err) != 0)
+		fail_msg("view_read: %s", err);
+	assert_int_equal(view_io_gather(v, &io, buf, err), 0);
+	view_io_release(v, &io);
+	view_io_free(&io);
+	*size = n;
+	return buf;
 }
 
 static int read_counting(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,

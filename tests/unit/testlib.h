@@ -69,6 +69,21 @@ uint64_t test_write_shard(const char *dir, const char *name,
 			  const struct test_shard *opt);
 
 /*
+ * A small Nemotron-H MoE checkpoint in dir, for the tests of whole views
+ * (test_export, test_verify): config.json (n_routed_experts experts on
+ * layer 1, bfloat16), two shards of patterned bytes with their index
+ * (experts below n/2 in the first with the embedding and A_log; the others,
+ * norm_f and lm_head in the second) and a tokenizer.json to pass through.
+ * Its native view merges the experts, casts A_log to F32, renames the rest.
+ */
+void test_write_moe_checkpoint(const char *dir, unsigned experts);
+
+struct view;
+/* View file `file` of v whole, through the mount's read path (view_read),
+ * in a buffer of its size plus one (free it); *size gets the size. */
+unsigned char *test_view_file(struct view *v, size_t file, uint64_t *size);
+
+/*
  * What the recipe tests (test_recipe, test_dequant, test_gpu) build on: a
  * recipe over an in-memory source (memsrc.h) and a reader of it that
  * counts its calls per tensor and fails those of one tensor on request.
