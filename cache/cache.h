@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chunkmem.h"
+
 struct cache;
 struct cache_chunk;
 
@@ -38,10 +40,22 @@ struct cache_stats {
 	uint64_t bytes;         /* resident now */
 	uint64_t entries;       /* resident now */
 	uint64_t max_bytes;
+	uint64_t ahead_fills;   /* fills by cache_fill_ahead */
+	uint64_t ahead_hits;    /* of those, read afterwards */
+	uint64_t ahead_wasted;  /* of those, evicted before anyone read them */
+	uint64_t ahead_bytes;   /* filled (or filling) ahead and not read yet, now */
+	struct chunkmem_stats mem;
 };
+
+/* Chunk memory as cache_new sets it up: every saving on. */
+#define CACHE_MEMORY_DEFAULT \
+	((struct chunkmem_opts){ .reuse_blocks = true, .hugepages = true, .prefault = true })
 
 struct cache *cache_new(uint64_t max_bytes);
 void cache_free(struct cache *c);       /* no chunk may be pinned */
+/* How chunk memory is recycled (chunkmem.h); only before the first fill.
+ * -ENOMEM leaves it as it was. */
+int cache_set_memory(struct cache *c, const struct chunkmem_opts *o);
 
 /*
  * Return the chunk for key, filling it with fill(arg, key, buf, len, err) on
@@ -57,6 +71,17 @@ size_t cache_len(const struct cache_chunk *chunk);
 
 /* Release a pin taken by cache_get. */
 void cache_put(struct cache *c, struct cache_chunk *chunk);
+
+/*
+ * Fill key before anyone asks for it (read-ahead): 1 when it is resident or
+ * being filled already, 2 when the bytes filled ahead and not read yet would
+ * pass ahead_max (nothing done: the reader converts it when it gets there),
+ * else as cache_get, and the filled chunk is left unpinned, most recently
+ * used.  Its first cache_get counts as an ahead hit; evicted unread, it
+ * counts as wasted.
+ */
+int cache_fill_ahead(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
+		     void *arg, uint64_t ahead_max, char *err);
 
 /* True when key is resident now (no pin, no LRU update); for read-ahead. */
 int cache_contains(struct cache *c, uint64_t key);

@@ -34,6 +34,7 @@ struct sdafs {
 	char *mountpoint_real;  /* resolved before mounting: stat()ing it from
 				 * init would ask this very filesystem */
 	bool direct_io;
+	bool splice;            /* reply with source bytes spliced, not copied */
 	struct timespec mounted_at;
 	atomic_flag readahead_raised;
 	struct fuse_session *se;

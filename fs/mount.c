@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "backend_check.h"
+#include "cache.h"
 #include "copies.h"
 #include "dist.h"
 #include "err.h"
@@ -37,6 +38,47 @@ static void raise_fd_limit(void)
 	}
 }
 
+/*
+ * SDAFS_OFF=readahead,splice,reuse,hugepages,prefault turns single speed-ups
+ * off, so that the benchmark can measure what each one buys in one run
+ * (docs/performance.md).  Not an option: nobody should need it otherwise.
+ */
+static bool switched_off(const char *lever)
+{
+	const char *off = getenv("SDAFS_OFF");
+	size_t n = strlen(lever);
+
+	for (const char *p = off; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (!strncmp(p, lever, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* The speed-ups of the read path that SDAFS_OFF does not turn off. */
+static void set_up_read_path(struct sdafs *fs)
+{
+	struct chunkmem_opts mem = {
+		.reuse_blocks = !switched_off("reuse"),
+		.hugepages = !switched_off("hugepages"),
+		.prefault = !switched_off("prefault"),
+	};
+
+	cache_set_memory(fs->view.cache, &mem);
+	fs->splice = !switched_off("splice");
+}
+
+/* Read-ahead workers: one a core, after any fork. */
+static void start_readahead(struct sdafs *fs, uint64_t window)
+{
+	char err[SD_ERRLEN];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (switched_off("readahead"))
+		return;
+	if (view_readahead_start(&fs->view, cores > 0 ? (unsigned)cores : 1, window, err) < 0)
+		sd_log("%s; reads convert only what they touch", err);
+}
+
 /* How to serve a view, beyond the view itself. */
 struct serve_opts {
 	const char *mountpoint;
@@ -45,6 +87,7 @@ struct serve_opts {
 	const char *materialize_dir;    /* NULL: no copies */
 	bool prefetch_copies;           /* copy every file right away */
 	unsigned max_threads;
+	uint64_t readahead;             /* bytes ahead of a sequential reader */
 	struct dist *dist;              /* -o mpi: agree with the other ranks */
 };
 
@@ -68,6 +111,7 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 
 	fs->mountpoint = so->mountpoint;
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
+	set_up_read_path(fs);
 	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
 	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=sdafs") < 0 ||
 	    fuse_opt_add_arg(args, "-ofsname=sdafs") < 0)
@@ -107,12 +151,14 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(cfg, max_threads);
 	fuse_loop_cfg_set_idle_threads(cfg, max_threads);      /* no thread churn */
+	start_readahead(fs, so->readahead);
 	if (!(fs->watch = watch_start(&fs->view, fs->se)))
 		sd_log("cannot start the source watcher; changed sources are still caught on read");
 	if (so->materialize_dir &&
 	    !(fs->copies = copies_start(&fs->view, so->materialize_dir, so->prefetch_copies)))
 		sd_log("cannot start the copy writer; nothing will be materialized");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
+	view_readahead_stop(&fs->view);
 	copies_stop(fs->copies);
 	fs->copies = NULL;
 	watch_stop(fs->watch);
@@ -132,7 +178,7 @@ out:
 }
 
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
-		   uint64_t cache_bytes)
+		   uint64_t cache_bytes, uint64_t readahead)
 {
 	struct dist d;
 	struct sdafs fs;
@@ -164,6 +210,7 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		.materialize_dir = c->materialize_dir,
 		.prefetch_copies = c->prefetch && c->materialize_dir,
 		.max_threads = c->max_threads,
+		.readahead = readahead,
 		.dist = &d,
 	};
 	fs.mountpoint_real = realpath(m, NULL);
@@ -211,14 +258,14 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	struct view_opts vo;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
-	uint64_t cache_bytes;
+	uint64_t cache_bytes, readahead;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || options_readahead(c, &readahead) < 0)
 		return 1;
 	raise_fd_limit();
 	if (c->mpi)
-		return run_mpi(c, args, &vo, cache_bytes);
+		return run_mpi(c, args, &vo, cache_bytes, readahead);
 	if (c->mountpoint && strstr(c->mountpoint, "%r") && !options_expand_rank(c, &vo))
 		return 1;
 	memset(&fs, 0, sizeof(fs));
@@ -238,6 +285,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.materialize_dir = c->materialize_dir,
 			.prefetch_copies = c->prefetch,
 			.max_threads = c->max_threads,
+			.readahead = readahead,
 		};
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);
 		fs.direct_io = c->direct_io;

@@ -199,7 +199,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fi->fh = 0;
+	/* Its read-ahead stream; without one only the inode's streams are seen. */
+	fi->fh = (uint64_t)(uintptr_t)calloc(1, sizeof(struct readahead_stream));
 	if (pt_open(req, fs->pt, (size_t)file_of(fs, ino), fi))
 		return;
 	fi->keep_cache = !fs->direct_io;
@@ -210,7 +211,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	free((char *)(uintptr_t)fi->fh);
+	free((void *)(uintptr_t)fi->fh);       /* the stats text or the stream */
 	fuse_reply_err(req, 0);
 }
 
@@ -330,6 +331,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	view_readahead_note(&fs->view, (struct readahead_stream *)(uintptr_t)fi->fh,
+			    (size_t)f, (uint64_t)off, size);
 	rc = view_read(&fs->view, (size_t)f, (uint64_t)off, size, &t->io, err);
 	if (rc == 0 && t->iovcap < (t->io.nseg > MAX_IOV ? 1 : t->io.nseg)) {
 		size_t cap = t->io.nseg > MAX_IOV ? MAX_IOV : t->io.nseg;

@@ -18,6 +18,7 @@ struct cmdline {
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
 	char *materialize_dir;
 	char *peft;
+	char *readahead;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other;
@@ -32,6 +33,10 @@ void options_usage(FILE *out);
 /* The view options and the cache size the command line asks for; -1 after
  * a message on stderr naming the option. */
 int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache);
+
+/* How far ahead of a sequential reader to convert (readahead=SIZE; 0: no
+ * read-ahead); -1 after a message on stderr. */
+int options_readahead(const struct cmdline *c, uint64_t *window);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);

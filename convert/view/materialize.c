@@ -81,6 +81,7 @@ int materialize_write(struct view *v, const char *dir, size_t file, char *err)
 {
 	const struct vfile *f = &v->layout.files[file];
 	struct view_io io = { 0 };
+	struct readahead_stream stream = { 0 };         /* one sequential reader */
 	char path[4096], tmp[4200];
 	char *buf = malloc(WRITE_STEP);
 	int rc = 0, fd;
@@ -96,6 +97,7 @@ int materialize_write(struct view *v, const char *dir, size_t file, char *err)
 	}
 	for (uint64_t off = 0; off < f->size && rc == 0; off += WRITE_STEP) {
 		size_t n = f->size - off < WRITE_STEP ? (size_t)(f->size - off) : WRITE_STEP;
+		view_readahead_note(v, &stream, file, off, n);
 		if ((rc = view_read(v, file, off, n, &io, err)) == 0 &&
 		    (rc = view_io_gather(v, &io, buf, err)) == 0 &&
 		    pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)

@@ -63,6 +63,7 @@ fail:
 
 void view_close(struct view *v)
 {
+	view_readahead_stop(v);
 	if (v->cache)
 		cache_free(v->cache);
 	layout_free(&v->layout);
@@ -85,7 +86,7 @@ static int source_rows(void *arg, uint32_t tensor, uint64_t r0, uint64_t r1,
 	return rc;
 }
 
-static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
+int view_fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 {
 	struct view *v = arg;
 	const struct plan_tensor *t = &v->plan.tensors[key >> 32];
@@ -159,7 +160,7 @@ static int read_tensor(struct view *v, uint32_t ti, uint64_t a, uint64_t b,
 		uint64_t c0 = c * cb, c1 = c0 + cb < t->nbytes ? c0 + cb : t->nbytes;
 		struct cache_chunk *chunk;
 		rc = cache_get(v->cache, ((uint64_t)ti << 32) | c, (size_t)(c1 - c0),
-			       fill_chunk, v, &chunk, err);
+			       view_fill_chunk, v, &chunk, err);
 		if (rc < 0)
 			return rc;
 		if ((rc = push_pin(io, chunk, err)) < 0) {
@@ -174,6 +175,21 @@ static int read_tensor(struct view *v, uint32_t ti, uint64_t a, uint64_t b,
 	return 0;
 }
 
+size_t view_first_slot(const struct view *v, const struct vfile *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->nslots;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const struct vslot *s = &f->slots[mid];
+		if (s->off + v->plan.tensors[s->tensor].nbytes <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static int read_weights(struct view *v, const struct vfile *f, uint64_t off,
 			uint64_t end, struct view_io *io, char *err)
 {
@@ -185,17 +201,7 @@ static int read_weights(struct view *v, const struct vfile *f, uint64_t off,
 			return rc;
 		off = e;
 	}
-	/* First slot that ends after off. */
-	size_t lo = 0, hi = f->nslots;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		const struct vslot *s = &f->slots[mid];
-		if (s->off + v->plan.tensors[s->tensor].nbytes <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < f->nslots && off < end; i++) {
+	for (size_t i = view_first_slot(v, f, off); i < f->nslots && off < end; i++) {
 		const struct vslot *s = &f->slots[i];
 		uint64_t n = v->plan.tensors[s->tensor].nbytes;
 		uint64_t a = off - s->off, b = (end < s->off + n ? end : s->off + n) - s->off;
@@ -367,6 +373,15 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(c, "bytes", (double)cs.bytes);
 	cJSON_AddNumberToObject(c, "entries", (double)cs.entries);
 	cJSON_AddNumberToObject(c, "max_bytes", (double)cs.max_bytes);
+	cJSON_AddNumberToObject(c, "ahead_fills", (double)cs.ahead_fills);
+	cJSON_AddNumberToObject(c, "ahead_hits", (double)cs.ahead_hits);
+	cJSON_AddNumberToObject(c, "ahead_wasted", (double)cs.ahead_wasted);
+	cJSON_AddNumberToObject(c, "ahead_bytes", (double)cs.ahead_bytes);
+	cJSON_AddNumberToObject(c, "fresh_bytes", (double)cs.mem.fresh_bytes);
+	cJSON_AddNumberToObject(c, "reused_bytes", (double)cs.mem.reused_bytes);
+	cJSON_AddNumberToObject(c, "moved_bytes", (double)cs.mem.moved_bytes);
+	cJSON_AddNumberToObject(c, "kept_bytes", (double)cs.mem.kept_bytes);
+	view_readahead_stats(v, j);
 	text = cJSON_Print(j);
 	cJSON_Delete(j);
 	return text;

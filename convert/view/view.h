@@ -24,6 +24,7 @@
 
 #include "layout.h"
 #include "plan.h"
+#include "readahead.h"
 #include "source.h"
 
 struct cache;
@@ -50,6 +51,7 @@ struct view {
 	struct view_opts opts;
 	struct view_stats stats;
 	bool gpu;               /* convert on the GPU where it can (gpu.h) */
+	struct readahead *ra;   /* NULL: no read-ahead (readahead.h) */
 };
 
 /* One piece of a read: memory (mem != NULL) or source bytes (fd, off). */
@@ -98,6 +100,12 @@ void view_io_free(struct view_io *io);
  * the file no longer holds the bytes (truncated under the mount). */
 int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 		   char *err);
+
+/* Convert chunk key (tensor << 32 | chunk index) of view v into buf: the
+ * cache's fill function, for the read path and the read-ahead. */
+int view_fill_chunk(void *v, uint64_t key, void *buf, size_t len, char *err);
+/* The first slot of weight file f that ends after offset off. */
+size_t view_first_slot(const struct view *v, const struct vfile *f, uint64_t off);
 
 /* Copy every segment of io into dst (for callers that want flat bytes). */
 int view_io_gather(struct view *v, const struct view_io *io, void *dst,

@@ -28,8 +28,9 @@ for mode in buffered direct_io; do
 	ok $? "$mode: unmounts cleanly, sanitizer log clean"
 done
 
-# Single-flight: 8 processes read the same grouped tensor at the same time.
-mount_view "$T/src" "$T/sf" -o direct_io
+# Single-flight: 8 processes read the same grouped tensor at the same time
+# (no read-ahead, so that every conversion is one a reader asked for).
+mount_view "$T/src" "$T/sf" -o direct_io,readahead=0
 for i in $(seq 8); do
 	$PY "$REPO/tests/integration/read_tensor.py" "$T/sf" model.layers.1.mixer.experts.gate_and_up_projs >/dev/null &
 done

@@ -499,6 +499,114 @@ static void test_random_workload_returns_right_bytes_and_stats_add_up(void **sta
 	cache_free(c);
 }
 
+struct ahead_arg {
+	struct cache *c;
+	struct filler *f;
+	int rc;
+};
+
+static void *fill_ahead_thread(void *p)
+{
+	struct ahead_arg *a = p;
+	char err[SD_ERRLEN];
+
+	a->rc = cache_fill_ahead(a->c, 8, 4096, pattern_fill, a->f, 1 << 20, err);
+	return NULL;
+}
+
+static void test_a_chunk_filled_ahead_counts_as_a_hit_when_read(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { 0 };
+	struct cache_chunk *chunk;
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 9, 4096, pattern_fill, &f, 1 << 20, err), 0);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_fills, 1);
+	assert_int_equal(st.ahead_bytes, 4096);
+	assert_true(cache_contains(c, 9));
+	/* resident: nothing to do */
+	assert_int_equal(cache_fill_ahead(c, 9, 4096, pattern_fill, &f, 1 << 20, err), 1);
+
+	assert_int_equal(cache_get(c, 9, 4096, pattern_fill, &f, &chunk, err), 0);
+	assert_true(has_pattern(chunk, 9));
+	cache_put(c, chunk);
+	get_and_put(c, 9, 4096, &f);
+	assert_int_equal(atomic_load(&f.calls), 1);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_hits, 1);     /* the first read only */
+	assert_int_equal(st.ahead_bytes, 0);
+	assert_int_equal(st.ahead_wasted, 0);
+	cache_free(c);
+}
+
+static void test_filling_ahead_stops_at_its_share_and_unread_evictions_count_as_waste(void **state)
+{
+	struct cache *c = cache_new(3000);
+	struct filler f = { 0 };
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 1, 1000, pattern_fill, &f, 2000, err), 0);
+	assert_int_equal(cache_fill_ahead(c, 2, 1000, pattern_fill, &f, 2000, err), 0);
+	/* a third would pass the 2000 bytes allowed ahead and unread */
+	assert_int_equal(cache_fill_ahead(c, 3, 1000, pattern_fill, &f, 2000, err), 2);
+	assert_false(cache_contains(c, 3));
+	assert_int_equal(atomic_load(&f.calls), 2);
+	/* readers fill the cache past its bound: the oldest unread chunk goes */
+	get_and_put(c, 4, 1000, &f);
+	get_and_put(c, 5, 1000, &f);
+	assert_false(cache_contains(c, 1));
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_wasted, 1);
+	assert_int_equal(st.ahead_bytes, 1000);
+	assert_int_equal(st.ahead_hits, 0);
+	cache_free(c);
+}
+
+static void test_a_failed_fill_ahead_leaves_nothing_behind(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { .fail_code = -EIO, .fail_once = 1 };
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 6, 4096, pattern_fill, &f, 1 << 20, err), -EIO);
+	assert_string_equal(err, "chunk 6: source read failed");
+	assert_false(cache_contains(c, 6));
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_bytes, 0);
+	get_and_put(c, 6, 4096, &f);    /* a reader tries again */
+	cache_free(c);
+}
+
+static void test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { .sleep_ms = 100 };
+	struct ahead_arg a = { c, &f, 0 };
+	struct cache_chunk *chunk;
+	pthread_t th;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	pthread_create(&th, NULL, fill_ahead_thread, &a);
+	while (!cache_contains(c, 8))
+		sleep_ms(1);
+	assert_int_equal(cache_get(c, 8, 4096, pattern_fill, &f, &chunk, err), 0);
+	assert_true(has_pattern(chunk, 8));
+	cache_put(c, chunk);
+	pthread_join(th, NULL);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(atomic_load(&f.calls), 1);
+	cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +623,10 @@ int main(void)
 		cmocka_unit_test(test_concurrent_gets_of_one_missing_key_fill_it_once),
 		cmocka_unit_test(test_waiters_on_a_failing_fill_all_receive_its_error),
 		cmocka_unit_test(test_random_workload_returns_right_bytes_and_stats_add_up),
+		cmocka_unit_test(test_a_chunk_filled_ahead_counts_as_a_hit_when_read),
+		cmocka_unit_test(test_filling_ahead_stops_at_its_share_and_unread_evictions_count_as_waste),
+		cmocka_unit_test(test_a_failed_fill_ahead_leaves_nothing_behind),
+		cmocka_unit_test(test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -644,6 +644,80 @@ static void test_a_source_cut_short_during_a_read_fails_it_with_eio(void **state
 	view_io_release(&f->v, &f->io);
 }
 
+/* ---- read-ahead ------------------------------------------------------------------------------------- */
+
+/* Wait (up to 10 s) until n chunks were filled ahead. */
+static void wait_for_fills_ahead(struct fixture *f, uint64_t n)
+{
+	struct cache_stats cs;
+
+	for (int i = 0; i < 10000; i++) {
+		cache_get_stats(f->v.cache, &cs);
+		if (cs.ahead_fills >= n && cs.ahead_bytes == cs.bytes)
+			return;
+		usleep(1000);
+	}
+	fail_msg("only %" PRIu64 " of %" PRIu64 " chunks were filled ahead", cs.ahead_fills, n);
+}
+
+/*
+ * Two reads in a row at the start of the shard make a sequential stream:
+ * the read-ahead converts every chunk of the file ahead of the reader, whose
+ * reads then find them all in the cache, holding the expected bytes.
+ */
+static void test_a_sequential_reader_finds_its_next_chunks_converted_ahead(void **state)
+{
+	struct fixture *f = *state;
+	struct readahead_stream own = { 0 };
+	struct cache_stats cs;
+	unsigned char head[16];
+
+	open_view(f, 1 << 20);
+	assert_int_equal(view_readahead_start(&f->v, 2, 1 << 20, f->err), 0);
+	size_t fi = file_index(f, SHARD);
+	view_readahead_note(&f->v, &own, fi, 0, 8);
+	read_range(f, fi, 0, 8, head);
+	assert_int_equal(f->v.stats.chunks_converted, 0);       /* one read: no stream yet */
+	view_readahead_note(&f->v, &own, fi, 8, 8);
+	read_range(f, fi, 8, 8, head + 8);
+	/* the experts' chunks, and A_log's (a cast) */
+	wait_for_fills_ahead(f, 2 * E + 1);
+	assert_int_equal(f->v.stats.chunks_converted, 2 * E + 1);
+
+	for (int v = 0; v < NVIEW; v++) {
+		uint64_t off, len;
+		unsigned char *want = expected_tensor(v), *got = malloc(view_nbytes(v));
+		assert_non_null(got);
+		tensor_range(f, v, &off, &len);
+		view_readahead_note(&f->v, &own, fi, off, (size_t)len);
+		read_range(f, fi, off, (size_t)len, got);
+		assert_memory_equal(got, want, len);
+		free(want);
+		free(got);
+	}
+	cache_get_stats(f->v.cache, &cs);
+	assert_int_equal(f->v.stats.chunks_converted, 2 * E + 1);      /* none by the reader */
+	assert_int_equal(cs.ahead_hits, 2 * E + 1);
+	assert_int_equal(cs.ahead_wasted, 0);
+	view_readahead_stop(&f->v);
+	view_readahead_stop(&f->v);     /* twice is fine */
+}
+
+/* Closing the view while the read-ahead is busy stops it and frees all. */
+static void test_closing_the_view_stops_a_busy_read_ahead(void **state)
+{
+	struct fixture *f = *state;
+	struct readahead_stream own = { 0 };
+
+	open_view(f, 1 << 20);
+	assert_int_equal(view_readahead_start(&f->v, 2, 1 << 20, f->err), 0);
+	size_t fi = file_index(f, SHARD);
+	view_readahead_note(&f->v, &own, fi, 0, 8);
+	view_readahead_note(&f->v, &own, fi, 8, 8);
+	view_close(&f->v);              /* the teardown must not close it again */
+	f->open = false;
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -661,6 +735,8 @@ int main(void)
 		T(test_a_tiny_cache_stays_bounded_and_serves_correct_bytes),
 		T(test_a_truncated_source_fails_every_read_of_its_view_file),
 		T(test_a_source_cut_short_during_a_read_fails_it_with_eio),
+		T(test_a_sequential_reader_finds_its_next_chunks_converted_ahead),
+		T(test_closing_the_view_stops_a_busy_read_ahead),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
