@@ -137,7 +137,7 @@ static void fill_stat(fuse_ino_t ino, struct stat *st)
 static void after_init(void)
 {
 	if (!atomic_flag_test_and_set(&pt.ra_raised))
-		bdi_raise_readahead(pt.mnt_real, "fuse." SUBTYPE);
+		bdi_raise_readahead(pt.mnt_real, "fuse." SUBTYPE, REQUEST_MAX >> 10);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

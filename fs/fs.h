@@ -12,6 +12,7 @@
 #ifndef SDAFS_FS_H
 #define SDAFS_FS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <time.h>
@@ -26,6 +27,7 @@
 struct watch;
 struct copies;
 struct passthrough;
+struct open_file;
 
 /* One mounted view, as the ops see it (fuse_req_userdata). */
 struct sdafs {
@@ -35,17 +37,22 @@ struct sdafs {
 				 * init would ask this very filesystem */
 	bool direct_io;
 	bool splice;            /* reply with source bytes spliced, not copied */
+	unsigned request_max;   /* the largest read request (set in init) */
 	struct timespec mounted_at;
 	atomic_flag readahead_raised;
 	struct fuse_session *se;
 	struct copies *copies;          /* NULL: no materialize_dir */
 	struct passthrough *pt;         /* NULL: libfuse mounted, no passthrough */
 	struct watch *watch;
+	pthread_mutex_t opens_mu;
+	struct open_file *opens;        /* every open file's state (ops.c) */
 };
 
 extern const struct fuse_lowlevel_ops sdafs_ops;
 
 /* The inode of layout file i. */
 fuse_ino_t sdafs_file_ino(size_t i);
+/* Free the state of files still open when the session ended. */
+void sdafs_free_opens(struct sdafs *fs);
 
 #endif

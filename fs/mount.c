@@ -111,6 +111,7 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 
 	fs->mountpoint = so->mountpoint;
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
+	pthread_mutex_init(&fs->opens_mu, NULL);
 	set_up_read_path(fs);
 	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
 	if (fuse_opt_add_arg(args, "-oro,default_permissions,subtype=sdafs") < 0 ||
@@ -174,6 +175,8 @@ out_signals:
 	fuse_remove_signal_handlers(fs->se);
 out:
 	fuse_session_destroy(fs->se);
+	sdafs_free_opens(fs);
+	pthread_mutex_destroy(&fs->opens_mu);
 	return rc;
 }
 

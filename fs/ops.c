@@ -27,6 +27,7 @@
 #include "err.h"
 #include "log.h"
 #include "passthrough.h"
+#include "splice.h"
 
 #define TIMEOUT         86400.0
 #define ROOT_INO        1
@@ -88,7 +89,7 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 static void after_init(struct sdafs *fs)
 {
 	if (!atomic_flag_test_and_set(&fs->readahead_raised))
-		bdi_raise_readahead(fs->mountpoint_real, "fuse.sdafs");
+		bdi_raise_readahead(fs->mountpoint_real, "fuse.sdafs", fs->request_max >> 10);
 }
 
 static void reply_entry(fuse_req_t req, const struct sdafs *fs, fuse_ino_t ino)
@@ -168,9 +169,65 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
+/*
+ * What an open file's fh points to: the statistics text, or a view file's
+ * read-ahead stream.  Listed in fs->opens, because the kernel releases
+ * nothing that is still open when the mount goes away (a lazy unmount), so
+ * sdafs_free_opens frees what is left then.
+ */
+struct open_file {
+	struct open_file *prev, *next;
+	char *stats;                    /* the statistics file: its text */
+	struct readahead_stream stream; /* a view file */
+};
+
+static struct open_file *open_file_new(struct sdafs *fs, char *stats)
+{
+	struct open_file *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return NULL;
+	o->stats = stats;
+	pthread_mutex_lock(&fs->opens_mu);
+	o->next = fs->opens;
+	if (o->next)
+		o->next->prev = o;
+	fs->opens = o;
+	pthread_mutex_unlock(&fs->opens_mu);
+	return o;
+}
+
+static void open_file_free(struct sdafs *fs, struct open_file *o)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&fs->opens_mu);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		fs->opens = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	pthread_mutex_unlock(&fs->opens_mu);
+	free(o->stats);
+	free(o);
+}
+
+void sdafs_free_opens(struct sdafs *fs)
+{
+	while (fs->opens)
+		open_file_free(fs, fs->opens);
+}
+
+static struct open_file *open_file_of(const struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sdafs *fs = fs_of(req);
+	struct open_file *o;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EROFS);
@@ -179,11 +236,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
 		char *json = view_stats_json(&fs->view);
-		if (!json) {
+		if (!json || !(o = open_file_new(fs, json))) {
+			free(json);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)json;
+		fi->fh = (uint64_t)(uintptr_t)o;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -200,7 +258,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	/* Its read-ahead stream; without one only the inode's streams are seen. */
-	fi->fh = (uint64_t)(uintptr_t)calloc(1, sizeof(struct readahead_stream));
+	fi->fh = (uint64_t)(uintptr_t)open_file_new(fs, NULL);
 	if (pt_open(req, fs->pt, (size_t)file_of(fs, ino), fi))
 		return;
 	fi->keep_cache = !fs->direct_io;
@@ -211,18 +269,20 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	free((void *)(uintptr_t)fi->fh);       /* the stats text or the stream */
+	open_file_free(fs_of(req), open_file_of(fi));
 	fuse_reply_err(req, 0);
 }
 
-/* Per-thread read state: segment list, pins, iovecs and a bounce buffer for
- * source bytes.  Grown once to the largest request, then reused. */
+/* Per-thread read state: segment list, pins, iovecs, a bounce buffer for
+ * source bytes and a pipe to splice them.  Grown once to the largest
+ * request, then reused. */
 struct read_tls {
 	struct view_io io;
 	struct iovec *iov;
 	size_t iovcap;
 	char *buf;
 	size_t bufcap;
+	struct splice_pipe pipe;
 };
 
 static pthread_key_t tls_key;
@@ -235,6 +295,7 @@ static void tls_free(void *p)
 	view_io_free(&t->io);
 	free(t->iov);
 	free(t->buf);
+	splice_pipe_close(&t->pipe);
 	free(t);
 }
 
@@ -267,7 +328,7 @@ static struct read_tls *tls_get(size_t bufsize)
 static void reply_stats(fuse_req_t req, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	const char *json = (const char *)(uintptr_t)fi->fh;
+	const char *json = open_file_of(fi)->stats;
 	size_t len = strlen(json);
 
 	if ((size_t)off >= len)
@@ -309,6 +370,32 @@ static int build_iov(struct sdafs *fs, struct read_tls *t, size_t *niov, char *e
 	return 0;
 }
 
+/* Reply with io's segments: spliced where that pays, else by one iovec. */
+static int reply_segments(fuse_req_t req, struct sdafs *fs, struct read_tls *t,
+			  size_t file, char *err)
+{
+	size_t niov = 0, need = t->io.nseg > MAX_IOV ? 1 : t->io.nseg;
+	int rc;
+
+	if (fs->splice && splice_worth(&t->io) &&
+	    (rc = splice_reply(req, &fs->view, file, &t->io, &t->pipe, err)) <= 0)
+		return rc;      /* replied, or failed; 1: copy after all */
+	if (t->iovcap < need) {
+		struct iovec *v = realloc(t->iov, need * sizeof(*v));
+		if (!v)
+			return sd_err(err, -ENOMEM, "out of memory");
+		t->iov = v;
+		t->iovcap = need;
+	}
+	if ((rc = build_iov(fs, t, &niov, err)) < 0)
+		return rc;
+	/* changed while we read it: never reply mixed bytes */
+	if ((rc = view_check_sources(&fs->view, file, NULL, err)) < 0)
+		return rc;
+	fuse_reply_iov(req, t->iov, (int)niov);
+	return 0;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -316,7 +403,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char err[SD_ERRLEN];
 	long f = file_of(fs, ino);
 	struct read_tls *t;
-	size_t niov = 0;
 	int rc;
 
 	if (ino == stats_ino(fs)) {
@@ -331,32 +417,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	view_readahead_note(&fs->view, (struct readahead_stream *)(uintptr_t)fi->fh,
-			    (size_t)f, (uint64_t)off, size);
+	struct open_file *o = open_file_of(fi);
+	view_readahead_note(&fs->view, o ? &o->stream : NULL, (size_t)f, (uint64_t)off, size);
 	rc = view_read(&fs->view, (size_t)f, (uint64_t)off, size, &t->io, err);
-	if (rc == 0 && t->iovcap < (t->io.nseg > MAX_IOV ? 1 : t->io.nseg)) {
-		size_t cap = t->io.nseg > MAX_IOV ? MAX_IOV : t->io.nseg;
-		struct iovec *v = realloc(t->iov, cap * sizeof(*v));
-		if (!v)
-			rc = sd_err(err, -ENOMEM, "out of memory");
-		else {
-			t->iov = v;
-			t->iovcap = cap;
-		}
-	}
 	if (rc == 0)
-		rc = build_iov(fs, t, &niov, err);
-	if (rc == 0)    /* changed while we read it: never reply mixed bytes */
-		rc = view_check_sources(&fs->view, (size_t)f, NULL, err);
+		rc = reply_segments(req, fs, t, (size_t)f, err);
+	view_io_release(&fs->view, &t->io);
 	if (rc < 0) {
 		sd_log("read of %s at %lld (%zu bytes) failed: %s",
 		       fs->view.layout.files[f].name, (long long)off, size, err);
-		view_io_release(&fs->view, &t->io);
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fuse_reply_iov(req, t->iov, (int)niov);
-	view_io_release(&fs->view, &t->io);
 	if (fs->copies && (uint64_t)off + size >= fs->view.layout.files[f].size)
 		copies_want(fs->copies, (size_t)f);     /* read to its end: keep a copy */
 }
@@ -470,8 +542,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct sdafs *fs = userdata;
 
-	/* max_write also sets max_pages, which caps read requests: 1 MiB. */
-	conn->max_write = REQUEST_MAX;
+	/* Spliced replies (splice.c) must fit a pipe, so they cap requests a
+	 * little lower; never SPLICE_MOVE: the kernel could take the source
+	 * file's own pages. */
+	fs->request_max = REQUEST_MAX;
+	if (fs->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE) && splice_usable()) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		fs->request_max = SPLICE_REQUEST_MAX;
+	} else {
+		fs->splice = false;
+	}
+	/* max_write also sets max_pages, which caps read requests. */
+	conn->max_write = fs->request_max;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)

@@ -303,11 +303,8 @@ static const char *fd_name(const struct view *v, int fd)
 	return "?";
 }
 
-int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
-		   char *err)
+int view_seg_done(struct view *v, const struct view_seg *seg, ssize_t n, char *err)
 {
-	ssize_t n = sd_pread_full(seg->fd, dst, seg->len, seg->off);
-
 	if (n < 0 || (size_t)n < seg->len)
 		return sd_err(err, -EIO,
 			      "source file %s/%s: %s at offset %" PRIu64 "; the file changed under the mount",
@@ -316,6 +313,12 @@ int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 			      seg->off + (n < 0 ? 0 : (uint64_t)n));
 	atomic_fetch_add(seg->copy ? &v->stats.copy_bytes : &v->stats.source_bytes, seg->len);
 	return 0;
+}
+
+int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
+		   char *err)
+{
+	return view_seg_done(v, seg, sd_pread_full(seg->fd, dst, seg->len, seg->off), err);
 }
 
 int view_io_gather(struct view *v, const struct view_io *io, void *dst,
@@ -366,6 +369,7 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(j, "copies_written", (double)atomic_load(&v->stats.copies_written));
 	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
 	cJSON_AddNumberToObject(j, "passthrough_opens", (double)atomic_load(&v->stats.passthrough_opens));
+	cJSON_AddNumberToObject(j, "spliced_bytes", (double)atomic_load(&v->stats.spliced_bytes));
 	cJSON_AddItemToObject(j, "cache", c);
 	cJSON_AddNumberToObject(c, "hits", (double)cs.hits);
 	cJSON_AddNumberToObject(c, "misses", (double)cs.misses);

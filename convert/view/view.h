@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "layout.h"
 #include "plan.h"
@@ -41,6 +42,7 @@ struct view_stats {
 	_Atomic uint64_t copy_bytes;    /* read from materialized copies */
 	_Atomic uint64_t copies_written;
 	_Atomic uint64_t passthrough_opens;     /* opens the kernel serves itself */
+	_Atomic uint64_t spliced_bytes; /* source bytes replied without a copy here */
 };
 
 struct view {
@@ -100,6 +102,10 @@ void view_io_free(struct view_io *io);
  * the file no longer holds the bytes (truncated under the mount). */
 int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 		   char *err);
+/* For a caller that moved a source segment's bytes itself (splice): n
+ * bytes of it arrived (or -errno); 0 and counted when all did, else -EIO
+ * as view_seg_pread says it. */
+int view_seg_done(struct view *v, const struct view_seg *seg, ssize_t n, char *err);
 
 /* Convert chunk key (tensor << 32 | chunk index) of view v into buf: the
  * cache's fill function, for the read path and the read-ahead. */
