@@ -13,7 +13,11 @@
  * A read continues a stream when it starts within STREAM_SLACK of the
  * stream's end: the kernel sends the requests of one large read, or of its
  * own read-ahead, to several daemon threads at once, so they arrive a
- * little out of order.
+ * little out of order.  A stream reads ahead only within the tensor it
+ * started in until it has read CROSS_MARGIN past that tensor's end: a
+ * loader that copies tensors out in its own order (an mmap loader) then
+ * never has the next tensor in the file converted for nothing, while cat,
+ * cp and dd read on and get the whole window.
  *
  * Bounds: the queue holds QUEUE_LEN chunks; the cache holds at most a
  * quarter of its size in chunks converted ahead and not read yet (the rest
@@ -35,6 +39,7 @@
 #include "view.h"
 
 #define STREAM_SLACK    ((uint64_t)8 << 20)
+#define CROSS_MARGIN    ((uint64_t)2 << 20)     /* past the kernel's own read-ahead */
 #define SLOTS_PER_FILE  4
 #define QUEUE_LEN       64
 #define MAX_WORKERS     16
@@ -87,21 +92,53 @@ static struct readahead_stream *file_slot(struct readahead *ra, size_t file, uin
 	return oldest;
 }
 
-/* Record the read in s; true when it continued s. */
-static bool stream_advance(struct readahead *ra, struct readahead_stream *s,
-			   uint64_t off, uint64_t end)
+/* Where the piece of file f holding offset off ends: its header, a tensor. */
+static uint64_t piece_end(const struct view *v, const struct vfile *f, uint64_t off)
+{
+	size_t i;
+
+	if (off < f->mem_len)
+		return f->mem_len;
+	i = view_first_slot(v, f, off);
+	return i < f->nslots ? f->slots[i].off + v->plan.tensors[f->slots[i].tensor].nbytes
+			     : f->size;
+}
+
+/* Record the read [off, end) of f in s; true when it continued s. */
+static bool stream_advance(struct readahead *ra, const struct vfile *f,
+			   struct readahead_stream *s, uint64_t off, uint64_t end)
 {
 	bool seq = continues(s, off);
 
 	if (!seq) {
 		s->pos = s->ahead = end;
+		s->bound = piece_end(ra->view, f, off);
 		s->run = 0;
 	}
 	s->run++;
 	if (end > s->pos)
 		s->pos = end;
+	if (s->pos > s->bound + CROSS_MARGIN)
+		s->bound = UINT64_MAX;  /* it reads across tensors: the whole window */
 	s->used = ra->tick;
 	return seq;
+}
+
+/* What the streams a read continued allow: converted up to, and never past. */
+struct ahead_plan {
+	bool seq;
+	uint64_t ahead, bound;
+};
+
+static void plan_from(struct ahead_plan *p, const struct readahead_stream *s, bool seq)
+{
+	if (!seq)
+		return;
+	p->seq = true;
+	if (s->ahead > p->ahead)
+		p->ahead = s->ahead;
+	if (s->bound > p->bound)
+		p->bound = s->bound;
 }
 
 /* --- the queue (ra->mu held) ------------------------------------------------ */
@@ -196,21 +233,24 @@ void view_readahead_note(struct view *v, struct readahead_stream *own, size_t fi
 	pthread_mutex_lock(&ra->mu);
 	ra->tick++;
 	struct readahead_stream *slot = file_slot(ra, file, off);
-	bool seq = stream_advance(ra, slot, off, end);
+	struct ahead_plan p = { false, end, 0 };
+	plan_from(&p, slot, stream_advance(ra, f, slot, off, end));
 	if (own)
-		seq = stream_advance(ra, own, off, end) || seq;
-	if (seq) {
+		plan_from(&p, own, stream_advance(ra, f, own, off, end));
+	if (p.seq) {
 		watch_pressure(ra);
-		uint64_t ahead = slot->ahead > end ? slot->ahead : end;
-		if (own && own->ahead > ahead)
-			ahead = own->ahead;
-		uint64_t to = end + ra->window_now < f->size ? end + ra->window_now : f->size;
+		uint64_t to = end + ra->window_now;
+		if (to > p.bound)
+			to = p.bound;
+		if (to > f->size)
+			to = f->size;
 		/* in steps of a quarter window, not a chunk per read */
-		if (to > ahead && (to - ahead >= ra->window_now / 4 || to == f->size))
-			ahead = queue_range(ra, file, ahead, to);
-		slot->ahead = ahead;
+		if (to > p.ahead && (to - p.ahead >= ra->window_now / 4 || to == p.bound ||
+				     to == f->size))
+			p.ahead = queue_range(ra, file, p.ahead, to);
+		slot->ahead = p.ahead;
 		if (own)
-			own->ahead = ahead;
+			own->ahead = p.ahead;
 	}
 	pthread_mutex_unlock(&ra->mu);
 }

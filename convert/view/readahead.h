@@ -23,6 +23,8 @@ struct view;
 struct readahead_stream {
 	uint64_t pos;           /* the end of its furthest read */
 	uint64_t ahead;         /* chunks up to here are converted or queued */
+	uint64_t bound;         /* no read-ahead past here: the end of the tensor
+				 * it started in, until it reads on past it */
 	uint32_t run;           /* reads in a row that followed one another */
 	uint64_t used;          /* when it last read (a tick), to replace slots */
 };
