@@ -65,10 +65,10 @@ TARGETS = {
 
 # SDAFS_OFF values: every speed-up of the read path off ("all", the read
 # path before them), or one at a time (fs/mount.c).
-LEVERS_OFF = {"all": "readahead,splice,reuse,hugepages,prefault", "readahead": "readahead",
-              "splice": "splice", "memory": "reuse,hugepages,prefault"}
+LEVERS_OFF = {"all": "readahead,splice,recycle,reuse,hugepages,prefault", "readahead": "readahead",
+              "splice": "splice", "memory": "recycle,reuse,hugepages,prefault"}
 LEVER_LABELS = {"all": "all levers off (before)", "readahead": "without read-ahead",
-                "splice": "without splice", "memory": "without chunk memory reuse"}
+                "splice": "without splice", "memory": "without memory reuse"}
 RSS_CACHES = ("64M", "1G")          # besides the default 256M, once after the rounds
 
 

@@ -39,9 +39,10 @@ static void raise_fd_limit(void)
 }
 
 /*
- * SDAFS_OFF=readahead,splice,reuse,hugepages,prefault turns single speed-ups
- * off, so that the benchmark can measure what each one buys in one run
- * (docs/performance.md).  Not an option: nobody should need it otherwise.
+ * SDAFS_OFF=readahead,splice,recycle,reuse,hugepages,prefault turns single
+ * speed-ups off, so that the benchmark can measure what each one buys in
+ * one run (docs/performance.md).  Not an option: nobody should need it
+ * otherwise.
  */
 static bool switched_off(const char *lever)
 {
@@ -57,13 +58,16 @@ static bool switched_off(const char *lever)
 /* The speed-ups of the read path that SDAFS_OFF does not turn off. */
 static void set_up_read_path(struct sdafs *fs)
 {
-	struct chunkmem_opts mem = {
-		.reuse_blocks = !switched_off("reuse"),
-		.hugepages = !switched_off("hugepages"),
-		.prefault = !switched_off("prefault"),
+	struct cache_opts co = {
+		.mem = {
+			.reuse_blocks = !switched_off("reuse"),
+			.hugepages = !switched_off("hugepages"),
+			.prefault = !switched_off("prefault"),
+		},
+		.recycle = !switched_off("recycle"),
 	};
 
-	cache_set_memory(fs->view.cache, &mem);
+	cache_configure(fs->view.cache, &co);
 	fs->splice = !switched_off("splice");
 }
 

@@ -131,13 +131,13 @@ static int push_seg(struct view_io *io, const char *mem, int fd, uint64_t off,
 	return 0;
 }
 
-static int push_pin(struct view_io *io, struct cache_chunk *c, char *err)
+static int push_pin(struct view_io *io, struct cache_chunk *c, size_t bytes, char *err)
 {
 	int rc = sd_grow(&io->pins, &io->pincap, io->npin + 1, sizeof(*io->pins), err);
 
 	if (rc < 0)
 		return rc;
-	io->pins[io->npin++] = c;
+	io->pins[io->npin++] = (struct view_pin){ c, bytes };
 	return 0;
 }
 
@@ -163,11 +163,11 @@ static int read_tensor(struct view *v, uint32_t ti, uint64_t a, uint64_t b,
 			       view_fill_chunk, v, &chunk, err);
 		if (rc < 0)
 			return rc;
-		if ((rc = push_pin(io, chunk, err)) < 0) {
+		uint64_t lo = a > c0 ? a : c0, hi = b < c1 ? b : c1;
+		if ((rc = push_pin(io, chunk, (size_t)(hi - lo), err)) < 0) {
 			cache_put(v->cache, chunk);
 			return rc;
 		}
-		uint64_t lo = a > c0 ? a : c0, hi = b < c1 ? b : c1;
 		const char *data = cache_data(chunk);
 		if ((rc = push_seg(io, data + (lo - c0), -1, 0, (size_t)(hi - lo), err)) < 0)
 			return rc;
@@ -283,7 +283,7 @@ out:
 void view_io_release(struct view *v, struct view_io *io)
 {
 	for (size_t i = 0; i < io->npin; i++)
-		cache_put(v->cache, io->pins[i]);
+		cache_put_read(v->cache, io->pins[i].chunk, io->pins[i].bytes);
 	io->npin = 0;
 	io->nseg = 0;
 }
@@ -374,6 +374,7 @@ char *view_stats_json(struct view *v)
 	cJSON_AddNumberToObject(c, "hits", (double)cs.hits);
 	cJSON_AddNumberToObject(c, "misses", (double)cs.misses);
 	cJSON_AddNumberToObject(c, "evictions", (double)cs.evictions);
+	cJSON_AddNumberToObject(c, "recycled", (double)cs.recycled);
 	cJSON_AddNumberToObject(c, "bytes", (double)cs.bytes);
 	cJSON_AddNumberToObject(c, "entries", (double)cs.entries);
 	cJSON_AddNumberToObject(c, "max_bytes", (double)cs.max_bytes);

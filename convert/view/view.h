@@ -65,11 +65,17 @@ struct view_seg {
 	bool copy;              /* fd is a materialized copy, not a source */
 };
 
+/* A cache chunk a read holds, and how many of its bytes the read hands out. */
+struct view_pin {
+	struct cache_chunk *chunk;
+	size_t bytes;
+};
+
 /* Reusable per-thread state of reads: segments and the pins they hold. */
 struct view_io {
 	struct view_seg *segs;
 	size_t nseg, segcap;
-	struct cache_chunk **pins;
+	struct view_pin *pins;
 	size_t npin, pincap;
 };
 

@@ -607,6 +607,65 @@ static void test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again(v
 	cache_free(c);
 }
 
+/* Fill key (len bytes), hand `read` of its bytes to a reader, release it. */
+static void get_and_read(struct cache *c, uint64_t key, size_t len, size_t read, struct filler *f)
+{
+	struct cache_chunk *chunk;
+	char err[SD_ERRLEN];
+
+	assert_int_equal(cache_get(c, key, len, pattern_fill, f, &chunk, err), 0);
+	cache_put_read(c, chunk, read);
+}
+
+static void test_chunks_read_whole_are_evicted_before_all_others(void **state)
+{
+	struct cache *c = cache_new(3000);
+	struct filler f = { 0 };
+
+	(void)state;
+	get_and_read(c, 1, 1000, 0, &f);        /* the least recently used */
+	get_and_read(c, 2, 1000, 600, &f);
+	get_and_read(c, 2, 1000, 400, &f);      /* read whole in two reads */
+	get_and_read(c, 3, 1000, 999, &f);      /* not quite */
+	get_and_read(c, 4, 1000, 0, &f);
+	assert_true(cache_contains(c, 1));
+	assert_false(cache_contains(c, 2));
+	assert_true(cache_contains(c, 3));
+	cache_free(c);
+}
+
+static void test_past_a_quarter_of_the_bound_fills_reuse_chunks_read_whole(void **state)
+{
+	struct cache *c = cache_new(8000);      /* recycles above 2000 bytes */
+	struct filler f = { 0 };
+	struct cache_stats st;
+
+	(void)state;
+	get_and_read(c, 1, 1000, 1000, &f);
+	get_and_read(c, 2, 1000, 1000, &f);
+	get_and_read(c, 3, 1000, 1000, &f);     /* recycles 1: 2000 bytes held */
+	cache_get_stats(c, &st);
+	assert_int_equal(st.recycled, 1);
+	assert_int_equal(st.bytes, 2000);
+	assert_int_equal(cache_contains(c, 1) + cache_contains(c, 2), 1);
+	/* chunks not read whole are kept: once those read whole are gone, the
+	 * cache grows up to its bound, then evicts as always */
+	for (uint64_t k = 10; k < 16; k++)
+		get_and_read(c, k, 1000, 10, &f);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.recycled, 3);
+	assert_int_equal(st.bytes, 6000);
+	get_and_read(c, 16, 1000, 10, &f);
+	get_and_read(c, 17, 1000, 10, &f);
+	get_and_read(c, 18, 1000, 10, &f);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.bytes, 8000);
+	assert_int_equal(st.recycled, 3);
+	assert_false(cache_contains(c, 10));    /* the least recently used */
+	assert_true(cache_contains(c, 11));
+	cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -627,6 +686,8 @@ int main(void)
 		cmocka_unit_test(test_filling_ahead_stops_at_its_share_and_unread_evictions_count_as_waste),
 		cmocka_unit_test(test_a_failed_fill_ahead_leaves_nothing_behind),
 		cmocka_unit_test(test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again),
+		cmocka_unit_test(test_chunks_read_whole_are_evicted_before_all_others),
+		cmocka_unit_test(test_past_a_quarter_of_the_bound_fills_reuse_chunks_read_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
