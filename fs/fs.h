@@ -4,10 +4,11 @@
  *
  * fs/ translates FUSE requests onto a view (convert/view) and owns the
  * sdafs command itself: option parsing (options.c), --inspect (inspect.c),
- * mounting and serving (mount.c), the ops (ops.c) and three helpers with
- * state of their own: the source watcher (watch.c), the writer of
- * materialized copies (copies.c) and kernel passthrough of those copies
- * (passthrough.c).  It may use everything below it.
+ * mounting and serving (mount.c), the ops (ops.c), spliced replies
+ * (splice.c) and three helpers with state of their own: the source watcher
+ * (watch.c), the writer of materialized copies (copies.c) and kernel
+ * passthrough of those copies (passthrough.c).  It may use everything
+ * below it.
  */
 #ifndef SDAFS_FS_H
 #define SDAFS_FS_H

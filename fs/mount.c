@@ -163,9 +163,9 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 	    !(fs->copies = copies_start(&fs->view, so->materialize_dir, so->prefetch_copies)))
 		sd_log("cannot start the copy writer; nothing will be materialized");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
-	view_readahead_stop(&fs->view);
-	copies_stop(fs->copies);
+	copies_stop(fs->copies);        /* its reads note the read-ahead: first */
 	fs->copies = NULL;
+	view_readahead_stop(&fs->view);
 	watch_stop(fs->watch);
 	fs->watch = NULL;
 	fuse_loop_cfg_destroy(cfg);

@@ -6,9 +6,10 @@
  * (so cp -r does not copy it).  The view never changes while mounted, so
  * attributes and entries are cached by the kernel for a day and file pages
  * are kept across opens; a warm re-read never reaches this process.  A read
- * replies with an iovec pointing straight into pinned cache chunks and
- * header memory; only unchanged source bytes are copied, by one pread into
- * a per-thread buffer.
+ * first tells the read-ahead about itself, then replies straight from pinned
+ * cache chunks and header memory: with unchanged source bytes spliced from
+ * their files (splice.c) when there are enough of them, else with an iovec
+ * and the source bytes copied by one pread into a per-thread buffer.
  */
 #include "fs.h"
 
