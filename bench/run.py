@@ -132,6 +132,12 @@ class Mount:
                     return int(line.split()[1]) * 1024
         return None
 
+    def cpu_s(self):
+        """CPU seconds (user + system) the daemon and its threads used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def read_ahead_kb(self):
         """The mount's bdi read_ahead_kb (1024 when the daemon raised it)."""
         real = os.path.realpath(self.mnt)
@@ -450,23 +456,30 @@ class Bench:
     def v_floor_cat(self, ck):
         with self.mount_floor(ck) as m:
             files = in_mount(m.mnt, ck.src_files)
+            c0 = m.cpu_s()
             cold = cat(files)
+            cpu = m.cpu_s() - c0
             warm = cat(files)
-            return {"s": cold, "warm_s": warm, "read_ahead_kb": m.read_ahead_kb()}
+            return {"s": cold, "cpu_s": cpu, "warm_s": warm, "read_ahead_kb": m.read_ahead_kb()}
 
     def v_floor_direct(self, ck):
         with self.mount_floor(ck) as m:
-            return {"s": dd_direct(in_mount(m.mnt, ck.src_files))}
+            c0 = m.cpu_s()
+            t = dd_direct(in_mount(m.mnt, ck.src_files))
+            return {"s": t, "cpu_s": m.cpu_s() - c0}
 
     def v_sdafs_cat(self, ck, off=None):
         with self.mount_sdafs(ck, "cat", off=off) as m:
             files = [os.path.join(m.mnt, n) for n in ck.view_names]
             hwm_mounted = m.vm_hwm()
+            c0 = m.cpu_s()
             cold = cat(files)
+            cpu = m.cpu_s() - c0
             hwm_cold = m.vm_hwm()
             warm = cat(files)
             st = stats_of(m.mnt)
-            return {"s": cold, "warm_s": warm, "vm_hwm_mounted": hwm_mounted, "vm_hwm": hwm_cold,
+            return {"s": cold, "cpu_s": cpu, "warm_s": warm, "vm_hwm_mounted": hwm_mounted,
+                    "vm_hwm": hwm_cold,
                     "vm_hwm_end": m.vm_hwm(),
                     "read_ahead_kb": m.read_ahead_kb(), "stats": st}
 
@@ -480,8 +493,9 @@ class Bench:
     def v_sdafs_direct(self, ck, off=None):
         with self.mount_sdafs(ck, "direct", off=off) as m:
             files = [os.path.join(m.mnt, n) for n in ck.view_names]
+            c0 = m.cpu_s()
             t = dd_direct(files)
-            return {"s": t, "vm_hwm": m.vm_hwm(), "stats": stats_of(m.mnt)}
+            return {"s": t, "cpu_s": m.cpu_s() - c0, "vm_hwm": m.vm_hwm(), "stats": stats_of(m.mnt)}
 
     def v_random(self, rnd, off=None):
         """Each picked tensor read once through a fresh mount (O_DIRECT: exactly
@@ -661,6 +675,11 @@ class Bench:
             ratio = [t[i] / raw[ck][i] for i in range(R)]
             d = {"label": label, "bytes": nbytes, "seconds": med(secs), "seconds_all": secs,
                  "gib_s": med(t) / GiB, "ratio_raw": med(ratio), "ratio_raw_all": ratio}
+            if key == "s" and "cpu_s" in S[name][0]:
+                # daemon CPU seconds per GiB read: the work, whatever else runs
+                cpu = [S[name][i]["cpu_s"] / (nbytes / GiB) for i in range(R)]
+                d["daemon_cpu_s_per_gib"] = med(cpu)
+                d["daemon_cpu_s_per_gib_all"] = cpu
             if floor is not None:
                 f = thr(floor, (mc if ck == "main" else w).src_bytes, key)
                 rf = [t[i] / f[i] for i in range(R)]
@@ -806,8 +825,9 @@ def fmt_rows(rows, keys):
         if "target" in r:
             tgt = "%s  %s" % (r["target"], "ok" if r["pass"] else "MISSED")
         rf = "%8.2f" % r["ratio_floor"] if "ratio_floor" in r and "floor" not in key else "%8s" % "-"
-        out.append(("%-38s %7.3f s %8.2f %7.2f %s  %s" % (r["label"], r["seconds"], r["gib_s"],
-                                                          r["ratio_raw"], rf, tgt)).rstrip())
+        cpu = "%7.2f" % r["daemon_cpu_s_per_gib"] if "daemon_cpu_s_per_gib" in r else "%7s" % "-"
+        out.append(("%-38s %7.3f s %8.2f %7.2f %s %s  %s" % (r["label"], r["seconds"], r["gib_s"],
+                                                             r["ratio_raw"], rf, cpu, tgt)).rstrip())
     return out
 
 
@@ -832,14 +852,15 @@ def fmt_table(res, meta):
     out.append("sdafs bench  %s  (%d-core %s, %.0f GiB RAM, Linux %s, libfuse %s%s)" % (
         time.strftime("%Y-%m-%d %H:%M", time.localtime(meta["started"])), m["cpus"], kind,
         mem, m["kernel"], m["libfuse"], "" if m["root"] else ", NOT root: read-ahead not raised"))
-    out.append("%d rounds, variants interleaved, medians; ratios are throughput (1.00 = as fast as raw)"
-               % meta["rounds"])
+    out.append("%d rounds, variants interleaved, medians; ratios are throughput (1.00 = as fast as raw); "
+               "cpu/GiB: the daemon's CPU seconds per GiB read" % meta["rounds"])
     share = meta["other_cpu_share"]
     out.append("CPU taken by everything but the bench and its daemons during the rounds: %.0f%% of the machine "
                "(load %.1f at start)%s" % (100 * share, meta["loadavg_start"][0],
                                            "  WARNING: busy machine, numbers not comparable"
                                            if share > 0.10 else ""))
-    hdr = "%-38s %9s %8s %7s %8s  %s" % ("", "time", "GiB/s", "x raw", "x floor", "target")
+    hdr = "%-38s %9s %8s %7s %8s %7s  %s" % ("", "time", "GiB/s", "x raw", "x floor", "cpu/GiB",
+                                             "target")
     for ck, keys in (("checkpoint", ["raw", "floor_cat", "floor_direct", "floor_warm",
                                      "sdafs_cat"] + ["sdafs_cat_off_" + k for k in LEVERS_OFF]
                       + ["sdafs_direct"] + ["sdafs_direct_off_" + k for k in LEVERS_OFF]
