@@ -8,7 +8,7 @@
 # serves mixed bytes; unmounting with read-ahead in flight ends the daemon
 # cleanly, leaving a clean sanitizer log.
 . "$(dirname "$0")/lib.sh"
-plan 22
+plan 24
 
 # Experts of 512 KiB chunks, unchanged tensors of up to 1 MiB, and a 3 MB
 # pass-through file: enough for requests that splice whole megabytes.
@@ -74,6 +74,17 @@ grep -q "model-00001-of-00003.safetensors was modified" "$T/chg.log"
 ok $? "the log names the changed source" || diag "$T/chg.log"
 unmount_view "$T/chg"
 ok $? "unmounts cleanly, sanitizer log clean"
+
+# The option: a bad size is refused before anything is mounted; 0 is off.
+mkdir -p "$T/bad"
+"$SDAFS" -f -o readahead=12Q "$T/src" "$T/bad" 2>"$T/bad.err"
+[ $? -ne 0 ] && grep -q "readahead=12Q: expected a size" "$T/bad.err" && ! is_mounted "$T/bad"
+ok $? "readahead=12Q is refused, naming the option, and nothing is mounted" || diag "$T/bad.err"
+mount_view "$T/src" "$T/off" -o readahead=0
+cat "$T/off/model-00001-of-00003.safetensors" >/dev/null
+[ "$(stat_field "$T/off" readahead.on)" = False ] && [ "$(stat_field "$T/off" cache.ahead_fills)" = 0 ]
+ok $? "readahead=0: no read-ahead, nothing converted ahead of a sequential reader"
+unmount_view "$T/off"
 
 # Unmount while the read-ahead is busy: the daemon stops its workers and
 # exits, and frees everything (LeakSanitizer runs at its exit).
