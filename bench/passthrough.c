@@ -12,7 +12,7 @@
  * read_ahead_kb raised to 1024 on the first request after INIT when root,
  * 16 worker threads that never exit, mounted ro.
  *
- * reply=buf (default, what sdafs does for unchanged source bytes): pread
+ * reply=buf (default; what sdafs did for unchanged source bytes before it spliced them): pread
  * into a per-thread buffer, then fuse_reply_buf.  reply=data: fuse_reply_data
  * with the file descriptor (libfuse reads it into a buffer of its own, or
  * splices when the kernel and libfuse agree on splice).
@@ -137,7 +137,7 @@ static void fill_stat(fuse_ino_t ino, struct stat *st)
 static void after_init(void)
 {
 	if (!atomic_flag_test_and_set(&pt.ra_raised))
-		bdi_raise_readahead(pt.mnt_real, "fuse." SUBTYPE);
+		bdi_raise_readahead(pt.mnt_real, "fuse." SUBTYPE, REQUEST_MAX >> 10);
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)

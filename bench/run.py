@@ -5,14 +5,17 @@
 
 Environment: BENCH_GB (checkpoint size in GiB, default 2), BENCH_ROUNDS
 (default 5), BENCH_TENSORS (random tensors, default 50), BENCH_SEED (1),
-BENCH_SETTLE (seconds of pause after each measurement, default 1).
+BENCH_SETTLE (seconds of pause after each measurement, default 0.5).
 
 Generates (once, cached under DIR/bench/) a Nemotron-H MoE checkpoint of about
-BENCH_GB GiB and a 1,000-shard / 100,000-tensor checkpoint, then runs rounds
-in which every variant is measured once, in an order rotated from round to
-round, and reports medians: throughput ratios to a raw `cat` of the source
-(warm page cache) and to a minimal FUSE passthrough (bench/passthrough.c)
-with sdafs's FUSE settings.  Then the per-operation section: DIR/bench/ops
+BENCH_GB GiB (experts 1024 wide), one of about BENCH_GB/2 GiB with experts 512
+wide, and a 1,000-shard / 100,000-tensor checkpoint, then runs rounds in which
+every variant is measured once, in an order rotated from round to round, and
+reports medians: throughput ratios to a raw `cat` of the source (warm page
+cache) and to a minimal FUSE passthrough (bench/passthrough.c) with sdafs's
+FUSE settings.  The speed-ups of the read path are measured on and off in the
+same rounds (SDAFS_OFF, docs/performance.md).  After the rounds: peak RSS
+against the cache size, then the per-operation section: DIR/bench/ops
 (bench/ops.c) times each recipe operation in memory, per backend.  Then the
 convert section (ConvertBench, alone with --only convert): sdafs convert
 against cp -r of the source to the same disk and the Python stand-in
@@ -45,18 +48,31 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
 GEN = os.path.join(REPO, "tests", "fixtures", "gen_checkpoint.py")
 GEN_MANY = os.path.join(REPO, "bench", "gen_many_shards.py")
+LOADER = os.path.join(REPO, "bench", "mmap_loader.py")
+REFCONV = os.path.join(REPO, "tests", "ref", "automodel_ref.py")
 MiB = 1 << 20
 GiB = 1 << 30
 
 TARGETS = {
-    "sdafs_cold_cat_vs_floor": 0.85,       # >= , ratio to the floor of the same kind
+    "sdafs_cold_cat_vs_floor": 1.0,        # >= , ratio to the floor of the same kind
+    "sdafs_cold_cat_vs_raw": 0.3,          # >= , stretch
     "sdafs_cold_direct_vs_floor": 0.85,
+    "mmap_view_vs_copy": 1.2,              # <= , time on a fresh mount / on a cached copy
+    "cp_vs_python": 15.0,                  # >= , python converter time / cp -r time
     "sdafs_warm_vs_raw": 0.80,             # >=
     "sdafs_materialized_vs_raw": 0.90,     # >= , -o materialize_dir copies
     "random_slowdown": 2.0,                # <= , view time / source pread time
     "many_mount_ls_s": 1.0,                # <
     "rss_over_cache_mib": 64,              # VmHWM <= cache + 64 MiB
 }
+
+# SDAFS_OFF values: every speed-up of the read path off ("all", the read
+# path before them), or one at a time (fs/mount.c).
+LEVERS_OFF = {"all": "readahead,splice,recycle,reuse,hugepages,prefault", "readahead": "readahead",
+              "splice": "splice", "memory": "recycle,reuse,hugepages,prefault"}
+LEVER_LABELS = {"all": "all levers off (before)", "readahead": "without read-ahead",
+                "splice": "without splice", "memory": "without memory reuse"}
+RSS_CACHES = ("64M", "1G")          # besides the default 256M, once after the rounds
 
 
 def cpu_snapshot():
@@ -81,8 +97,9 @@ class Mount:
     """One daemon in the foreground on its own temporary mount point."""
     active = []
 
-    def __init__(self, argv, kind, logdir):
+    def __init__(self, argv, kind, logdir, env=None):
         self.kind = kind
+        self.env = dict(os.environ, **env) if env else None
         self.mnt = tempfile.mkdtemp(prefix="sdafs-bench-%s-" % kind, dir="/tmp")
         self.argv = argv + [self.mnt]
         self.logpath = os.path.join(logdir, "%s.log" % kind)
@@ -93,7 +110,7 @@ class Mount:
         parent_dev = os.stat(os.path.dirname(self.mnt)).st_dev
         logf = open(self.logpath, "a")
         self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=self.env)
         logf.close()
         Mount.active.append(self)
         deadline = time.monotonic() + timeout
@@ -117,6 +134,12 @@ class Mount:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
         return None
+
+    def cpu_s(self):
+        """CPU seconds (user + system) the daemon and its threads used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def read_ahead_kb(self):
         """The mount's bdi read_ahead_kb (1024 when the daemon raised it)."""
@@ -176,13 +199,14 @@ def on_signal(signum, frame):
 
 # --------------------------------------------------------------- checkpoints
 
-def moe_layout(gb):
+def moe_layout(gb, H=2048, I=1024, n_e=None):
     """Generator options and the expected size for a checkpoint of about gb GiB.
 
-    Nemotron-H MoE: hidden 2048, 64 routed experts of width 1024 (each MoE
-    block ~528 MiB, of which 512 MiB experts to merge), Mamba blocks between,
-    an attention block every third MoE block; the vocabulary fills up the rest."""
-    H, E, I = 2048, 64, 1024
+    Nemotron-H MoE: hidden H, 64 routed experts of width I (at H 2048, I 1024
+    each MoE block is ~528 MiB, of which 512 MiB experts to merge), Mamba
+    blocks between, an attention block every third MoE block; n_e MoE blocks
+    (default: as many as fit) and the vocabulary fills up the rest."""
+    E = 64
     nh, hd, ng, ss, K = H // 32, 32, 2, 16, 4
     conv = nh * hd + 2 * ng * ss
     b = 2
@@ -191,7 +215,8 @@ def moe_layout(gb):
     a_bytes = b * (H + 2 * (2048 * H) + 2 * (512 * H))
     e_bytes = b * (H + E * H + 2 * E * I * H + 2 * (2 * I) * H) + 4 * E
     target = gb * GiB
-    n_e = max(1, int(round((target - 256 * MiB) / (e_bytes + m_bytes))))
+    if n_e is None:
+        n_e = max(1, int(round((target - 256 * MiB) / (e_bytes + m_bytes))))
     pattern = "".join("M" + ("*" if i % 3 == 1 else "") + "E" for i in range(n_e))
     body = pattern.count("M") * m_bytes + pattern.count("*") * a_bytes + n_e * e_bytes + b * H
     vocab = max(1024, int((target - body) // (2 * b * H)) // 256 * 256)
@@ -283,6 +308,29 @@ def preadv_full(fd, mv, n, off):
     return got
 
 
+class Checkpoint:
+    """A source checkpoint and its native view's weight files."""
+
+    def __init__(self, bench, dirpath, gen_args):
+        self.dir = dirpath
+        self.gen_args = gen_args
+        self.src_files = shard_files(dirpath)
+        self.src_bytes = sum(os.path.getsize(f) for f in self.src_files)
+        r = subprocess.run([bench.sdafs, "--inspect", "--json", "-o", "view=native", dirpath],
+                           stdout=subprocess.PIPE, check=True)
+        self.weights = [f for f in json.loads(r.stdout)["files"] if f["kind"] == "weights"]
+        self.view_names = [f["name"] for f in self.weights]
+        self.view_bytes = sum(f["size"] for f in self.weights)
+
+    def info(self):
+        a = self.gen_args
+        return {"dir": self.dir, "generator_args": a, "source_shards": len(self.src_files),
+                "source_bytes": self.src_bytes, "view_shards": len(self.view_names),
+                "view_bytes": self.view_bytes, "hidden": int(a[a.index("--hidden") + 1]),
+                "moe_inter": int(a[a.index("--moe-inter") + 1]),
+                "moe_layers": a[a.index("--pattern") + 1].count("E")}
+
+
 class Bench:
     def __init__(self, a):
         self.a = a
@@ -306,35 +354,31 @@ class Bench:
                 sys.exit("bench: %s missing; run `make bench`" % exe)
         if not shutil.which("fusermount3"):
             sys.exit("bench: fusermount3 not found (apt-get install fuse3)")
-        gen_args, expect = moe_layout(self.a.gb)
         tag = ("%g" % self.a.gb).replace(".", "p")
-        self.moe = os.path.join(self.dir, "moe-%sg" % tag)
-        cached(self.moe, [PY, GEN, self.moe + ".tmp"] + gen_args,
+        gen_args, expect = moe_layout(self.a.gb)
+        main_dir = os.path.join(self.dir, "moe-%sg" % tag)
+        cached(main_dir, [PY, GEN, main_dir + ".tmp"] + gen_args,
                "Nemotron-H MoE, about %.2f GiB" % (expect / GiB))
-        self.gen_args = gen_args
+        # The issue's second checkpoint: hidden 1024, experts 512 wide, 7 MoE
+        # layers at the default size (half of BENCH_GB).
+        gen512, expect512 = moe_layout(self.a.gb / 2, H=1024, I=512,
+                                       n_e=max(1, int(round(7 * self.a.gb / 2))))
+        w512_dir = os.path.join(self.dir, "moe512-%sg" % tag)
+        cached(w512_dir, [PY, GEN, w512_dir + ".tmp"] + gen512,
+               "Nemotron-H MoE, experts 512 wide, about %.2f GiB" % (expect512 / GiB))
         self.many = os.path.join(self.dir, "many-1000x100000")
         cached(self.many, [PY, GEN_MANY, self.many + ".tmp", "--shards", "1000", "--tensors", "100000"],
                "1,000 shards, 100,000 tensors")
-        self.src_files = shard_files(self.moe)
-        self.src_bytes = sum(os.path.getsize(f) for f in self.src_files)
-        # the native view's plan, without mounting
-        r = subprocess.run([self.sdafs, "--inspect", "--json", "-o", "view=native", self.moe],
-                           stdout=subprocess.PIPE, check=True)
-        plan = json.loads(r.stdout)
-        weights = [f for f in plan["files"] if f["kind"] == "weights"]
-        self.view_names = [f["name"] for f in weights]
-        self.view_bytes = sum(f["size"] for f in weights)
-        self.pick_tensors(weights)
+        self.main = Checkpoint(self, main_dir, gen_args)
+        self.w512 = Checkpoint(self, w512_dir, gen512)
+        self.pick_tensors(self.main.weights)
         self.materialize()
         many_plan = json.loads(subprocess.run(
             [self.sdafs, "--inspect", "--json", "-o", "view=native", self.many],
             stdout=subprocess.PIPE, check=True).stdout)
         self.many_view_files = len(many_plan["files"])
         self.info.update({
-            "checkpoint": {"dir": self.moe, "generator_args": gen_args,
-                           "source_shards": len(self.src_files), "source_bytes": self.src_bytes,
-                           "view_shards": len(self.view_names), "view_bytes": self.view_bytes,
-                           "moe_layers": gen_args[gen_args.index("--pattern") + 1].count("E")},
+            "checkpoint": self.main.info(), "checkpoint512": self.w512.info(),
             "many": {"dir": self.many, "source_shards": len(shard_files(self.many)),
                      "tensors": sum(len(read_header(p)[1]) for p in shard_files(self.many)),
                      "view_files": self.many_view_files},
@@ -347,16 +391,20 @@ class Bench:
         self.mat_dir = os.path.join(self.dir, "materialized")
         shutil.rmtree(self.mat_dir, ignore_errors=True)
         os.makedirs(self.mat_dir)
-        with self.mount_sdafs(self.moe, "materialize",
+        with self.mount_sdafs(self.main, "materialize",
                               "view=native,materialize_dir=%s,prefetch" % self.mat_dir) as m:
             deadline = time.time() + 600
-            while stats_of(m.mnt).get("copies_written", 0) < len(self.view_names):
+            while stats_of(m.mnt).get("copies_written", 0) < len(self.main.view_names):
                 if time.time() > deadline:
                     sys.exit("bench: materialized copies were not written in 10 minutes")
                 time.sleep(0.2)
+        # each copy is named <hash of the view>.<view file name>
+        names = os.listdir(self.mat_dir)
+        self.mat_files = [os.path.join(self.mat_dir, next(f for f in names if f.endswith("." + n)))
+                          for n in self.main.view_names]
 
     def pick_tensors(self, weights):
-        src = source_tensors(self.moe)
+        src = source_tensors(self.main.dir)
         grouped, plain = [], []
         for f in weights:
             for t in f["tensors"]:
@@ -377,80 +425,92 @@ class Bench:
         self.mv = memoryview(self.buf)
 
     def warm(self):
-        """Source shards (both checkpoints) into the page cache, daemons' binaries too.
-        sync first: a fresh checkpoint's writeback must not run during the rounds."""
+        """Source shards (all checkpoints) and the materialized copies into the
+        page cache, daemons' binaries too.  sync first: a fresh checkpoint's
+        writeback must not run during the rounds."""
         log("warming the page cache with the sources")
         os.sync()
-        cat(self.src_files)
-        cat(self.src_files)
+        for ck in (self.main, self.w512):
+            cat(ck.src_files)
+            cat(ck.src_files)
         cat(shard_files(self.many))
+        cat(self.mat_files)
         # one untimed cold read through each daemon: the first fresh page-cache
         # allocation after a while is much slower here (see README.md)
-        with self.mount_floor() as m:
-            cat(in_mount(m.mnt, self.src_files))
-        with self.mount_sdafs(self.moe, "warmup") as m:
-            cat([os.path.join(m.mnt, n) for n in self.view_names])
-        with self.mount_sdafs(self.many, "warmup"):
+        with self.mount_floor(self.main) as m:
+            cat(in_mount(m.mnt, self.main.src_files))
+        with self.mount_sdafs(self.main, "warmup") as m:
+            cat([os.path.join(m.mnt, n) for n in self.main.view_names])
+        with Mount([self.sdafs, "-f", "-o", "view=native", self.many], "sdafs-warmup", self.logdir):
             pass
         time.sleep(self.a.settle)
 
-    def mount_sdafs(self, src, kind, opts="view=native"):
-        return Mount([self.sdafs, "-f", "-o", opts, src], "sdafs-" + kind, self.logdir)
+    def mount_sdafs(self, ck, kind, opts="view=native", off=None):
+        env = {"SDAFS_OFF": LEVERS_OFF[off]} if off else None
+        return Mount([self.sdafs, "-f", "-o", opts, ck.dir], "sdafs-" + kind, self.logdir, env)
 
-    def mount_floor(self):
-        return Mount([self.passthrough, "-f", self.moe], "floor", self.logdir)
+    def mount_floor(self, ck):
+        return Mount([self.passthrough, "-f", ck.dir], "floor", self.logdir)
 
     # ---- variants (each returns a dict of numbers for this round)
-    def v_raw(self):
-        return {"s": cat(self.src_files)}
+    def v_raw(self, ck):
+        return {"s": cat(ck.src_files)}
 
-    def v_floor_cat(self):
-        with self.mount_floor() as m:
-            files = in_mount(m.mnt, self.src_files)
+    def v_floor_cat(self, ck):
+        with self.mount_floor(ck) as m:
+            files = in_mount(m.mnt, ck.src_files)
+            c0 = m.cpu_s()
             cold = cat(files)
+            cpu = m.cpu_s() - c0
             warm = cat(files)
-            return {"s": cold, "warm_s": warm, "read_ahead_kb": m.read_ahead_kb()}
+            return {"s": cold, "cpu_s": cpu, "warm_s": warm, "read_ahead_kb": m.read_ahead_kb()}
 
-    def v_floor_direct(self):
-        with self.mount_floor() as m:
-            return {"s": dd_direct(in_mount(m.mnt, self.src_files))}
+    def v_floor_direct(self, ck):
+        with self.mount_floor(ck) as m:
+            c0 = m.cpu_s()
+            t = dd_direct(in_mount(m.mnt, ck.src_files))
+            return {"s": t, "cpu_s": m.cpu_s() - c0}
 
-    def v_sdafs_cat(self):
-        with self.mount_sdafs(self.moe, "cat") as m:
-            files = [os.path.join(m.mnt, n) for n in self.view_names]
+    def v_sdafs_cat(self, ck, off=None):
+        with self.mount_sdafs(ck, "cat", off=off) as m:
+            files = [os.path.join(m.mnt, n) for n in ck.view_names]
             hwm_mounted = m.vm_hwm()
+            c0 = m.cpu_s()
             cold = cat(files)
+            cpu = m.cpu_s() - c0
             hwm_cold = m.vm_hwm()
             warm = cat(files)
             st = stats_of(m.mnt)
-            return {"s": cold, "warm_s": warm, "vm_hwm_mounted": hwm_mounted, "vm_hwm": hwm_cold,
+            return {"s": cold, "cpu_s": cpu, "warm_s": warm, "vm_hwm_mounted": hwm_mounted,
+                    "vm_hwm": hwm_cold,
                     "vm_hwm_end": m.vm_hwm(),
                     "read_ahead_kb": m.read_ahead_kb(), "stats": st}
 
     def v_sdafs_mat(self):
         opts = "view=native,materialize_dir=%s" % self.mat_dir
-        with self.mount_sdafs(self.moe, "materialized", opts) as m:
-            files = [os.path.join(m.mnt, n) for n in self.view_names]
+        with self.mount_sdafs(self.main, "materialized", opts) as m:
+            files = [os.path.join(m.mnt, n) for n in self.main.view_names]
             t = cat(files)
             return {"s": t, "stats": stats_of(m.mnt)}
 
-    def v_sdafs_direct(self):
-        with self.mount_sdafs(self.moe, "direct") as m:
-            files = [os.path.join(m.mnt, n) for n in self.view_names]
+    def v_sdafs_direct(self, ck, off=None):
+        with self.mount_sdafs(ck, "direct", off=off) as m:
+            files = [os.path.join(m.mnt, n) for n in ck.view_names]
+            c0 = m.cpu_s()
             t = dd_direct(files)
-            return {"s": t, "vm_hwm": m.vm_hwm(), "stats": stats_of(m.mnt)}
+            return {"s": t, "cpu_s": m.cpu_s() - c0, "vm_hwm": m.vm_hwm(), "stats": stats_of(m.mnt)}
 
-    def v_random(self, rnd):
+    def v_random(self, rnd, off=None):
         """Each picked tensor read once through a fresh mount (O_DIRECT: exactly
-        its bytes, no read-ahead into neighbours) and once from the source
-        (buffered pread, page cache warm), alternating which goes first."""
+        its bytes, no kernel read-ahead into neighbours) and once from the
+        source (buffered pread, page cache warm), alternating which goes first."""
         order = list(range(len(self.picks)))
         random.Random(self.a.seed * 1000 + rnd).shuffle(order)
         res = {}
-        with self.mount_sdafs(self.moe, "random") as m:
+        with self.mount_sdafs(self.main, "random", off=off) as m:
             vfd = {n: os.open(os.path.join(m.mnt, n), os.O_RDONLY | os.O_DIRECT)
-                   for n in self.view_names}
-            sfd = {p: os.open(p, os.O_RDONLY) for p in self.src_files}
+                   for n in self.main.view_names}
+            sfd = {p: os.open(p, os.O_RDONLY) for p in self.main.src_files}
             try:
                 for k, i in enumerate(order):
                     t = self.picks[i]
@@ -462,8 +522,8 @@ class Bench:
 
                     def source():
                         t0 = time.perf_counter()
-                        for path, off, n in t["sources"]:
-                            preadv_full(sfd[path], self.mv, n, off)
+                        for path, off_, n in t["sources"]:
+                            preadv_full(sfd[path], self.mv, n, off_)
                         return time.perf_counter() - t0
 
                     if k % 2:
@@ -489,9 +549,44 @@ class Bench:
                 if plain else None,
                 "per_tensor": res, "vm_hwm": hwm}
 
+    def loader(self, files, rnd):
+        """bench/mmap_loader.py over files; its own timing (mmap to last copy)."""
+        r = subprocess.run([PY, LOADER, "--seed", str(self.a.seed * 1000 + rnd)] + files,
+                           stdout=subprocess.PIPE, check=True, text=True)
+        return json.loads(r.stdout)
+
+    def v_mmap_view(self, rnd, off=None):
+        with self.mount_sdafs(self.main, "mmap", off=off) as m:
+            out = self.loader([os.path.join(m.mnt, n) for n in self.main.view_names], rnd)
+            out["stats"] = stats_of(m.mnt)
+            return out
+
+    def v_mmap_copy(self, rnd):
+        """The same loader on the materialized copy itself, pages cached."""
+        return self.loader(self.mat_files, rnd)
+
+    def v_cp_view(self):
+        """cp -r of the 512-wide checkpoint's native view, then sync."""
+        dest = os.path.join(self.dir, "cp-out")
+        shutil.rmtree(dest, ignore_errors=True)
+        with self.mount_sdafs(self.w512, "cp") as m:
+            t = timed(["bash", "-c", 'cp -r "$1" "$2" && sync', "cp", m.mnt, dest])
+        shutil.rmtree(dest, ignore_errors=True)
+        return {"s": t}
+
+    def v_py_convert(self):
+        """The Python stand-in for NeMo Automodel's conversion (tests/ref's
+        from_hf, numpy) writing the same view, then sync, timed the same way."""
+        dest = os.path.join(self.dir, "py-out")
+        shutil.rmtree(dest, ignore_errors=True)
+        t = timed(["bash", "-c", '"$1" "$2" --view "$3" --shards "$4" --quiet && sync', "py",
+                   REFCONV, self.w512.dir, dest, str(len(self.w512.view_names))])
+        shutil.rmtree(dest, ignore_errors=True)
+        return {"s": t}
+
     def v_many(self):
         """Wall time from starting sdafs to `ls -l` of the mount finishing."""
-        m = self.mount_sdafs(self.many, "many")
+        m = Mount([self.sdafs, "-f", "-o", "view=native", self.many], "sdafs-many", self.logdir)
         try:
             t0 = time.perf_counter()
             m.start(poll=0.001)
@@ -503,19 +598,51 @@ class Bench:
         finally:
             m.stop()
 
+    def rss_sweep(self):
+        """Peak RSS of a cold cat of the view against the cache size: once
+        each, after the rounds (RSS does not drift like time does)."""
+        out = {}
+        for size in RSS_CACHES:
+            with self.mount_sdafs(self.main, "rss-%s" % size, "view=native,cache_size=%s" % size) as m:
+                t = cat([os.path.join(m.mnt, n) for n in self.main.view_names])
+                st = stats_of(m.mnt)
+                out[size] = {"cache_bytes": st["cache"]["max_bytes"], "vm_hwm": m.vm_hwm(), "s": t}
+            time.sleep(self.a.settle)
+        return out
+
     # ---- driver
+    def variants(self):
+        mc, w = self.main, self.w512
+        v = [("raw", lambda r: self.v_raw(mc)), ("raw512", lambda r: self.v_raw(w)),
+             ("floor_cat", lambda r: self.v_floor_cat(mc)),
+             ("floor_direct", lambda r: self.v_floor_direct(mc)),
+             ("floor512_cat", lambda r: self.v_floor_cat(w)),
+             ("sdafs_cat", lambda r: self.v_sdafs_cat(mc)),
+             ("sdafs_direct", lambda r: self.v_sdafs_direct(mc)),
+             ("sdafs512_cat", lambda r: self.v_sdafs_cat(w)),
+             ("sdafs512_cat_off_all", lambda r: self.v_sdafs_cat(w, "all"))]
+        for lever in LEVERS_OFF:
+            v.append(("sdafs_cat_off_" + lever, lambda r, x=lever: self.v_sdafs_cat(mc, x)))
+            v.append(("sdafs_direct_off_" + lever, lambda r, x=lever: self.v_sdafs_direct(mc, x)))
+        v += [("sdafs_mat", lambda r: self.v_sdafs_mat()),
+              ("random", lambda r: self.v_random(r)),
+              ("random_off_all", lambda r: self.v_random(r, "all")),
+              ("mmap_view", lambda r: self.v_mmap_view(r)),
+              ("mmap_view_off_all", lambda r: self.v_mmap_view(r, "all")),
+              ("mmap_copy", lambda r: self.v_mmap_copy(r)),
+              ("cp_view", lambda r: self.v_cp_view()),
+              ("py_convert", lambda r: self.v_py_convert()),
+              ("many", lambda r: self.v_many())]
+        return v
+
     def run(self):
-        variants = [("raw", self.v_raw), ("floor_cat", self.v_floor_cat),
-                    ("floor_direct", self.v_floor_direct), ("sdafs_cat", self.v_sdafs_cat),
-                    ("sdafs_direct", self.v_sdafs_direct), ("sdafs_mat", self.v_sdafs_mat),
-                    ("random", None), ("many", self.v_many)]
+        variants = self.variants()
         for r in range(self.a.rounds):
             k = r % len(variants)
             order = variants[k:] + variants[:k]
             log("round %d/%d: %s" % (r + 1, self.a.rounds, " ".join(n for n, _ in order)))
             for name, fn in order:
-                out = self.v_random(r) if name == "random" else fn()
-                self.samples.setdefault(name, []).append(out)
+                self.samples.setdefault(name, []).append(fn(r))
                 # let the kernel finish deferred work (freeing the unmounted
                 # page cache, free page reporting) outside the next timing
                 time.sleep(self.a.settle)
@@ -536,24 +663,29 @@ class Bench:
     def summarize(self):
         S, R = self.samples, self.a.rounds
         med = statistics.median
-        raw_thr = [self.src_bytes / S["raw"][i]["s"] for i in range(R)]
+        mc, w = self.main, self.w512
 
         def thr(name, nbytes, key="s"):
             return [nbytes / S[name][i][key] for i in range(R)]
 
-        fc, fd = thr("floor_cat", self.src_bytes), thr("floor_direct", self.src_bytes)
-        fw = thr("floor_cat", self.src_bytes, "warm_s")
-        sc, sd = thr("sdafs_cat", self.view_bytes), thr("sdafs_direct", self.view_bytes)
-        sw = thr("sdafs_cat", self.view_bytes, "warm_s")
-        sm = thr("sdafs_mat", self.view_bytes)
+        raw = {"main": thr("raw", mc.src_bytes), "w512": thr("raw512", w.src_bytes)}
 
-        def row(label, nbytes, t, name, key="s", floor=None, target=None):
+        def row(label, name, ck="main", key="s", floor=None, target=None):
+            nbytes = (mc if ck == "main" else w).view_bytes if name.startswith("sdafs") \
+                else (mc if ck == "main" else w).src_bytes
+            t = thr(name, nbytes, key)
             secs = [S[name][i][key] for i in range(R)]
-            ratio = [t[i] / raw_thr[i] for i in range(R)]
+            ratio = [t[i] / raw[ck][i] for i in range(R)]
             d = {"label": label, "bytes": nbytes, "seconds": med(secs), "seconds_all": secs,
                  "gib_s": med(t) / GiB, "ratio_raw": med(ratio), "ratio_raw_all": ratio}
+            if key == "s" and "cpu_s" in S[name][0]:
+                # daemon CPU seconds per GiB read: the work, whatever else runs
+                cpu = [S[name][i]["cpu_s"] / (nbytes / GiB) for i in range(R)]
+                d["daemon_cpu_s_per_gib"] = med(cpu)
+                d["daemon_cpu_s_per_gib_all"] = cpu
             if floor is not None:
-                rf = [t[i] / floor[i] for i in range(R)]
+                f = thr(floor, (mc if ck == "main" else w).src_bytes, key)
+                rf = [t[i] / f[i] for i in range(R)]
                 d["ratio_floor"] = med(rf)
                 d["ratio_floor_all"] = rf
             if target:
@@ -561,44 +693,52 @@ class Bench:
             return d
 
         rows = {
-            "raw": row("raw cat, source (warm page cache)", self.src_bytes, raw_thr, "raw"),
-            "floor_cat": row("FUSE floor: cold cat", self.src_bytes, fc, "floor_cat", floor=fc),
-            "floor_direct": row("FUSE floor: cold O_DIRECT dd 4M", self.src_bytes, fd,
-                                "floor_direct", floor=fd),
-            "floor_warm": row("FUSE floor: warm re-read (cat)", self.src_bytes, fw, "floor_cat",
-                              "warm_s", floor=fw),
-            "sdafs_cat": row("sdafs: cold cat of the view", self.view_bytes, sc, "sdafs_cat",
-                             floor=fc, target=">= 0.85 x floor"),
-            "sdafs_direct": row("sdafs: cold O_DIRECT dd 4M", self.view_bytes, sd, "sdafs_direct",
-                                floor=fd, target=">= 0.85 x floor"),
-            "sdafs_warm": row("sdafs: warm re-read (cat)", self.view_bytes, sw, "sdafs_cat",
-                              "warm_s", floor=fw, target=">= 0.80 x raw"),
-            "sdafs_mat": row("sdafs: materialized copies (cat)", self.view_bytes, sm, "sdafs_mat",
-                             floor=fc, target=">= 0.90 x raw"),
+            "raw": row("raw cat, source (warm page cache)", "raw"),
+            "floor_cat": row("FUSE floor: cold cat", "floor_cat", floor="floor_cat"),
+            "floor_direct": row("FUSE floor: cold O_DIRECT dd 4M", "floor_direct", floor="floor_direct"),
+            "floor_warm": row("FUSE floor: warm re-read (cat)", "floor_cat", key="warm_s",
+                              floor="floor_cat"),
+            "sdafs_cat": row("sdafs: cold cat of the view", "sdafs_cat", floor="floor_cat",
+                             target=">= 1.0 x floor"),
+            "sdafs_direct": row("sdafs: cold O_DIRECT dd 4M", "sdafs_direct", floor="floor_direct",
+                                target=">= 0.85 x floor"),
+            "sdafs_warm": row("sdafs: warm re-read (cat)", "sdafs_cat", key="warm_s",
+                              floor="floor_cat", target=">= 0.80 x raw"),
+            "sdafs_mat": row("sdafs: materialized copies (cat)", "sdafs_mat", floor="floor_cat",
+                             target=">= 0.90 x raw"),
+            "raw512": row("raw cat, source (warm page cache)", "raw512", ck="w512"),
+            "floor512_cat": row("FUSE floor: cold cat", "floor512_cat", ck="w512",
+                                floor="floor512_cat"),
+            "sdafs512_cat": row("sdafs: cold cat of the view", "sdafs512_cat", ck="w512",
+                                floor="floor512_cat", target=">= 1.0 x floor"),
+            "sdafs512_cat_off_all": row("  " + LEVER_LABELS["all"], "sdafs512_cat_off_all",
+                                        ck="w512", floor="floor512_cat"),
         }
-        rows["sdafs_cat"]["pass"] = rows["sdafs_cat"]["ratio_floor"] >= TARGETS["sdafs_cold_cat_vs_floor"]
+        for lever in LEVERS_OFF:
+            rows["sdafs_cat_off_" + lever] = row("  " + LEVER_LABELS[lever], "sdafs_cat_off_" + lever,
+                                                 floor="floor_cat")
+            rows["sdafs_direct_off_" + lever] = row("  " + LEVER_LABELS[lever],
+                                                    "sdafs_direct_off_" + lever, floor="floor_direct")
+        for k in ("sdafs_cat", "sdafs512_cat"):
+            rows[k]["pass"] = rows[k]["ratio_floor"] >= TARGETS["sdafs_cold_cat_vs_floor"]
+            rows[k]["pass_raw"] = rows[k]["ratio_raw"] >= TARGETS["sdafs_cold_cat_vs_raw"]
         rows["sdafs_direct"]["pass"] = rows["sdafs_direct"]["ratio_floor"] >= TARGETS["sdafs_cold_direct_vs_floor"]
         rows["sdafs_warm"]["pass"] = rows["sdafs_warm"]["ratio_raw"] >= TARGETS["sdafs_warm_vs_raw"]
         rows["sdafs_mat"]["pass"] = rows["sdafs_mat"]["ratio_raw"] >= TARGETS["sdafs_materialized_vs_raw"]
 
-        rnd = S["random"]
-        random_res = {}
-        for cls in ("all", "grouped", "plain"):
-            sl = [x[cls]["slowdown"] for x in rnd if x[cls]["slowdown"] is not None]
-            random_res[cls] = {
-                "view_s": med(x[cls]["view_s"] for x in rnd),
-                "source_s": med(x[cls]["source_s"] for x in rnd),
-                "slowdown": med(sl) if sl else None, "slowdown_all": sl}
-        pm = [x["plain_median_slowdown"] for x in rnd if x["plain_median_slowdown"] is not None]
-        random_res["plain_median_per_tensor_slowdown"] = med(pm) if pm else None
-        names = list(rnd[0]["per_tensor"])
-        tb = {t["name"]: t["bytes"] for t in self.picks}
-        random_res["per_tensor"] = [
-            {"name": n, "bytes": tb[n],
-             "view_s": med(x["per_tensor"][n][0] for x in rnd),
-             "source_s": med(x["per_tensor"][n][1] for x in rnd)} for n in names]
-        random_res["pass"] = random_res["all"]["slowdown"] <= TARGETS["random_slowdown"]
-        random_res.update(self.info["random_tensors"])
+        random_res = {"on": self.summarize_random(S["random"]),
+                      "off_all": self.summarize_random(S["random_off_all"])}
+
+        def ratio_of(a, b):
+            rs = [S[a][i]["s"] / S[b][i]["s"] for i in range(R)]
+            return {"ratio": med(rs), "ratio_all": rs, "s": med(x["s"] for x in S[a]),
+                    "base_s": med(x["s"] for x in S[b])}
+        mmap_res = {"view": ratio_of("mmap_view", "mmap_copy"),
+                    "view_off_all": ratio_of("mmap_view_off_all", "mmap_copy"),
+                    "bytes": S["mmap_copy"][0]["bytes"], "tensors": S["mmap_copy"][0]["tensors"]}
+        mmap_res["pass"] = mmap_res["view"]["ratio"] <= TARGETS["mmap_view_vs_copy"]
+        cp_res = ratio_of("py_convert", "cp_view")
+        cp_res["pass"] = cp_res["ratio"] >= TARGETS["cp_vs_python"]
 
         many = S["many"]
         many_res = {"seconds": med(x["s"] for x in many), "seconds_all": [x["s"] for x in many],
@@ -614,12 +754,37 @@ class Bench:
         hwm_cat = [x["vm_hwm"] for x in S["sdafs_cat"]]
         hwm_dir = [x["vm_hwm"] for x in S["sdafs_direct"]]
         rss = {"cache_bytes": cache, "vm_hwm_cold_cat": hwm_cat, "vm_hwm_cold_direct": hwm_dir,
-               "vm_hwm_random": [x["vm_hwm"] for x in rnd], "vm_hwm_max": max(hwm_cat + hwm_dir),
+               "vm_hwm_random": [x["vm_hwm"] for x in S["random"]],
+               "vm_hwm_max": max(hwm_cat + hwm_dir),
+               "vm_hwm_off_all": max(x["vm_hwm"] for x in S["sdafs_cat_off_all"] + S["sdafs_direct_off_all"]),
                "vm_hwm_mounted": med(x["vm_hwm_mounted"] for x in S["sdafs_cat"])}
         rss["limit_bytes"] = cache + TARGETS["rss_over_cache_mib"] * MiB if cache else None
         rss["pass"] = bool(cache) and rss["vm_hwm_max"] <= rss["limit_bytes"]
 
-        return {"rows": rows, "random": random_res, "many": many_res, "rss": rss}
+        return {"rows": rows, "random": random_res, "mmap": mmap_res, "cp": cp_res,
+                "many": many_res, "rss": rss}
+
+    def summarize_random(self, rnd):
+        med = statistics.median
+        out = {}
+        for cls in ("all", "grouped", "plain"):
+            sl = [x[cls]["slowdown"] for x in rnd if x[cls]["slowdown"] is not None]
+            out[cls] = {
+                "view_s": med(x[cls]["view_s"] for x in rnd),
+                "source_s": med(x[cls]["source_s"] for x in rnd),
+                "slowdown": med(sl) if sl else None, "slowdown_all": sl}
+        pm = [x["plain_median_slowdown"] for x in rnd if x["plain_median_slowdown"] is not None]
+        out["plain_median_per_tensor_slowdown"] = med(pm) if pm else None
+        names = list(rnd[0]["per_tensor"])
+        tb = {t["name"]: t["bytes"] for t in self.picks}
+        out["per_tensor"] = [
+            {"name": n, "bytes": tb[n],
+             "view_s": med(x["per_tensor"][n][0] for x in rnd),
+             "source_s": med(x["per_tensor"][n][1] for x in rnd)} for n in names]
+        out["pass"] = out["all"]["slowdown"] <= TARGETS["random_slowdown"]
+        out["pass_grouped"] = (out["grouped"]["slowdown"] or 0) <= TARGETS["random_slowdown"]
+        out.update(self.info["random_tensors"])
+        return out
 
     def machine(self):
         def first(path, key):
@@ -810,54 +975,93 @@ def run_convert_section(a, build):
 
 # --------------------------------------------------------------- report
 
+def fmt_rows(rows, keys):
+    out = []
+    for key in keys:
+        r = rows[key]
+        tgt = ""
+        if "target" in r:
+            tgt = "%s  %s" % (r["target"], "ok" if r["pass"] else "MISSED")
+        rf = "%8.2f" % r["ratio_floor"] if "ratio_floor" in r and "floor" not in key else "%8s" % "-"
+        cpu = "%7.2f" % r["daemon_cpu_s_per_gib"] if "daemon_cpu_s_per_gib" in r else "%7s" % "-"
+        out.append(("%-38s %7.3f s %8.2f %7.2f %s %s  %s" % (r["label"], r["seconds"], r["gib_s"],
+                                                             r["ratio_raw"], rf, cpu, tgt)).rstrip())
+    return out
+
+
+def fmt_random(rd, label):
+    out = []
+    for cls in ("all", "grouped", "plain"):
+        c = rd[cls]
+        if c["slowdown"] is None:
+            continue
+        tgt = ("  target <= 2.0x slower  %s" % ("ok" if rd["pass" if cls == "all" else "pass_grouped"]
+                                                 else "MISSED")) if cls != "plain" else ""
+        out.append("  %-8s %-14s view %8.4f s  source %8.4f s  slowdown %6.2fx%s" % (
+            cls, label, c["view_s"], c["source_s"], c["slowdown"], tgt))
+    return out
+
+
 def fmt_table(res, meta):
     rows, m = res["rows"], meta["machine"]
     out = []
     kind = "VM" if m["vm"] else "machine"
-    ck = meta["checkpoint"]
     mem = int(m["mem_total"].split()[0]) * 1024 / GiB if m["mem_total"] else 0
     out.append("sdafs bench  %s  (%d-core %s, %.0f GiB RAM, Linux %s, libfuse %s%s)" % (
         time.strftime("%Y-%m-%d %H:%M", time.localtime(meta["started"])), m["cpus"], kind,
         mem, m["kernel"], m["libfuse"], "" if m["root"] else ", NOT root: read-ahead not raised"))
-    out.append("checkpoint: Nemotron-H MoE %.2f GiB in %d shards (hidden 2048, 64 experts, moe inter 1024, "
-               "%d MoE layers); view %.2f GiB in %d shards" % (
-                   ck["source_bytes"] / GiB, ck["source_shards"], ck["moe_layers"],
-                   ck["view_bytes"] / GiB, ck["view_shards"]))
-    out.append("%d rounds, variants interleaved, medians; ratios are throughput (1.00 = as fast as raw)"
-               % meta["rounds"])
+    out.append("%d rounds, variants interleaved, medians; ratios are throughput (1.00 = as fast as raw); "
+               "cpu/GiB: the daemon's CPU seconds per GiB read" % meta["rounds"])
     share = meta["other_cpu_share"]
     out.append("CPU taken by everything but the bench and its daemons during the rounds: %.0f%% of the machine "
                "(load %.1f at start)%s" % (100 * share, meta["loadavg_start"][0],
                                            "  WARNING: busy machine, numbers not comparable"
                                            if share > 0.10 else ""))
-    out.append("")
-    hdr = "%-38s %9s %8s %7s %8s  %s" % ("", "time", "GiB/s", "x raw", "x floor", "target")
-    out.append(hdr)
-    out.append("-" * len(hdr))
-    for key in ("raw", "floor_cat", "floor_direct", "floor_warm", "sdafs_cat", "sdafs_direct",
-                "sdafs_warm", "sdafs_mat"):
-        r = rows[key]
-        tgt = ""
-        if "target" in r:
-            tgt = "%s  %s" % (r["target"], "ok" if r["pass"] else "MISSED")
-        rf = "%8.2f" % r["ratio_floor"] if "ratio_floor" in r and not key.startswith("floor") else "%8s" % "-"
-        out.append(("%-38s %7.3f s %8.2f %7.2f %s  %s" % (r["label"], r["seconds"], r["gib_s"],
-                                                          r["ratio_raw"], rf, tgt)).rstrip())
-    rd = res["random"]
+    hdr = "%-38s %9s %8s %7s %8s %7s  %s" % ("", "time", "GiB/s", "x raw", "x floor", "cpu/GiB",
+                                             "target")
+    for ck, keys in (("checkpoint", ["raw", "floor_cat", "floor_direct", "floor_warm",
+                                     "sdafs_cat"] + ["sdafs_cat_off_" + k for k in LEVERS_OFF]
+                      + ["sdafs_direct"] + ["sdafs_direct_off_" + k for k in LEVERS_OFF]
+                      + ["sdafs_warm", "sdafs_mat"]),
+                     ("checkpoint512", ["raw512", "floor512_cat", "sdafs512_cat",
+                                        "sdafs512_cat_off_all"])):
+        c = meta[ck]
+        out.append("")
+        out.append("checkpoint: Nemotron-H MoE %.2f GiB in %d shards (hidden %d, 64 experts, moe inter %d, "
+                   "%d MoE layers); view %.2f GiB in %d shards" % (
+                       c["source_bytes"] / GiB, c["source_shards"], c["hidden"], c["moe_inter"],
+                       c["moe_layers"], c["view_bytes"] / GiB, c["view_shards"]))
+        out.append(hdr)
+        out.append("-" * len(hdr))
+        out.extend(fmt_rows(rows, keys))
+    for k in ("sdafs_cat", "sdafs512_cat"):
+        out.append("  %s (%s checkpoint): %.2f x raw, stretch target >= 0.3 x raw  %s" % (
+            rows[k]["label"], "512-wide" if "512" in k else "first", rows[k]["ratio_raw"],
+            "ok" if rows[k]["pass_raw"] else "MISSED"))
+    rd = res["random"]["on"]
     out.append("")
     out.append("random tensors: %d (%d grouped expert tensors, %d plain), %.0f MiB; each read cold through a "
                "fresh mount (O_DIRECT) vs pread of its source bytes (warm)" % (
                    rd["n_grouped"] + rd["n_plain"], rd["n_grouped"], rd["n_plain"], rd["view_bytes"] / MiB))
-    for cls, label in (("all", "all"), ("grouped", "grouped"), ("plain", "plain")):
-        c = rd[cls]
-        if c["slowdown"] is None:
-            continue
-        tgt = ("  target <= 2.0x slower  %s" % ("ok" if rd["pass"] else "MISSED")) if cls == "all" else ""
-        out.append("  %-8s view %8.4f s  source %8.4f s  slowdown %6.2fx  (x raw %.2f)%s" % (
-            label, c["view_s"], c["source_s"], c["slowdown"], 1 / c["slowdown"], tgt))
+    out.extend(fmt_random(rd, "now"))
+    out.extend(fmt_random(res["random"]["off_all"], "levers off"))
     if rd["plain_median_per_tensor_slowdown"]:
         out.append("  plain tensors, median per-tensor slowdown %.1fx (small tensors: one FUSE round trip each)"
                    % rd["plain_median_per_tensor_slowdown"])
+    mm = res["mmap"]
+    out.append("")
+    out.append("mmap loader (map each view file, copy all %d tensors out in random order, %.2f GiB):" % (
+        mm["tensors"], mm["bytes"] / GiB))
+    out.append("  fresh mount %.3f s vs materialized copy, pages cached, %.3f s: %.2fx the time  "
+               "target <= 1.2x  %s" % (mm["view"]["s"], mm["view"]["base_s"], mm["view"]["ratio"],
+                                       "ok" if mm["pass"] else "MISSED"))
+    out.append("  %s: %.3f s, %.2fx" % (LEVER_LABELS["all"], mm["view_off_all"]["s"],
+                                        mm["view_off_all"]["ratio"]))
+    cp = res["cp"]
+    out.append("")
+    out.append("cp -r of the 512-wide checkpoint's native view + sync: %.3f s; tests/ref's Python "
+               "converter (numpy from_hf, same view) + sync: %.3f s: cp is %.1fx faster  "
+               "target >= 15x  %s" % (cp["base_s"], cp["s"], cp["ratio"], "ok" if cp["pass"] else "MISSED"))
     mn = res["many"]
     out.append("")
     out.append("mount + ls -l, %d shards / %d tensors (view: %d files): %.3f s (mount %.3f + ls %.3f)  "
@@ -865,11 +1069,18 @@ def fmt_table(res, meta):
                                      mn["mount_s"], mn["ls_s"], "ok" if mn["pass"] else "MISSED"))
     rs = res["rss"]
     out.append("peak RSS (VmHWM) of sdafs during cold reads: %.0f MiB (cat %.0f, O_DIRECT %.0f; %.0f after "
-               "mounting), cache %.0f MiB -> limit %.0f MiB  %s" % (
+               "mounting; %.0f with the levers off), cache %.0f MiB -> limit %.0f MiB  %s" % (
                    rs["vm_hwm_max"] / MiB, max(rs["vm_hwm_cold_cat"]) / MiB,
                    max(rs["vm_hwm_cold_direct"]) / MiB, rs["vm_hwm_mounted"] / MiB,
+                   rs["vm_hwm_off_all"] / MiB,
                    (rs["cache_bytes"] or 0) / MiB, (rs["limit_bytes"] or 0) / MiB,
                    "ok" if rs["pass"] else "MISSED"))
+    for size, x in sorted(res.get("rss_sweep", {}).items(), key=lambda kv: kv[1]["cache_bytes"]):
+        over = (x["vm_hwm"] - x["cache_bytes"]) / MiB
+        out.append("  cache_size=%-4s cold cat %.3f s, VmHWM %.0f MiB (cache + %.0f MiB)  %s" % (
+            size, x["s"], x["vm_hwm"] / MiB, over,
+            "ok" if over <= TARGETS["rss_over_cache_mib"] else "over cache + %d MiB"
+            % TARGETS["rss_over_cache_mib"]))
     out.append("")
     out.extend(fmt_ops(res.get("ops")))
     out.append("")
@@ -904,8 +1115,8 @@ def main():
     p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS") or 5))
     p.add_argument("--tensors", type=int, default=int(os.environ.get("BENCH_TENSORS") or 50))
     p.add_argument("--seed", type=int, default=int(os.environ.get("BENCH_SEED") or 1))
-    p.add_argument("--settle", type=float, default=float(os.environ.get("BENCH_SETTLE") or 1.0),
-                   help="seconds of pause after each variant (default 1)")
+    p.add_argument("--settle", type=float, default=float(os.environ.get("BENCH_SETTLE") or 0.5),
+                   help="seconds of pause after each variant (default 0.5)")
     p.add_argument("--only", choices=["convert"], help="only this section (make bench-convert)")
     p.add_argument("--no-ref", action="store_true", default=bool(os.environ.get("BENCH_NO_REF")),
                    help="convert section: leave out the (slow) Python stand-in converter")
@@ -928,6 +1139,7 @@ def main():
         b.run()
         c1 = cpu_snapshot()
         res = b.summarize()
+        res["rss_sweep"] = b.rss_sweep()
     finally:
         cleanup_all()
     res["ops"] = b.run_ops()
@@ -936,6 +1148,7 @@ def main():
     other = max(0.0, (c1[0] - c0[0]) - (c1[1] - c0[1]))
     meta = {"started": started, "rounds": a.rounds, "settle_s": a.settle, "gb": a.gb, "tensors": a.tensors, "seed": a.seed,
             "machine": b.machine(), "checkpoint": b.info["checkpoint"],
+            "checkpoint512": b.info["checkpoint512"], "levers_off": LEVERS_OFF,
             "measure_seconds": time.monotonic() - t, "total_seconds": time.time() - started,
             "targets": TARGETS, "loadavg_start": load_start,
             "other_cpu_share": other / (wall * (os.cpu_count() or 1))}

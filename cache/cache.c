@@ -6,11 +6,19 @@
  * every later caller for that key finds the entry and waits for its result
  * instead of converting the chunk again.
  *
- * Every chunk is one allocation (header, then data) reachable from a chained
- * hash table.  Entries nobody pins sit on an LRU list (head = most recently
+ * Every chunk is a small header reachable from a chained hash table, its
+ * data in memory from chunkmem.c.  Entries nobody pins sit on an LRU list (head = most recently
  * released); eviction takes the tail.  Pinned and FILLING entries are off the
  * list, so they are never evicted.  A failed fill leaves the table at once;
  * its entry lives on, holding the error, until the last waiter has read it.
+ *
+ * A chunk whose every byte has been handed to a reader goes to the LRU tail
+ * when released: a sequential reader is done with it (the kernel's page
+ * cache holds what it read), so it is the first to go, and once the cache
+ * holds a quarter of its bound a fill evicts such chunks and reuses their
+ * memory rather than growing into fresh pages.  On the project's VM fresh
+ * pages were half of the daemon's time on a cold read (clear_page_erms:
+ * zero-filling, and the host faulting in what the guest had given back).
  *
  * One mutex guards everything.  Waiters sleep on one of a few condition
  * variables picked by key hash, which keeps entries small without waking every
@@ -19,6 +27,7 @@
  */
 #include "cache.h"
 
+#include "chunkmem.h"
 #include "err.h"
 
 #include <assert.h>
@@ -27,7 +36,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define CACHE_FIRST_BUCKETS 1024
 #define CACHE_WAIT_STRIPES 64           /* power of two */
@@ -44,7 +52,10 @@ struct cache_chunk {
 	struct cache_chunk *lru_next;
 	int fail_code;                  /* CHUNK_FAILED only */
 	char *fail_msg;                 /* CHUNK_FAILED only; NULL if strdup failed */
-	_Alignas(max_align_t) unsigned char data[];
+	bool ahead;                     /* filled ahead of any reader, not read yet */
+	bool read_whole;                /* every byte was handed to a reader */
+	uint64_t served;                /* bytes handed to readers so far */
+	unsigned char *data;            /* chunkmem */
 };
 
 struct cache {
@@ -55,61 +66,47 @@ struct cache {
 	struct cache_chunk *lru_head;
 	struct cache_chunk *lru_tail;
 	struct cache_stats stats;       /* bytes and entries count FILLING entries too */
-	/* Buffers of evicted chunks, kept for the next fills (chunk_alloc). */
-	pthread_mutex_t pool_lock;
-	struct cache_chunk *pool;
-	uint64_t pool_bytes, pool_max;
+	uint64_t pool_max;
+	uint64_t recycle_above;         /* recycle chunks read whole rather than grow past */
+	struct chunkmem *mem;           /* evicted chunks' memory, for the next fills */
 };
 
 /*
- * Chunk memory is mapped, not malloc'ed: a freed chunk goes back to the
- * system at once, so the process holds what the cache holds (malloc kept
- * evicted multi-MiB chunks in its heap, 1.5-2x the bound).  Evicted buffers
- * of the same size are reused before mapping new ones, because a fresh page
- * costs a kernel zero-fill that, on these machines, is a third of a
- * conversion.
+ * Chunk memory comes from chunkmem, not malloc: a freed chunk's memory goes
+ * back to the system or to the next fill, so the process holds what the
+ * cache holds (malloc kept evicted multi-MiB chunks in its heap, 1.5-2x the
+ * bound), and fills reuse evicted pages instead of faulting in fresh ones.
  */
-static size_t chunk_span(size_t len)
-{
-	return sizeof(struct cache_chunk) + len;
-}
-
 static struct cache_chunk *chunk_alloc(struct cache *c, size_t len)
 {
-	struct cache_chunk *e = NULL, **pp;
+	struct cache_chunk *e;
 
-	if (len > SIZE_MAX / 2)
+	if (len > SIZE_MAX / 2 || !(e = malloc(sizeof(*e))))
 		return NULL;
-	pthread_mutex_lock(&c->pool_lock);
-	for (pp = &c->pool; *pp; pp = &(*pp)->hash_next)
-		if ((*pp)->len == len) {
-			e = *pp;
-			*pp = e->hash_next;
-			c->pool_bytes -= len;
-			break;
-		}
-	pthread_mutex_unlock(&c->pool_lock);
+	if (!(e->data = chunkmem_get(c->mem, len))) {
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* An unpublished FILLING entry for key, pinned by its filler. */
+static struct cache_chunk *chunk_new(struct cache *c, uint64_t key, size_t len, bool ahead)
+{
+	struct cache_chunk *e = chunk_alloc(c, len);
+
 	if (e)
-		return e;
-	e = mmap(NULL, chunk_span(len), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return e == MAP_FAILED ? NULL : e;
+		*e = (struct cache_chunk){ .key = key, .len = len, .pins = 1,
+					   .state = CHUNK_FILLING, .ahead = ahead,
+					   .data = e->data };
+	return e;
 }
 
 static void chunk_release(struct cache *c, struct cache_chunk *e)
 {
 	free(e->fail_msg);
-	e->fail_msg = NULL;
-	pthread_mutex_lock(&c->pool_lock);
-	if (c->pool_bytes + e->len <= c->pool_max) {
-		e->hash_next = c->pool;
-		c->pool = e;
-		c->pool_bytes += e->len;
-		e = NULL;
-	}
-	pthread_mutex_unlock(&c->pool_lock);
-	if (e)
-		munmap(e, chunk_span(e->len));
+	chunkmem_put(c->mem, e->data, e->len);
+	free(e);
 }
 
 static uint64_t key_hash(uint64_t key)
@@ -201,6 +198,17 @@ static void lru_push_head(struct cache *c, struct cache_chunk *e)
 	c->lru_head = e;
 }
 
+static void lru_push_tail(struct cache *c, struct cache_chunk *e)
+{
+	e->lru_next = NULL;
+	e->lru_prev = c->lru_tail;
+	if (c->lru_tail)
+		c->lru_tail->lru_next = e;
+	else
+		c->lru_head = e;
+	c->lru_tail = e;
+}
+
 static void lru_unlink(struct cache *c, struct cache_chunk *e)
 {
 	if (e->lru_prev)
@@ -214,20 +222,40 @@ static void lru_unlink(struct cache *c, struct cache_chunk *e)
 	e->lru_prev = e->lru_next = NULL;
 }
 
+/* Take the LRU tail out, chaining it on *victims through hash_next. */
+static void evict_tail(struct cache *c, struct cache_chunk **victims)
+{
+	struct cache_chunk *e = c->lru_tail;
+
+	lru_unlink(c, e);
+	table_remove(c, e);
+	c->stats.evictions++;
+	if (e->ahead) {         /* converted for nothing */
+		c->stats.ahead_wasted++;
+		c->stats.ahead_bytes -= e->len;
+	}
+	e->hash_next = *victims;
+	*victims = e;
+}
+
 /*
  * Evict from the LRU tail while over the bound.  Victims are chained on
- * *victims through hash_next so the caller frees them without the lock.
+ * *victims so the caller frees them without the lock.
  */
 static void evict_over_bound(struct cache *c, struct cache_chunk **victims)
 {
-	while (c->stats.bytes > c->stats.max_bytes && c->lru_tail) {
-		struct cache_chunk *e = c->lru_tail;
+	while (c->stats.bytes > c->stats.max_bytes && c->lru_tail)
+		evict_tail(c, victims);
+}
 
-		lru_unlink(c, e);
-		table_remove(c, e);
-		c->stats.evictions++;
-		e->hash_next = *victims;
-		*victims = e;
+/* Before a fill of len bytes: evict chunks read whole (they sit at the tail)
+ * rather than grow past recycle_above; their memory is the fill's. */
+static void recycle_read_chunks(struct cache *c, size_t len, struct cache_chunk **victims)
+{
+	while (c->recycle_above != UINT64_MAX && c->stats.bytes + len > c->recycle_above &&
+	       c->lru_tail && c->lru_tail->read_whole) {
+		c->stats.recycled++;
+		evict_tail(c, victims);
 	}
 }
 
@@ -260,6 +288,11 @@ static int chunk_join_unlock(struct cache *c, struct cache_chunk *e,
 		pthread_cond_wait(fill_done_of(c, e->key), &c->lock);
 	if (e->state == CHUNK_READY) {
 		c->stats.hits++;
+		if (e->ahead) {         /* read-ahead paid off */
+			e->ahead = false;
+			c->stats.ahead_hits++;
+			c->stats.ahead_bytes -= e->len;
+		}
 		*out = e;
 	} else {
 		rc = sd_err(err, e->fail_code, "%s", e->fail_msg ? e->fail_msg
@@ -285,15 +318,32 @@ struct cache *cache_new(uint64_t max_bytes)
 		free(c);
 		return NULL;
 	}
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->pool_lock, NULL);
-	for (int i = 0; i < CACHE_WAIT_STRIPES; i++)
-		pthread_cond_init(&c->fill_done[i], NULL);
-	c->stats.max_bytes = max_bytes;
 	/* A few chunks' worth: enough that each fill reuses what the last
 	 * fill's eviction gave back. */
 	c->pool_max = max_bytes / 8 < ((uint64_t)32 << 20) ? max_bytes / 8 : (uint64_t)32 << 20;
+	if (!(c->mem = chunkmem_new(c->pool_max, &CACHE_OPTS_DEFAULT.mem))) {
+		free(c->buckets);
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	for (int i = 0; i < CACHE_WAIT_STRIPES; i++)
+		pthread_cond_init(&c->fill_done[i], NULL);
+	c->stats.max_bytes = max_bytes;
+	c->recycle_above = max_bytes / 4;
 	return c;
+}
+
+int cache_configure(struct cache *c, const struct cache_opts *o)
+{
+	struct chunkmem *m = chunkmem_new(c->pool_max, &o->mem);
+
+	if (!m)
+		return -ENOMEM;
+	chunkmem_free(c->mem);
+	c->mem = m;
+	c->recycle_above = o->recycle ? c->stats.max_bytes / 4 : UINT64_MAX;
+	return 0;
 }
 
 void cache_free(struct cache *c)
@@ -306,16 +356,10 @@ void cache_free(struct cache *c)
 		free_chunks(c, c->buckets[i]);
 	}
 	free(c->buckets);
-	c->pool_max = 0;        /* from here on, released chunks are unmapped */
-	while (c->pool) {
-		struct cache_chunk *e = c->pool;
-		c->pool = e->hash_next;
-		munmap(e, chunk_span(e->len));
-	}
+	chunkmem_free(c->mem);
 	for (int i = 0; i < CACHE_WAIT_STRIPES; i++)
 		pthread_cond_destroy(&c->fill_done[i]);
 	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }
 
@@ -351,6 +395,9 @@ static int chunk_fill_unlock(struct cache *c, struct cache_chunk *fresh,
 	} else {
 		table_remove(c, fresh);
 		c->stats.fill_errors++;
+		if (fresh->ahead)
+			c->stats.ahead_bytes -= fresh->len;
+		fresh->ahead = false;
 		fresh->state = CHUNK_FAILED;
 		fresh->fail_code = rc;
 		fresh->fail_msg = msg;
@@ -366,7 +413,7 @@ static int chunk_fill_unlock(struct cache *c, struct cache_chunk *fresh,
 int cache_get(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
 	      void *arg, struct cache_chunk **out, char *err)
 {
-	struct cache_chunk *e, *fresh;
+	struct cache_chunk *e, *fresh, *victims = NULL;
 	int rc;
 
 	*out = NULL;
@@ -376,14 +423,13 @@ int cache_get(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
 		assert(e->len == len);
 		return chunk_join_unlock(c, e, NULL, out, err);
 	}
+	recycle_read_chunks(c, len, &victims);
 	pthread_mutex_unlock(&c->lock);
+	free_chunks(c, victims);        /* their memory goes to this fill */
 
-	fresh = chunk_alloc(c, len);
-	if (!fresh)
+	if (!(fresh = chunk_new(c, key, len, false)))
 		return sd_err(err, -ENOMEM,
 			      "cache: cannot allocate %zu bytes for a converted chunk", len);
-	*fresh = (struct cache_chunk){ .key = key, .len = len, .pins = 1,
-				       .state = CHUNK_FILLING };
 
 	pthread_mutex_lock(&c->lock);
 	e = table_find(c, key);
@@ -407,7 +453,7 @@ size_t cache_len(const struct cache_chunk *chunk)
 	return chunk->len;
 }
 
-void cache_put(struct cache *c, struct cache_chunk *chunk)
+void cache_put_read(struct cache *c, struct cache_chunk *chunk, size_t bytes_read)
 {
 	struct cache_chunk *victims = NULL;
 
@@ -415,13 +461,61 @@ void cache_put(struct cache *c, struct cache_chunk *chunk)
 		return;
 	pthread_mutex_lock(&c->lock);
 	assert(chunk->pins > 0 && chunk->state == CHUNK_READY);
+	chunk->served += bytes_read;
+	if (chunk->served >= chunk->len && bytes_read)
+		chunk->read_whole = true;
 	if (--chunk->pins == 0) {
 		/* A chunk bigger than the bound is evicted right here. */
-		lru_push_head(c, chunk);
+		if (chunk->read_whole)
+			lru_push_tail(c, chunk);
+		else
+			lru_push_head(c, chunk);
 		evict_over_bound(c, &victims);
 	}
 	pthread_mutex_unlock(&c->lock);
 	free_chunks(c, victims);
+}
+
+void cache_put(struct cache *c, struct cache_chunk *chunk)
+{
+	cache_put_read(c, chunk, 0);
+}
+
+int cache_fill_ahead(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
+		     void *arg, uint64_t ahead_max, char *err)
+{
+	struct cache_chunk *fresh, *victims = NULL;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	if (table_find(c, key)) {
+		pthread_mutex_unlock(&c->lock);
+		return 1;
+	}
+	if (c->stats.ahead_bytes + len > ahead_max) {
+		pthread_mutex_unlock(&c->lock);
+		return 2;
+	}
+	c->stats.ahead_bytes += len;    /* held for us while we allocate */
+	recycle_read_chunks(c, len, &victims);
+	pthread_mutex_unlock(&c->lock);
+	free_chunks(c, victims);
+
+	fresh = chunk_new(c, key, len, true);
+	pthread_mutex_lock(&c->lock);
+	if (!fresh || table_find(c, key)) {
+		c->stats.ahead_bytes -= len;
+		pthread_mutex_unlock(&c->lock);
+		if (fresh)
+			free_chunks(c, fresh);
+		return fresh ? 1 : sd_err(err, -ENOMEM,
+					  "cache: cannot allocate %zu bytes for a converted chunk", len);
+	}
+	c->stats.ahead_fills++;
+	rc = chunk_fill_unlock(c, fresh, fill, arg, err);
+	if (rc == 0)
+		cache_put(c, fresh);
+	return rc;
 }
 
 /* FILLING entries count as resident: read-ahead need not start them again. */
@@ -440,4 +534,5 @@ void cache_get_stats(struct cache *c, struct cache_stats *out)
 	pthread_mutex_lock(&c->lock);
 	*out = c->stats;
 	pthread_mutex_unlock(&c->lock);
+	chunkmem_get_stats(c->mem, &out->mem);
 }

@@ -7,7 +7,8 @@
  * missing key at the same time: the others wait for the first one's result.
  * A returned chunk stays pinned, and so is never freed or evicted, until
  * cache_put() releases it; unpinned chunks are evicted least recently used
- * first whenever the resident total exceeds the bound.  A chunk bigger than
+ * first whenever the resident total exceeds the bound, chunks that readers
+ * have read whole before all others (cache_put_read).  A chunk bigger than
  * the whole bound is still served (the bound is exceeded while it is pinned)
  * and dropped as soon as it is released.
  *
@@ -17,8 +18,11 @@
 #ifndef SDAFS_CACHE_H
 #define SDAFS_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "chunkmem.h"
 
 struct cache;
 struct cache_chunk;
@@ -36,13 +40,30 @@ struct cache_stats {
 	uint64_t misses;        /* fills started */
 	uint64_t fill_errors;
 	uint64_t evictions;
+	uint64_t recycled;      /* of those, chunks read whole evicted early for their memory */
 	uint64_t bytes;         /* resident now */
 	uint64_t entries;       /* resident now */
 	uint64_t max_bytes;
+	uint64_t ahead_fills;   /* fills by cache_fill_ahead */
+	uint64_t ahead_hits;    /* of those, read afterwards */
+	uint64_t ahead_wasted;  /* of those, evicted before anyone read them */
+	uint64_t ahead_bytes;   /* filled (or filling) ahead and not read yet, now */
+	struct chunkmem_stats mem;
 };
+
+/* How a cache treats memory; cache_new turns every saving on. */
+struct cache_opts {
+	struct chunkmem_opts mem;
+	bool recycle;           /* reuse chunks read whole before growing (cache_put_read) */
+};
+#define CACHE_OPTS_DEFAULT ((struct cache_opts){ \
+	.mem = { .reuse_blocks = true, .hugepages = true, .prefault = true }, .recycle = true })
 
 struct cache *cache_new(uint64_t max_bytes);
 void cache_free(struct cache *c);       /* no chunk may be pinned */
+/* Change how memory is treated; only before the first fill.  -ENOMEM
+ * leaves it as it was. */
+int cache_configure(struct cache *c, const struct cache_opts *o);
 
 /*
  * Return the chunk for key, filling it with fill(arg, key, buf, len, err) on
@@ -58,6 +79,24 @@ size_t cache_len(const struct cache_chunk *chunk);
 
 /* Release a pin taken by cache_get. */
 void cache_put(struct cache *c, struct cache_chunk *chunk);
+/*
+ * The same, after bytes_read bytes of the chunk were handed to a reader.
+ * Once every byte of a chunk has been, it is evicted before any other, and
+ * once the cache holds a quarter of its bound, fills recycle such chunks'
+ * memory rather than grow into fresh pages.
+ */
+void cache_put_read(struct cache *c, struct cache_chunk *chunk, size_t bytes_read);
+
+/*
+ * Fill key before anyone asks for it (read-ahead): 1 when it is resident or
+ * being filled already, 2 when the bytes filled ahead and not read yet would
+ * pass ahead_max (nothing done: the reader converts it when it gets there),
+ * else as cache_get, and the filled chunk is left unpinned, most recently
+ * used.  Its first cache_get counts as an ahead hit; evicted unread, it
+ * counts as wasted.
+ */
+int cache_fill_ahead(struct cache *c, uint64_t key, size_t len, cache_fill_fn fill,
+		     void *arg, uint64_t ahead_max, char *err);
 
 /* True when key is resident now (no pin, no LRU update); for read-ahead. */
 int cache_contains(struct cache *c, uint64_t key);

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-void bdi_raise_readahead(const char *mountpoint, const char *fstype)
+void bdi_raise_readahead(const char *mountpoint, const char *fstype, unsigned kb)
 {
 	char line[4096], path[128], type[128];
 	unsigned maj = 0, min = 0;
@@ -31,7 +31,7 @@ void bdi_raise_readahead(const char *mountpoint, const char *fstype)
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
 	if ((f = fopen(path, "w"))) {
-		fputs("1024", f);
+		fprintf(f, "%u", kb);
 		fclose(f);
 	}
 }

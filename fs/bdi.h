@@ -1,7 +1,8 @@
 /*
- * bdi.h — raising the kernel read-ahead of a FUSE mount to 1 MiB.
+ * bdi.h — raising the kernel read-ahead of a FUSE mount to the largest
+ * request (1 MiB, or a little less when replies are spliced).
  *
- * Buffered readers then send 1 MiB requests.  conn->max_readahead can only
+ * Buffered readers then send requests of that size.  conn->max_readahead can only
  * lower the read-ahead, and the kernel applies it when it reads the INIT
  * reply, so call this on the first request after INIT.  Needs root; the
  * mount's bdi is found through /proc/self/mountinfo, which does not touch
@@ -10,7 +11,8 @@
 #ifndef SDAFS_BDI_H
 #define SDAFS_BDI_H
 
-/* mountpoint: its resolved path; fstype: e.g. "fuse.sdafs". */
-void bdi_raise_readahead(const char *mountpoint, const char *fstype);
+/* mountpoint: its resolved path; fstype: e.g. "fuse.sdafs"; kb: the
+ * read-ahead in KiB (the largest request). */
+void bdi_raise_readahead(const char *mountpoint, const char *fstype, unsigned kb);
 
 #endif

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "backend_check.h"
+#include "cache.h"
 #include "copies.h"
 #include "dist.h"
 #include "err.h"
@@ -48,6 +49,51 @@ void raise_fd_limit(void)
 	}
 }
 
+/*
+ * SDAFS_OFF=readahead,splice,recycle,reuse,hugepages,prefault turns single
+ * speed-ups off, so that the benchmark can measure what each one buys in
+ * one run (docs/performance.md).  Not an option: nobody should need it
+ * otherwise.
+ */
+static bool switched_off(const char *lever)
+{
+	const char *off = getenv("SDAFS_OFF");
+	size_t n = strlen(lever);
+
+	for (const char *p = off; p && *p; p += strcspn(p, ","), p += *p == ',')
+		if (!strncmp(p, lever, n) && (p[n] == ',' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* The speed-ups of the read path that SDAFS_OFF does not turn off. */
+static void set_up_read_path(struct sdafs *fs)
+{
+	struct cache_opts co = {
+		.mem = {
+			.reuse_blocks = !switched_off("reuse"),
+			.hugepages = !switched_off("hugepages"),
+			.prefault = !switched_off("prefault"),
+		},
+		.recycle = !switched_off("recycle"),
+	};
+
+	cache_configure(fs->view.cache, &co);
+	fs->splice = !switched_off("splice");
+}
+
+/* Read-ahead workers: one a core, after any fork. */
+static void start_readahead(struct sdafs *fs, uint64_t window)
+{
+	char err[SD_ERRLEN];
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (switched_off("readahead"))
+		return;
+	if (view_readahead_start(&fs->view, cores > 0 ? (unsigned)cores : 1, window, err) < 0)
+		sd_log("%s; reads convert only what they touch", err);
+}
+
 /* How to serve a view, beyond the view itself. */
 struct serve_opts {
 	const char *mountpoint;
@@ -57,6 +103,7 @@ struct serve_opts {
 	uint64_t materialize_max;       /* bytes of copies kept, 0: no budget */
 	bool prefetch_copies;           /* copy every file right away */
 	unsigned max_threads;
+	uint64_t readahead;             /* bytes ahead of a sequential reader */
 	struct dist *dist;              /* -o mpi: agree with the other ranks */
 	const struct cmdline *backend;  /* choose the backend once detached (NULL: chosen) */
 };
@@ -98,6 +145,8 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 
 	fs->mountpoint = so->mountpoint;
 	clock_gettime(CLOCK_REALTIME, &fs->mounted_at);
+	pthread_mutex_init(&fs->opens_mu, NULL);
+	set_up_read_path(fs);
 	/* ro makes the kernel refuse writes itself; the ops say EROFS too. */
 	if (add_mount_options(args, fs->source) < 0)
 		return 1;
@@ -141,6 +190,7 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 		goto out_unmount;
 	fuse_loop_cfg_set_max_threads(cfg, max_threads);
 	fuse_loop_cfg_set_idle_threads(cfg, max_threads);      /* no thread churn */
+	start_readahead(fs, so->readahead);
 	if (!(fs->watch = watch_start(&fs->view, fs->se)))
 		sd_log("cannot start the source watcher; changed sources are still caught on read");
 	if (so->materialize_dir &&
@@ -148,8 +198,9 @@ static int mount_and_serve(struct sdafs *fs, struct fuse_args *args,
 					    so->prefetch_copies)))
 		sd_log("cannot start the copy writer; nothing will be materialized");
 	rc = fuse_session_loop_mt(fs->se, cfg) ? 1 : 0;
-	copies_stop(fs->copies);
+	copies_stop(fs->copies);        /* its reads note the read-ahead: first */
 	fs->copies = NULL;
+	view_readahead_stop(&fs->view);
 	watch_stop(fs->watch);
 	fs->watch = NULL;
 	fuse_loop_cfg_destroy(cfg);
@@ -163,6 +214,8 @@ out_signals:
 	fuse_remove_signal_handlers(fs->se);
 out:
 	fuse_session_destroy(fs->se);
+	sdafs_free_opens(fs);
+	pthread_mutex_destroy(&fs->opens_mu);
 	return rc;
 }
 
@@ -193,7 +246,7 @@ static void describe_mount(struct sdafs *fs, const struct cmdline *c)
 }
 
 static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *vo,
-		   uint64_t cache_bytes, uint64_t materialize_max)
+		   uint64_t cache_bytes, uint64_t materialize_max, uint64_t readahead)
 {
 	struct dist d;
 	struct sdafs fs;
@@ -237,6 +290,7 @@ static int run_mpi(struct cmdline *c, struct fuse_args *args, struct view_opts *
 		.materialize_max = materialize_max,
 		.prefetch_copies = c->prefetch && c->materialize_dir,
 		.max_threads = c->max_threads,
+		.readahead = readahead,
 		.dist = &d,
 	};
 	fs.mountpoint_real = realpath(m, NULL);
@@ -348,16 +402,17 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	struct gpu_config gc;
 	struct sdafs fs;
 	char err[SD_ERRLEN];
-	uint64_t cache_bytes, materialize_max;
+	uint64_t cache_bytes, materialize_max, readahead;
 	int rc;
 
 	if (options_view(c, &vo, &cache_bytes) < 0 || ranks_resolve(c, &vo) < 0 ||
-	    options_copies(c, &materialize_max) < 0 || options_gpu(c, &gc) < 0)
+	    options_copies(c, &materialize_max) < 0 || options_gpu(c, &gc) < 0 ||
+	    options_readahead(c, &readahead) < 0)
 		return 1;
 	gpu_configure(&gc);
 	raise_fd_limit();
 	if (c->mpi)
-		return run_mpi(c, args, &vo, cache_bytes, materialize_max);
+		return run_mpi(c, args, &vo, cache_bytes, materialize_max, readahead);
 	/* A per-rank mount point is made when missing (as mount --mkdir does);
 	 * any other must exist.  Either way before the source is scanned. */
 	if (!c->inspect && !c->verify_copies &&
@@ -392,6 +447,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 			.prefetch_copies = c->prefetch,
 			.max_threads = c->max_threads,
 			.backend = c->foreground ? NULL : c,
+			.readahead = readahead,
 		};
 		describe_mount(&fs, c);
 		fs.mountpoint_real = realpath(c->mountpoint, NULL);

@@ -6,9 +6,10 @@
  * (so cp -r does not copy it).  The view never changes while mounted, so
  * attributes and entries are cached by the kernel for a day and file pages
  * are kept across opens; a warm re-read never reaches this process.  A read
- * replies with an iovec pointing straight into pinned cache chunks and
- * header memory; only unchanged source bytes are copied, by one pread into
- * a per-thread buffer.
+ * first tells the read-ahead about itself, then replies straight from pinned
+ * cache chunks and header memory: with unchanged source bytes spliced from
+ * their files (splice.c) when there are enough of them, else with an iovec
+ * and the source bytes copied by one pread into a per-thread buffer.
  */
 #include "fs.h"
 
@@ -28,6 +29,7 @@
 #include "err.h"
 #include "log.h"
 #include "passthrough.h"
+#include "splice.h"
 #include "stats.h"
 
 #define TIMEOUT         86400.0
@@ -113,7 +115,7 @@ static int fill_stat(const struct sdafs *fs, fuse_ino_t ino, struct stat *st)
 static void after_init(struct sdafs *fs)
 {
 	if (!atomic_flag_test_and_set(&fs->readahead_raised))
-		bdi_raise_readahead(fs->mountpoint_real, "fuse.sdafs");
+		bdi_raise_readahead(fs->mountpoint_real, "fuse.sdafs", fs->request_max >> 10);
 }
 
 static void reply_entry(fuse_req_t req, const struct sdafs *fs, fuse_ino_t ino)
@@ -193,47 +195,65 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-/* A .sdafs-stats snapshot, one per open.  They are kept on a list, so
- * that those whose release never came (an unmount while the kernel still
- * held releases back) are freed when the session ends. */
-struct stats_snap {
-	struct stats_snap *prev, *next;
-	char *text;
+/*
+ * What an open file's fh points to: the statistics text, or a view file's
+ * read-ahead stream.  Listed in fs->opens, because the kernel releases
+ * nothing that is still open when the mount goes away (a lazy unmount), so
+ * sdafs_free_opens frees what is left then.
+ */
+struct open_file {
+	struct open_file *prev, *next;
+	char *stats;                    /* the statistics file: its text */
+	struct readahead_stream stream; /* a view file */
 };
 
-static pthread_mutex_t snaps_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct stats_snap snaps = { &snaps, &snaps, NULL };
-
-static struct stats_snap *snap_take(struct sdafs *fs)
+static struct open_file *open_file_new(struct sdafs *fs, char *stats)
 {
-	struct stats_snap *snap = malloc(sizeof(*snap));
+	struct open_file *o = calloc(1, sizeof(*o));
 
-	if (!snap || !(snap->text = fs_stats_json(fs))) {
-		free(snap);
+	if (!o)
 		return NULL;
-	}
-	pthread_mutex_lock(&snaps_mu);
-	snap->prev = &snaps;
-	snap->next = snaps.next;
-	snaps.next->prev = snap;
-	snaps.next = snap;
-	pthread_mutex_unlock(&snaps_mu);
-	return snap;
+	o->stats = stats;
+	pthread_mutex_lock(&fs->opens_mu);
+	o->next = fs->opens;
+	if (o->next)
+		o->next->prev = o;
+	fs->opens = o;
+	pthread_mutex_unlock(&fs->opens_mu);
+	return o;
 }
 
-static void snap_drop(struct stats_snap *snap)
+static void open_file_free(struct sdafs *fs, struct open_file *o)
 {
-	pthread_mutex_lock(&snaps_mu);
-	snap->prev->next = snap->next;
-	snap->next->prev = snap->prev;
-	pthread_mutex_unlock(&snaps_mu);
-	free(snap->text);
-	free(snap);
+	if (!o)
+		return;
+	pthread_mutex_lock(&fs->opens_mu);
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		fs->opens = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	pthread_mutex_unlock(&fs->opens_mu);
+	free(o->stats);
+	free(o);
+}
+
+void sdafs_free_opens(struct sdafs *fs)
+{
+	while (fs->opens)
+		open_file_free(fs, fs->opens);
+}
+
+static struct open_file *open_file_of(const struct fuse_file_info *fi)
+{
+	return (struct open_file *)(uintptr_t)fi->fh;
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct sdafs *fs = fs_of(req);
+	struct open_file *o;
 
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
 		fuse_reply_err(req, EROFS);
@@ -241,12 +261,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (ino == stats_ino(fs)) {
 		/* A snapshot per open, so one reader sees one consistent text. */
-		struct stats_snap *snap = snap_take(fs);
-		if (!snap) {
+		char *json = fs_stats_json(fs);
+		if (!json || !(o = open_file_new(fs, json))) {
+			free(json);
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		fi->fh = (uint64_t)(uintptr_t)snap;
+		fi->fh = (uint64_t)(uintptr_t)o;
 		fi->direct_io = 1;
 		fuse_reply_open(req, fi);
 		return;
@@ -263,7 +284,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fi->fh = 0;
+	/* Its read-ahead stream; without one only the inode's streams are seen. */
+	fi->fh = (uint64_t)(uintptr_t)open_file_new(fs, NULL);
 	if (pt_open(req, fs->pt, (size_t)file_of(fs, ino), fi))
 		return;
 	fi->keep_cache = !fs->direct_io;
@@ -273,19 +295,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (ino == stats_ino(fs_of(req)))
-		snap_drop((struct stats_snap *)(uintptr_t)fi->fh);
+	(void)ino;
+	open_file_free(fs_of(req), open_file_of(fi));
 	fuse_reply_err(req, 0);
 }
 
-/* Per-thread read state: segment list, pins, iovecs and a bounce buffer for
- * source bytes.  Grown once to the largest request, then reused. */
+/* Per-thread read state: segment list, pins, iovecs, a bounce buffer for
+ * source bytes and a pipe to splice them.  Grown once to the largest
+ * request, then reused. */
 struct read_tls {
 	struct view_io io;
 	struct iovec *iov;
 	size_t iovcap;
 	char *buf;
 	size_t bufcap;
+	struct splice_pipe pipe;
 };
 
 static pthread_key_t tls_key;
@@ -298,6 +322,7 @@ static void tls_free(void *p)
 	view_io_free(&t->io);
 	free(t->iov);
 	free(t->buf);
+	splice_pipe_close(&t->pipe);
 	free(t);
 }
 
@@ -330,7 +355,7 @@ static struct read_tls *tls_get(size_t bufsize)
 static void reply_stats(fuse_req_t req, size_t size, off_t off,
 			struct fuse_file_info *fi)
 {
-	const char *json = ((const struct stats_snap *)(uintptr_t)fi->fh)->text;
+	const char *json = open_file_of(fi)->stats;
 	size_t len = strlen(json);
 
 	if ((size_t)off >= len)
@@ -372,18 +397,35 @@ static int build_iov(struct sdafs *fs, struct read_tls *t, size_t *niov, char *e
 	return 0;
 }
 
-/* Room for the iovec of the segments of the last view_read. */
-static int grow_iov(struct read_tls *t, char *err)
+/* Reply with io's segments: spliced where that pays, else by one iovec.
+ * view_read, build_iov and splice_reply count their own failures; the
+ * rest are counted here. */
+static int reply_segments(fuse_req_t req, struct sdafs *fs, struct read_tls *t,
+			  size_t file, char *err)
 {
-	size_t cap = t->io.nseg > MAX_IOV ? 1 : t->io.nseg;
-	struct iovec *v;
+	size_t niov = 0, need = t->io.nseg > MAX_IOV ? 1 : t->io.nseg;
+	int rc;
 
-	if (t->iovcap >= cap)
-		return 0;
-	if (!(v = realloc(t->iov, cap * sizeof(*v))))
-		return sd_err(err, -ENOMEM, "out of memory");
-	t->iov = v;
-	t->iovcap = cap;
+	if (fs->splice && splice_worth(&t->io) &&
+	    (rc = splice_reply(req, &fs->view, file, &t->io, &t->pipe, err)) <= 0)
+		return rc;      /* replied, or failed; 1: copy after all */
+	if (t->iovcap < need) {
+		struct iovec *v = realloc(t->iov, need * sizeof(*v));
+		if (!v) {
+			view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
+			return sd_err(err, -ENOMEM, "out of memory");
+		}
+		t->iov = v;
+		t->iovcap = need;
+	}
+	if ((rc = build_iov(fs, t, &niov, err)) < 0)
+		return rc;
+	/* changed while we read it: never reply mixed bytes */
+	if ((rc = view_check_sources(&fs->view, file, NULL, err)) < 0) {
+		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
+		return rc;
+	}
+	fuse_reply_iov(req, t->iov, (int)niov);
 	return 0;
 }
 
@@ -394,7 +436,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	char err[SD_ERRLEN];
 	long f = file_of(fs, ino);
 	struct read_tls *t;
-	size_t niov = 0;
 	int rc;
 
 	if (ino == stats_ino(fs)) {
@@ -412,24 +453,18 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	/* view_read and build_iov count their own failures; the rest here */
+	struct open_file *o = open_file_of(fi);
+	view_readahead_note(&fs->view, o ? &o->stream : NULL, (size_t)f, (uint64_t)off, size);
 	rc = view_read(&fs->view, (size_t)f, (uint64_t)off, size, &t->io, err);
-	if (rc == 0 && (rc = grow_iov(t, err)) < 0)
-		view_count_failure(&fs->view, VIEW_FAULT_NO_MEMORY);
 	if (rc == 0)
-		rc = build_iov(fs, t, &niov, err);
-	/* changed while we read it: never reply mixed bytes */
-	if (rc == 0 && (rc = view_check_sources(&fs->view, (size_t)f, NULL, err)) < 0)
-		view_count_failure(&fs->view, VIEW_FAULT_SOURCE_CHANGED);
+		rc = reply_segments(req, fs, t, (size_t)f, err);
+	view_io_release(&fs->view, &t->io);
 	if (rc < 0) {
 		sd_log("read of %s at %lld (%zu bytes) failed: %s",
 		       fs->view.layout.files[f].name, (long long)off, size, err);
-		view_io_release(&fs->view, &t->io);
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fuse_reply_iov(req, t->iov, (int)niov);
-	view_io_release(&fs->view, &t->io);
 	if (fs->copies && (uint64_t)off + size >= fs->view.layout.files[f].size)
 		copies_want(fs->copies, (size_t)f);     /* read to its end: keep a copy */
 }
@@ -543,8 +578,18 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct sdafs *fs = userdata;
 
-	/* max_write also sets max_pages, which caps read requests: 1 MiB. */
-	conn->max_write = REQUEST_MAX;
+	/* Spliced replies (splice.c) must fit a pipe, so they cap requests a
+	 * little lower; never SPLICE_MOVE: the kernel could take the source
+	 * file's own pages. */
+	fs->request_max = REQUEST_MAX;
+	if (fs->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE) && splice_usable()) {
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+		fs->request_max = SPLICE_REQUEST_MAX;
+	} else {
+		fs->splice = false;
+	}
+	/* max_write also sets max_pages, which caps read requests. */
+	conn->max_write = fs->request_max;
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
@@ -554,16 +599,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 /* The session ends: snapshots whose release never came go too. */
-static void op_destroy(void *userdata)
-{
-	(void)userdata;
-	while (snaps.next != &snaps)
-		snap_drop(snaps.next);
-}
-
 const struct fuse_lowlevel_ops sdafs_ops = {
 	.init = op_init,
-	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.readdir = op_readdir,

@@ -27,6 +27,10 @@
  * set.  A smaller cache also reuses its memory sooner: fresh pages cost a
  * kernel zero-fill each, which is a third of a cold read here. */
 #define DEFAULT_CACHE   ((uint64_t)256 << 20)
+/* A few chunks ahead of each sequential reader keeps every core converting
+ * (an expert is 1-16 MiB); what is converted ahead and not read yet is
+ * bounded by a quarter of the cache besides. */
+#define DEFAULT_READAHEAD ((uint64_t)32 << 20)
 
 enum { KEY_HELP, KEY_VERSION, KEY_FOREGROUND, KEY_DEBUG, KEY_ALLOW_OTHER, KEY_VERBOSE };
 
@@ -42,6 +46,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("materialize_max=%s", materialize_max), OPT("--verify-copies", verify_copies),
 	OPT("peft=%s", peft), OPT("log=%s", log_file),
 	OPT("gpu_mem=%s", gpu_mem), OPT("gpu_pinned=%s", gpu_pinned),
+	OPT("readahead=%s", readahead),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -104,6 +109,8 @@ void options_usage(FILE *out)
 "                       nothing, a dtype casts every float tensor except those\n"
 "                       Automodel keeps in F32 (Mamba A_log/dt_bias/D, router bias)\n"
 "  cache_size=SIZE      bytes of converted chunks kept (K/M/G/T; default 256M)\n"
+"  readahead=SIZE       convert up to SIZE ahead of a sequential reader, on\n"
+"                       worker threads (default 32M; 0: convert only what is read)\n"
 "  ep_rank=R,ep_size=N  show only expert-parallel rank R's experts; without\n"
 "                       ep_rank the rank is the launcher's (OMPI_COMM_WORLD_RANK,\n"
 "                       PMI_RANK, SLURM_PROCID); ep_size=auto (or %%r in\n"
@@ -319,11 +326,22 @@ int options_gpu(const struct cmdline *c, struct gpu_config *g)
 	return 0;
 }
 
+int options_readahead(const struct cmdline *c, uint64_t *window)
+{
+	*window = DEFAULT_READAHEAD;
+	if (c->readahead && parse_size(c->readahead, window) < 0) {
+		fprintf(stderr, "sdafs: readahead=%s: expected a size such as 32M, or 0 for none\n",
+			c->readahead);
+		return -1;
+	}
+	return 0;
+}
+
 void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft, &c->log_file,
-			     &c->gpu_mem, &c->gpu_pinned, &c->options_text,
+			     &c->gpu_mem, &c->gpu_pinned, &c->options_text, &c->readahead,
 			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {

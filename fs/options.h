@@ -22,6 +22,7 @@ struct cmdline {
 	char *log_file;         /* log=FILE */
 	char *gpu_mem, *gpu_pinned;
 	char *options_text;     /* every -o list, joined: for .sdafs-stats */
+	char *readahead;
 	unsigned max_threads;
 	int direct_io, mpi, foreground, debug, help, version, inspect, json,
 	    list_adapters, prefetch, allow_other, verify_copies, verbose;
@@ -44,6 +45,10 @@ int options_copies(const struct cmdline *c, uint64_t *max_bytes);
 
 /* How CUDA should start (gpu_mem=, gpu_pinned=); -1 after a message. */
 int options_gpu(const struct cmdline *c, struct gpu_config *g);
+
+/* How far ahead of a sequential reader to convert (readahead=SIZE; 0: no
+ * read-ahead); -1 after a message on stderr. */
+int options_readahead(const struct cmdline *c, uint64_t *window);
 
 /* MOUNTPOINT with every %r replaced by rank (malloc'ed; NULL: no memory). */
 char *options_with_rank(const char *mnt, long rank);

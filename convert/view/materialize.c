@@ -321,12 +321,14 @@ static int fill_copy(int fd, void *arg, char *err)
 	struct view *v = job->view;
 	const struct vfile *f = &v->layout.files[job->file];
 	struct view_io io = { 0 };
+	struct readahead_stream stream = { 0 };         /* one sequential reader */
 	char *buf = malloc(WRITE_STEP);
 	int rc = buf ? 0 : sd_err(err, -ENOMEM, "out of memory");
 
 	copy_sum_init(&job->sum);
 	for (uint64_t off = 0; off < f->size && rc == 0; off += WRITE_STEP) {
 		size_t n = f->size - off < WRITE_STEP ? (size_t)(f->size - off) : WRITE_STEP;
+		view_readahead_note(v, &stream, job->file, off, n);
 		if ((rc = view_read(v, job->file, off, n, &io, err)) == 0 &&
 		    (rc = view_io_gather(v, &io, buf, err)) == 0 &&
 		    (rc = sd_pwrite_full(fd, buf, n, off)) < 0)

@@ -64,6 +64,7 @@ fail:
 
 void view_close(struct view *v)
 {
+	view_readahead_stop(v);
 	if (v->cache)
 		cache_free(v->cache);
 	layout_free(&v->layout);
@@ -116,7 +117,7 @@ int view_convert(struct view *v, const struct plan_tensor *t, uint64_t r0,
 	return 0;
 }
 
-static int fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
+int view_fill_chunk(void *arg, uint64_t key, void *buf, size_t len, char *err)
 {
 	struct view *v = arg;
 	const struct plan_tensor *t = &v->plan.tensors[key >> 32];
@@ -143,13 +144,13 @@ static int push_seg(struct view_io *io, const char *mem, int fd, uint64_t off,
 	return 0;
 }
 
-static int push_pin(struct view_io *io, struct cache_chunk *c, char *err)
+static int push_pin(struct view_io *io, struct cache_chunk *c, size_t bytes, char *err)
 {
 	int rc = sd_grow(&io->pins, &io->pincap, io->npin + 1, sizeof(*io->pins), err);
 
 	if (rc < 0)
 		return rc;
-	io->pins[io->npin++] = c;
+	io->pins[io->npin++] = (struct view_pin){ c, bytes };
 	return 0;
 }
 
@@ -172,19 +173,34 @@ static int read_tensor(struct view *v, uint32_t ti, uint64_t a, uint64_t b,
 		uint64_t c0 = c * cb, c1 = c0 + cb < t->nbytes ? c0 + cb : t->nbytes;
 		struct cache_chunk *chunk;
 		rc = cache_get(v->cache, ((uint64_t)ti << 32) | c, (size_t)(c1 - c0),
-			       fill_chunk, v, &chunk, err);
+			       view_fill_chunk, v, &chunk, err);
 		if (rc < 0)
 			return rc;
-		if ((rc = push_pin(io, chunk, err)) < 0) {
+		uint64_t lo = a > c0 ? a : c0, hi = b < c1 ? b : c1;
+		if ((rc = push_pin(io, chunk, (size_t)(hi - lo), err)) < 0) {
 			cache_put(v->cache, chunk);
 			return rc;
 		}
-		uint64_t lo = a > c0 ? a : c0, hi = b < c1 ? b : c1;
 		const char *data = cache_data(chunk);
 		if ((rc = push_seg(io, data + (lo - c0), -1, 0, (size_t)(hi - lo), err)) < 0)
 			return rc;
 	}
 	return 0;
+}
+
+size_t view_first_slot(const struct view *v, const struct vfile *f, uint64_t off)
+{
+	size_t lo = 0, hi = f->nslots;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const struct vslot *s = &f->slots[mid];
+		if (s->off + v->plan.tensors[s->tensor].nbytes <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 static int read_weights(struct view *v, const struct vfile *f, uint64_t off,
@@ -198,17 +214,7 @@ static int read_weights(struct view *v, const struct vfile *f, uint64_t off,
 			return rc;
 		off = e;
 	}
-	/* First slot that ends after off. */
-	size_t lo = 0, hi = f->nslots;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		const struct vslot *s = &f->slots[mid];
-		if (s->off + v->plan.tensors[s->tensor].nbytes <= off)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < f->nslots && off < end; i++) {
+	for (size_t i = view_first_slot(v, f, off); i < f->nslots && off < end; i++) {
 		const struct vslot *s = &f->slots[i];
 		uint64_t n = v->plan.tensors[s->tensor].nbytes;
 		uint64_t a = off - s->off, b = (end < s->off + n ? end : s->off + n) - s->off;
@@ -304,7 +310,7 @@ out:
 void view_io_release(struct view *v, struct view_io *io)
 {
 	for (size_t i = 0; i < io->npin; i++)
-		cache_put(v->cache, io->pins[i]);
+		cache_put_read(v->cache, io->pins[i].chunk, io->pins[i].bytes);
 	io->npin = 0;
 	io->nseg = 0;
 }
@@ -324,11 +330,8 @@ static const char *fd_name(const struct view *v, int fd)
 	return "?";
 }
 
-int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
-		   char *err)
+int view_seg_done(struct view *v, const struct view_seg *seg, ssize_t n, char *err)
 {
-	ssize_t n = sd_pread_full(seg->fd, dst, seg->len, seg->off);
-
 	if (n < 0 || (size_t)n < seg->len) {
 		view_count_failure(v, VIEW_FAULT_SOURCE_UNREADABLE);
 		return sd_err(err, -EIO,
@@ -339,6 +342,12 @@ int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 	}
 	atomic_fetch_add(seg->copy ? &v->stats.copy_bytes : &v->stats.source_bytes, seg->len);
 	return 0;
+}
+
+int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
+		   char *err)
+{
+	return view_seg_done(v, seg, sd_pread_full(seg->fd, dst, seg->len, seg->off), err);
 }
 
 int view_io_gather(struct view *v, const struct view_io *io, void *dst,
@@ -442,13 +451,24 @@ int view_stats_add(struct view *v, cJSON *j)
 	cJSON_AddNumberToObject(j, "copy_bytes_written", (double)atomic_load(&v->stats.copy_bytes_written));
 	cJSON_AddNumberToObject(j, "copy_bytes_read", (double)atomic_load(&v->stats.copy_bytes));
 	cJSON_AddNumberToObject(j, "passthrough_opens", (double)atomic_load(&v->stats.passthrough_opens));
+	cJSON_AddNumberToObject(j, "spliced_bytes", (double)atomic_load(&v->stats.spliced_bytes));
 	cJSON_AddItemToObject(j, "cache", c);
 	cJSON_AddNumberToObject(c, "hits", (double)cs.hits);
 	cJSON_AddNumberToObject(c, "misses", (double)cs.misses);
 	cJSON_AddNumberToObject(c, "evictions", (double)cs.evictions);
+	cJSON_AddNumberToObject(c, "recycled", (double)cs.recycled);
 	cJSON_AddNumberToObject(c, "bytes", (double)cs.bytes);
 	cJSON_AddNumberToObject(c, "entries", (double)cs.entries);
 	cJSON_AddNumberToObject(c, "max_bytes", (double)cs.max_bytes);
+	cJSON_AddNumberToObject(c, "ahead_fills", (double)cs.ahead_fills);
+	cJSON_AddNumberToObject(c, "ahead_hits", (double)cs.ahead_hits);
+	cJSON_AddNumberToObject(c, "ahead_wasted", (double)cs.ahead_wasted);
+	cJSON_AddNumberToObject(c, "ahead_bytes", (double)cs.ahead_bytes);
+	cJSON_AddNumberToObject(c, "fresh_bytes", (double)cs.mem.fresh_bytes);
+	cJSON_AddNumberToObject(c, "reused_bytes", (double)cs.mem.reused_bytes);
+	cJSON_AddNumberToObject(c, "moved_bytes", (double)cs.mem.moved_bytes);
+	cJSON_AddNumberToObject(c, "kept_bytes", (double)cs.mem.kept_bytes);
+	view_readahead_stats(v, j);
 	cJSON *log = cJSON_AddArrayToObject(j, "log");    /* its last lines */
 	if (log)
 		sd_log_recent(add_log_line, log);

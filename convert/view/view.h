@@ -21,10 +21,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "err.h"
 #include "layout.h"
 #include "plan.h"
+#include "readahead.h"
 #include "source.h"
 
 struct cache;
@@ -54,6 +56,7 @@ struct view_stats {
 	_Atomic uint64_t copies_written;
 	_Atomic uint64_t copy_bytes_written;    /* bytes of copies written so far */
 	_Atomic uint64_t passthrough_opens;     /* opens the kernel serves itself */
+	_Atomic uint64_t spliced_bytes; /* source bytes replied without a copy here */
 };
 
 struct view {
@@ -65,6 +68,7 @@ struct view {
 	struct view_stats stats;
 	bool gpu;               /* convert on the GPU where it can (gpu.h) */
 	char backend_note[SD_ERRLEN];   /* why the CPU converts, when gpu is false */
+	struct readahead *ra;   /* NULL: no read-ahead (readahead.h) */
 };
 
 /* One piece of a read: memory (mem != NULL) or source bytes (fd, off). */
@@ -76,11 +80,17 @@ struct view_seg {
 	bool copy;              /* fd is a materialized copy, not a source */
 };
 
+/* A cache chunk a read holds, and how many of its bytes the read hands out. */
+struct view_pin {
+	struct cache_chunk *chunk;
+	size_t bytes;
+};
+
 /* Reusable per-thread state of reads: segments and the pins they hold. */
 struct view_io {
 	struct view_seg *segs;
 	size_t nseg, segcap;
-	struct cache_chunk **pins;
+	struct view_pin *pins;
 	size_t npin, pincap;
 };
 
@@ -129,6 +139,16 @@ void view_io_free(struct view_io *io);
  * as a failed read. */
 int view_seg_pread(struct view *v, const struct view_seg *seg, void *dst,
 		   char *err);
+/* For a caller that moved a source segment's bytes itself (splice): n
+ * bytes of it arrived (or -errno); 0 and counted when all did, else -EIO
+ * as view_seg_pread says it. */
+int view_seg_done(struct view *v, const struct view_seg *seg, ssize_t n, char *err);
+
+/* Convert chunk key (tensor << 32 | chunk index) of view v into buf: the
+ * cache's fill function, for the read path and the read-ahead. */
+int view_fill_chunk(void *v, uint64_t key, void *buf, size_t len, char *err);
+/* The first slot of weight file f that ends after offset off. */
+size_t view_first_slot(const struct view *v, const struct vfile *f, uint64_t off);
 
 /* Copy every segment of io into dst (for callers that want flat bytes). */
 int view_io_gather(struct view *v, const struct view_io *io, void *dst,

@@ -1,8 +1,10 @@
 #!/bin/bash
-# Concurrency: many threads read random ranges of every view file at once
-# with a cache far smaller than the converted data (constant eviction), and
-# every byte matches the expected view; concurrent readers of one missing
-# chunk convert it once (single-flight through the real mount).
+# Concurrency: many threads read random ranges of every view file at once,
+# and two more read the files front to back (so the read-ahead converts
+# ahead of them), with a cache far smaller than the converted data
+# (constant eviction), and every byte matches the expected view; concurrent
+# readers of one missing chunk convert it once (single-flight through the
+# real mount).
 . "$(dirname "$0")/lib.sh"
 plan 8
 
@@ -19,8 +21,9 @@ for mode in buffered direct_io; do
 	mm="--mmap"     # mmap readers mixed with read readers
 	[ $mode = direct_io ] && opts="$opts,direct_io" && mm=""
 	mount_view "$T/src" "$T/$mode" $opts
-	$PY "$REPO/tests/integration/stress_read.py" "$T/$mode" "$T/expected" --threads 8 --reads 200 $mm >"$T/$mode.out" 2>&1
-	ok $? "$mode: 8 threads x 200 random reads, every byte right under eviction ($(cat "$T/$mode.out"))" || diag "$T/$mode.out"
+	$PY "$REPO/tests/integration/stress_read.py" "$T/$mode" "$T/expected" --threads 8 --reads 200 $mm \
+		--sequential 2 >"$T/$mode.out" 2>&1
+	ok $? "$mode: 8 threads x 200 random reads and 2 sequential readers, every byte right under eviction ($(cat "$T/$mode.out"))" || diag "$T/$mode.out"
 	ev=$(stat_field "$T/$mode" cache.evictions)
 	[ "$ev" -gt 0 ]
 	ok $? "$mode: the small cache evicted ($ev evictions)"
@@ -28,8 +31,9 @@ for mode in buffered direct_io; do
 	ok $? "$mode: unmounts cleanly, sanitizer log clean"
 done
 
-# Single-flight: 8 processes read the same grouped tensor at the same time.
-mount_view "$T/src" "$T/sf" -o direct_io
+# Single-flight: 8 processes read the same grouped tensor at the same time
+# (no read-ahead, so that every conversion is one a reader asked for).
+mount_view "$T/src" "$T/sf" -o direct_io,readahead=0
 for i in $(seq 8); do
 	$PY "$REPO/tests/integration/read_tensor.py" "$T/sf" model.layers.1.mixer.experts.gate_and_up_projs >/dev/null &
 done

@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""stress_read.py VIEW EXPECTED [--threads N] [--reads N] [--seed S] [--mmap]:
-many threads read random ranges of every file of VIEW at once and compare
-each byte with the same range of the file of the same name in EXPECTED (a
-directory holding the expected view).  With --mmap, every other thread reads
-through mmap, as safetensors and vLLM do, mixed with the pread threads.
-Exits non-zero on the first mismatch; prints how many bytes were verified."""
+"""stress_read.py VIEW EXPECTED [--threads N] [--reads N] [--seed S] [--mmap]
+[--sequential N]: many threads read random ranges of every file of VIEW at
+once and compare each byte with the same range of the file of the same name
+in EXPECTED (a directory holding the expected view).  With --mmap, every
+other thread reads through mmap, as safetensors and vLLM do, mixed with the
+pread threads.  With --sequential N, N more threads read every file front to
+back meanwhile, in pieces of random size (the streams the read-ahead
+follows).  Exits non-zero on the first mismatch; prints how many bytes were
+verified."""
 import argparse
 import mmap
 import os
@@ -21,11 +24,29 @@ def main():
     ap.add_argument("--reads", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--mmap", action="store_true")
+    ap.add_argument("--sequential", type=int, default=0)
     a = ap.parse_args()
     names = sorted(os.listdir(a.expected))
     sizes = {n: os.path.getsize(os.path.join(a.expected, n)) for n in names}
-    verified = [0] * a.threads
+    verified = [0] * (a.threads + a.sequential)
     failures = []
+
+    def reader(k):
+        rng = random.Random(a.seed * 1000 + k)
+        for n in rng.sample(names, len(names)):
+            with open(os.path.join(a.view, n), "rb", buffering=0) as f, \
+                    open(os.path.join(a.expected, n), "rb") as e:
+                off = 0
+                while True:
+                    got = f.read(rng.choice([4096, 65536, 131072, 1 << 20, rng.randrange(1, 1 << 20)]))
+                    if got != e.read(len(got)):
+                        failures.append("%s at %d (+%d): view differs from expected (sequential)"
+                                        % (n, off, len(got)))
+                        return
+                    if not got:
+                        break
+                    off += len(got)
+                    verified[k] += len(got)
 
     def worker(k):
         rng = random.Random(a.seed * 1000 + k)
@@ -56,6 +77,7 @@ def main():
                 os.close(fd)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(a.threads)]
+    threads += [threading.Thread(target=reader, args=(a.threads + k,)) for k in range(a.sequential)]
     for t in threads:
         t.start()
     for t in threads:
@@ -63,8 +85,9 @@ def main():
     if failures:
         print("\n".join(failures))
         sys.exit(1)
-    print("verified %d bytes in %d reads%s" % (sum(verified), a.threads * a.reads,
-                                               " (half through mmap)" if a.mmap else ""))
+    print("verified %d bytes in %d random reads%s%s" % (
+        sum(verified), a.threads * a.reads, " (half through mmap)" if a.mmap else "",
+        ", %d sequential readers" % a.sequential if a.sequential else ""))
 
 
 main()

@@ -499,6 +499,173 @@ static void test_random_workload_returns_right_bytes_and_stats_add_up(void **sta
 	cache_free(c);
 }
 
+struct ahead_arg {
+	struct cache *c;
+	struct filler *f;
+	int rc;
+};
+
+static void *fill_ahead_thread(void *p)
+{
+	struct ahead_arg *a = p;
+	char err[SD_ERRLEN];
+
+	a->rc = cache_fill_ahead(a->c, 8, 4096, pattern_fill, a->f, 1 << 20, err);
+	return NULL;
+}
+
+static void test_a_chunk_filled_ahead_counts_as_a_hit_when_read(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { 0 };
+	struct cache_chunk *chunk;
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 9, 4096, pattern_fill, &f, 1 << 20, err), 0);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_fills, 1);
+	assert_int_equal(st.ahead_bytes, 4096);
+	assert_true(cache_contains(c, 9));
+	/* resident: nothing to do */
+	assert_int_equal(cache_fill_ahead(c, 9, 4096, pattern_fill, &f, 1 << 20, err), 1);
+
+	assert_int_equal(cache_get(c, 9, 4096, pattern_fill, &f, &chunk, err), 0);
+	assert_true(has_pattern(chunk, 9));
+	cache_put(c, chunk);
+	get_and_put(c, 9, 4096, &f);
+	assert_int_equal(atomic_load(&f.calls), 1);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_hits, 1);     /* the first read only */
+	assert_int_equal(st.ahead_bytes, 0);
+	assert_int_equal(st.ahead_wasted, 0);
+	cache_free(c);
+}
+
+static void test_filling_ahead_stops_at_its_share_and_unread_evictions_count_as_waste(void **state)
+{
+	struct cache *c = cache_new(3000);
+	struct filler f = { 0 };
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 1, 1000, pattern_fill, &f, 2000, err), 0);
+	assert_int_equal(cache_fill_ahead(c, 2, 1000, pattern_fill, &f, 2000, err), 0);
+	/* a third would pass the 2000 bytes allowed ahead and unread */
+	assert_int_equal(cache_fill_ahead(c, 3, 1000, pattern_fill, &f, 2000, err), 2);
+	assert_false(cache_contains(c, 3));
+	assert_int_equal(atomic_load(&f.calls), 2);
+	/* readers fill the cache past its bound: the oldest unread chunk goes */
+	get_and_put(c, 4, 1000, &f);
+	get_and_put(c, 5, 1000, &f);
+	assert_false(cache_contains(c, 1));
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_wasted, 1);
+	assert_int_equal(st.ahead_bytes, 1000);
+	assert_int_equal(st.ahead_hits, 0);
+	cache_free(c);
+}
+
+static void test_a_failed_fill_ahead_leaves_nothing_behind(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { .fail_code = -EIO, .fail_once = 1 };
+	struct cache_stats st;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	assert_int_equal(cache_fill_ahead(c, 6, 4096, pattern_fill, &f, 1 << 20, err), -EIO);
+	assert_string_equal(err, "chunk 6: source read failed");
+	assert_false(cache_contains(c, 6));
+	cache_get_stats(c, &st);
+	assert_int_equal(st.ahead_bytes, 0);
+	get_and_put(c, 6, 4096, &f);    /* a reader tries again */
+	cache_free(c);
+}
+
+static void test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again(void **state)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct filler f = { .sleep_ms = 100 };
+	struct ahead_arg a = { c, &f, 0 };
+	struct cache_chunk *chunk;
+	pthread_t th;
+	char err[SD_ERRLEN];
+
+	(void)state;
+	pthread_create(&th, NULL, fill_ahead_thread, &a);
+	while (!cache_contains(c, 8))
+		sleep_ms(1);
+	assert_int_equal(cache_get(c, 8, 4096, pattern_fill, &f, &chunk, err), 0);
+	assert_true(has_pattern(chunk, 8));
+	cache_put(c, chunk);
+	pthread_join(th, NULL);
+	assert_int_equal(a.rc, 0);
+	assert_int_equal(atomic_load(&f.calls), 1);
+	cache_free(c);
+}
+
+/* Fill key (len bytes), hand `read` of its bytes to a reader, release it. */
+static void get_and_read(struct cache *c, uint64_t key, size_t len, size_t read, struct filler *f)
+{
+	struct cache_chunk *chunk;
+	char err[SD_ERRLEN];
+
+	assert_int_equal(cache_get(c, key, len, pattern_fill, f, &chunk, err), 0);
+	cache_put_read(c, chunk, read);
+}
+
+static void test_chunks_read_whole_are_evicted_before_all_others(void **state)
+{
+	struct cache *c = cache_new(3000);
+	struct filler f = { 0 };
+
+	(void)state;
+	get_and_read(c, 1, 1000, 0, &f);        /* the least recently used */
+	get_and_read(c, 2, 1000, 600, &f);
+	get_and_read(c, 2, 1000, 400, &f);      /* read whole in two reads */
+	get_and_read(c, 3, 1000, 999, &f);      /* not quite */
+	get_and_read(c, 4, 1000, 0, &f);
+	assert_true(cache_contains(c, 1));
+	assert_false(cache_contains(c, 2));
+	assert_true(cache_contains(c, 3));
+	cache_free(c);
+}
+
+static void test_past_a_quarter_of_the_bound_fills_reuse_chunks_read_whole(void **state)
+{
+	struct cache *c = cache_new(8000);      /* recycles above 2000 bytes */
+	struct filler f = { 0 };
+	struct cache_stats st;
+
+	(void)state;
+	get_and_read(c, 1, 1000, 1000, &f);
+	get_and_read(c, 2, 1000, 1000, &f);
+	get_and_read(c, 3, 1000, 1000, &f);     /* recycles 1: 2000 bytes held */
+	cache_get_stats(c, &st);
+	assert_int_equal(st.recycled, 1);
+	assert_int_equal(st.bytes, 2000);
+	assert_int_equal(cache_contains(c, 1) + cache_contains(c, 2), 1);
+	/* chunks not read whole are kept: once those read whole are gone, the
+	 * cache grows up to its bound, then evicts as always */
+	for (uint64_t k = 10; k < 16; k++)
+		get_and_read(c, k, 1000, 10, &f);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.recycled, 3);
+	assert_int_equal(st.bytes, 6000);
+	get_and_read(c, 16, 1000, 10, &f);
+	get_and_read(c, 17, 1000, 10, &f);
+	get_and_read(c, 18, 1000, 10, &f);
+	cache_get_stats(c, &st);
+	assert_int_equal(st.bytes, 8000);
+	assert_int_equal(st.recycled, 3);
+	assert_false(cache_contains(c, 10));    /* the least recently used */
+	assert_true(cache_contains(c, 11));
+	cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +682,12 @@ int main(void)
 		cmocka_unit_test(test_concurrent_gets_of_one_missing_key_fill_it_once),
 		cmocka_unit_test(test_waiters_on_a_failing_fill_all_receive_its_error),
 		cmocka_unit_test(test_random_workload_returns_right_bytes_and_stats_add_up),
+		cmocka_unit_test(test_a_chunk_filled_ahead_counts_as_a_hit_when_read),
+		cmocka_unit_test(test_filling_ahead_stops_at_its_share_and_unread_evictions_count_as_waste),
+		cmocka_unit_test(test_a_failed_fill_ahead_leaves_nothing_behind),
+		cmocka_unit_test(test_a_reader_waits_for_the_fill_ahead_instead_of_converting_again),
+		cmocka_unit_test(test_chunks_read_whole_are_evicted_before_all_others),
+		cmocka_unit_test(test_past_a_quarter_of_the_bound_fills_reuse_chunks_read_whole),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -736,6 +736,76 @@ static void test_a_gpu_given_up_mid_view_leaves_the_cpu_serving_right_bytes(void
 	gpu_fake_uninstall();
 }
 
+/* ---- read-ahead ------------------------------------------------------------------------------------- */
+
+/* Wait (up to 10 s) until n chunks were filled ahead. */
+static void wait_for_fills_ahead(struct fixture *f, uint64_t n)
+{
+	struct cache_stats cs;
+
+	for (int i = 0; i < 10000; i++) {
+		cache_get_stats(f->v.cache, &cs);
+		if (cs.ahead_fills >= n && cs.ahead_bytes == cs.bytes)
+			return;
+		usleep(1000);
+	}
+	fail_msg("only %" PRIu64 " of %" PRIu64 " chunks were filled ahead", cs.ahead_fills, n);
+}
+
+/*
+ * Two reads in a row inside the grouped gate_and_up tensor make a
+ * sequential stream: the read-ahead converts the rest of that tensor ahead
+ * of the reader, and nothing past it (a loader that copies tensors out in
+ * its own order would not want the next one), and the reader then finds
+ * every chunk in the cache, holding the expected bytes.
+ */
+static void test_a_sequential_reader_finds_its_tensor_converted_ahead(void **state)
+{
+	struct fixture *f = *state;
+	struct readahead_stream own = { 0 };
+	struct cache_stats cs;
+	uint64_t off, len;
+	unsigned char *want = expected_tensor(V_GATE_UP), *got = malloc(view_nbytes(V_GATE_UP));
+
+	assert_non_null(got);
+	open_view(f, 1 << 20);
+	assert_int_equal(view_readahead_start(&f->v, 2, 1 << 20, f->err), 0);
+	size_t fi = file_index(f, SHARD);
+	tensor_range(f, V_GATE_UP, &off, &len);
+	view_readahead_note(&f->v, &own, fi, off, 2);
+	assert_int_equal(f->v.stats.chunks_converted, 0);       /* one read: no stream yet */
+	view_readahead_note(&f->v, &own, fi, off + 2, 2);
+	wait_for_fills_ahead(f, E);
+	assert_int_equal(f->v.stats.chunks_converted, E);       /* this tensor's, no more */
+
+	view_readahead_note(&f->v, &own, fi, off, (size_t)len);
+	read_range(f, fi, off, (size_t)len, got);
+	assert_memory_equal(got, want, len);
+	cache_get_stats(f->v.cache, &cs);
+	assert_int_equal(f->v.stats.chunks_converted, E);       /* none by the reader */
+	assert_int_equal(cs.ahead_hits, E);
+	assert_int_equal(cs.ahead_wasted, 0);
+	view_readahead_stop(&f->v);
+	view_readahead_stop(&f->v);     /* twice is fine */
+	free(want);
+	free(got);
+}
+
+/* Closing the view while the read-ahead is busy stops it and frees all. */
+static void test_closing_the_view_stops_a_busy_read_ahead(void **state)
+{
+	struct fixture *f = *state;
+	struct readahead_stream own = { 0 };
+
+	open_view(f, 1 << 20);
+	assert_int_equal(view_readahead_start(&f->v, 2, 1 << 20, f->err), 0);
+	size_t fi = file_index(f, SHARD);
+	view_readahead_note(&f->v, &own, fi, 0, 8);
+	view_readahead_note(&f->v, &own, fi, 8, 8);
+	view_close(&f->v);              /* the teardown must not close it again */
+	f->open = false;
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -755,6 +825,8 @@ int main(void)
 		T(test_a_source_cut_short_during_a_read_fails_it_with_eio),
 		T(test_each_view_file_keeps_its_sources_read_permission),
 		T(test_a_gpu_given_up_mid_view_leaves_the_cpu_serving_right_bytes),
+		T(test_a_sequential_reader_finds_its_tensor_converted_ahead),
+		T(test_closing_the_view_stops_a_busy_read_ahead),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
