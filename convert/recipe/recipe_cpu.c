@@ -17,14 +17,15 @@
 #include <string.h>
 
 #include "err.h"
+#include "kernels.h"
 #include "quant.h"
 
 /* --- per-thread arena ----------------------------------------------------- */
 
 struct arena_blk {
 	struct arena_blk *next;
-	size_t cap, used;
-	max_align_t data[];
+	size_t cap, used;               /* multiples of 64 */
+	_Alignas(64) unsigned char data[];      /* whole cache lines for the kernels */
 };
 
 static pthread_key_t arena_key;
@@ -52,7 +53,7 @@ static void *arena_alloc(size_t n)
 		size_t cap = b ? b->cap * 2 : (size_t)1 << 20;
 		if (cap < n)
 			cap = n;
-		struct arena_blk *nb = malloc(sizeof(*nb) + cap);
+		struct arena_blk *nb = aligned_alloc(64, sizeof(*nb) + cap);
 		if (!nb)
 			return NULL;
 		nb->next = b;
@@ -82,7 +83,7 @@ static void arena_reset(void)
 	for (struct arena_blk *i = b; i; i = i->next)
 		total += i->cap;
 	arena_destroy(b);
-	b = malloc(sizeof(*b) + total);
+	b = aligned_alloc(64, sizeof(*b) + total);
 	if (b) {
 		b->next = NULL;
 		b->cap = total;
@@ -91,98 +92,9 @@ static void arena_reset(void)
 	pthread_setspecific(arena_key, b);
 }
 
-/* --- kernels -------------------------------------------------------------- */
-
-#define TILE 32
-#define TRANSPOSE_BLOCK ((uint64_t)256 << 10)     /* input bytes per block */
-
-#define DEFINE_TRANSPOSE(NAME, T)                                               \
-	static void NAME(const void *src_, size_t rows, size_t cols,           \
-			 size_t src_ld, void *dst_, size_t dst_ld)              \
-	{                                                                       \
-		const T *src = src_;                                            \
-		T *dst = dst_;                                                  \
-		for (size_t r0 = 0; r0 < rows; r0 += TILE) {                    \
-			size_t r1 = r0 + TILE < rows ? r0 + TILE : rows;        \
-			for (size_t c0 = 0; c0 < cols; c0 += TILE) {            \
-				size_t c1 = c0 + TILE < cols ? c0 + TILE : cols; \
-				for (size_t c = c0; c < c1; c++)                \
-					for (size_t r = r0; r < r1; r++)        \
-						dst[c * dst_ld + r] =           \
-							src[r * src_ld + c];    \
-			}                                                       \
-		}                                                               \
-	}
-
-DEFINE_TRANSPOSE(transpose8, uint8_t)
-DEFINE_TRANSPOSE(transpose16, uint16_t)
-DEFINE_TRANSPOSE(transpose32, uint32_t)
-DEFINE_TRANSPOSE(transpose64, uint64_t)
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-
-/* An 8x8 block of 16-bit elements transposed in registers: three rounds of
- * interleaving (16-, 32-, 64-bit) turn rows into columns. */
-static void transpose8x8_16(const uint16_t *s, size_t sld, uint16_t *d, size_t dld)
-{
-	__m128i a[8], b[8], c[8];
-
-	for (int i = 0; i < 8; i++)
-		a[i] = _mm_loadu_si128((const __m128i *)(s + (size_t)i * sld));
-	for (int i = 0; i < 4; i++) {
-		b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
-		b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
-	}
-	for (int i = 0; i < 2; i++) {
-		c[4 * i + 0] = _mm_unpacklo_epi32(b[4 * i + 0], b[4 * i + 2]);
-		c[4 * i + 1] = _mm_unpackhi_epi32(b[4 * i + 0], b[4 * i + 2]);
-		c[4 * i + 2] = _mm_unpacklo_epi32(b[4 * i + 1], b[4 * i + 3]);
-		c[4 * i + 3] = _mm_unpackhi_epi32(b[4 * i + 1], b[4 * i + 3]);
-	}
-	for (int i = 0; i < 4; i++) {
-		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i) * dld),
-				 _mm_unpacklo_epi64(c[i], c[i + 4]));
-		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i + 1) * dld),
-				 _mm_unpackhi_epi64(c[i], c[i + 4]));
-	}
-}
-
-/* 16-bit transpose: 8x8 register blocks walked in 64x64 tiles (so both
- * sides stay in L1), the ragged right and bottom edges element by element. */
-static void transpose16_blocked(const uint16_t *src, size_t rows, size_t cols,
-				size_t src_ld, uint16_t *dst, size_t dst_ld)
-{
-	size_t r8 = rows & ~(size_t)7, c8 = cols & ~(size_t)7;
-
-	for (size_t r0 = 0; r0 < r8; r0 += 64)
-		for (size_t c0 = 0; c0 < c8; c0 += 64)
-			for (size_t r = r0; r < r0 + 64 && r < r8; r += 8)
-				for (size_t c = c0; c < c0 + 64 && c < c8; c += 8)
-					transpose8x8_16(src + r * src_ld + c, src_ld,
-							dst + c * dst_ld + r, dst_ld);
-	if (c8 < cols)
-		transpose16(src + c8, r8, cols - c8, src_ld, dst + c8 * dst_ld, dst_ld);
-	if (r8 < rows)
-		transpose16(src + r8 * src_ld, rows - r8, cols, src_ld, dst + r8, dst_ld);
-}
-#endif
-
-/* dst[c][r] = src[r][c] for a rows x cols block; leading dims in elements. */
-static void transpose(const void *src, size_t rows, size_t cols, size_t src_ld,
-		      void *dst, size_t dst_ld, size_t es)
-{
-	switch (es) {
-	case 1: transpose8(src, rows, cols, src_ld, dst, dst_ld); break;
-#if defined(__SSE2__)
-	case 2: transpose16_blocked(src, rows, cols, src_ld, dst, dst_ld); break;
-#else
-	case 2: transpose16(src, rows, cols, src_ld, dst, dst_ld); break;
-#endif
-	case 4: transpose32(src, rows, cols, src_ld, dst, dst_ld); break;
-	default: transpose64(src, rows, cols, src_ld, dst, dst_ld); break;
-	}
-}
+/* Input bytes per block of a 2-D transpose or a cast: the block is read
+ * into scratch that stays in L2 while the kernel turns it around. */
+#define CONVERT_BLOCK ((uint64_t)256 << 10)
 
 /* --- evaluation ----------------------------------------------------------- */
 
@@ -190,6 +102,7 @@ struct eval {
 	const struct recipe *r;
 	const struct rx_reader *rd;
 	char *err;
+	const char *out, *out_end;      /* the caller's buffer */
 };
 
 static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst);
@@ -216,8 +129,19 @@ static void *temp(struct eval *ev, uint64_t bytes)
 	return p;
 }
 
+/* Output written into the caller's buffer is not read again by this
+ * chunk's evaluation, so the kernels may stream it past the caches; a
+ * temporary is read next by its parent and should stay cached. */
+static bool streams(const struct eval *ev, const void *dst)
+{
+	return (const char *)dst >= ev->out && (const char *)dst < ev->out_end;
+}
+
+/* Rows [r0, r1) of a transpose, output row i at dst + i * dst_ld elements
+ * (a concat_last parent passes its own row length, so its transposed
+ * children are written in place instead of through a temporary). */
 static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			  uint64_t r1, void *dst)
+			  uint64_t r1, void *dst, uint64_t dst_ld)
 {
 	const struct rx_node *c = kid(ev, n, 0);
 	size_t es = dtype_size(n->dtype);
@@ -230,9 +154,9 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		 * worker thread) and the block stays in cache while it is
 		 * transposed.  A child that cannot give rows comes whole. */
 		uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ?
-				 TRANSPOSE_BLOCK / (C * es) : R;
-		if (block > 8 && block < R)
-			block &= ~(uint64_t)7;  /* whole 8x8 register blocks, no ragged edge */
+				 CONVERT_BLOCK / (C * es) : R;
+		if (block > 32 && block < R)
+			block &= ~(uint64_t)31;  /* whole register blocks, no ragged edge */
 		if (block == 0)
 			block = 1;
 		if (block > R)
@@ -244,7 +168,8 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 			uint64_t b1 = b0 + block < R ? b0 + block : R;
 			if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
 				return rc;
-			transpose(t + r0 * es, b1 - b0, r1 - r0, C, (char *)dst + b0 * es, R, es);
+			sd_transpose(t + r0 * es, b1 - b0, r1 - r0, C, (char *)dst + b0 * es,
+				     dst_ld, es, streams(ev, dst));
 		}
 		return 0;
 	}
@@ -255,8 +180,37 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
 		return rc;
 	for (uint64_t b = 0; b < batches; b++)
-		transpose(t + b * R * C * es, R, C, C, (char *)dst + b * R * C * es,
-			  R, es);
+		sd_transpose(t + b * R * C * es, R, C, C, (char *)dst + b * C * dst_ld * es,
+			     dst_ld, es, streams(ev, dst));
+	return 0;
+}
+
+/* Rows [r0, r1) of concat_last's child i into its columns of the output
+ * (dst: its first column; pitch: bytes per output line), a block of rows
+ * at a time where the child gives rows, so the block is still cached when
+ * its lines are copied. */
+static int concat_copy(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, char *dst,
+		       uint64_t pitch)
+{
+	const struct rx_node *c = &ev->r->nodes[i];
+	uint64_t rb = rx_row_bytes(c), w = c->shape[c->ndim - 1] * dtype_size(c->dtype);
+	uint64_t block = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : r1 - r0;
+	int rc;
+
+	if (block == 0)
+		block = 1;
+	if (block > r1 - r0)
+		block = r1 - r0;
+	char *t = temp(ev, block * rb);
+	if (!t)
+		return -ENOMEM;
+	for (uint64_t b0 = r0; b0 < r1; b0 += block) {
+		uint64_t b1 = b0 + block < r1 ? b0 + block : r1;
+		if ((rc = eval(ev, i, b0, b1, t)) < 0)
+			return rc;
+		for (uint64_t o = 0; o < (b1 - b0) * rb / w; o++, dst += pitch)
+			memcpy(dst, t + o * w, w);
+	}
 	return 0;
 }
 
@@ -264,7 +218,7 @@ static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		       uint64_t r1, void *dst)
 {
 	size_t es = dtype_size(n->dtype);
-	int rc;
+	int rc = 0;
 
 	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
 		uint64_t base = 0;
@@ -283,18 +237,19 @@ static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		return 0;
 	}
 	uint64_t last = n->shape[n->ndim - 1];
-	uint64_t outer = (r1 - r0) * (rx_row_bytes(n) / es / last);
 	uint64_t col = 0;
 	for (uint32_t k = 0; k < n->nkids; k++) {
 		const struct rx_node *c = kid(ev, n, k);
 		uint64_t w = c->shape[c->ndim - 1] * es;
-		char *t = temp(ev, outer * w);
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, k), r0, r1, t)) < 0)
+		if (rx_row_bytes(c) == 0)
+			;       /* nothing to place */
+		else if (c->op == RX_TRANSPOSE_LAST2)
+			rc = eval_transpose(ev, c, r0, r1, (char *)dst + col, last);
+		else
+			rc = concat_copy(ev, kid_index(ev, n, k), r0, r1, (char *)dst + col,
+					 last * es);
+		if (rc < 0)
 			return rc;
-		for (uint64_t o = 0; o < outer; o++)
-			memcpy((char *)dst + o * last * es + col, t + o * w, w);
 		col += w;
 	}
 	return 0;
@@ -318,6 +273,35 @@ static int eval_slice_last(struct eval *ev, const struct rx_node *n, uint64_t r0
 		return rc;
 	for (uint64_t o = 0; o < outer; o++)
 		memcpy((char *)dst + o * w, t + o * cw + n->a * es, w);
+	return 0;
+}
+
+/* A cast a block of rows at a time where the child gives rows, so the
+ * block is still cached when the kernel reads it. */
+static int eval_cast(struct eval *ev, const struct rx_node *n, uint64_t r0, uint64_t r1,
+		     void *dst)
+{
+	const struct rx_node *c = kid(ev, n, 0);
+	uint64_t rb = rx_row_bytes(n), crb = rx_row_bytes(c);
+	uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ? CONVERT_BLOCK / crb :
+			 r1 - r0;
+	int rc;
+
+	if (block == 0)
+		block = 1;
+	if (block > r1 - r0)
+		block = r1 - r0;
+	char *t = temp(ev, block * crb);
+	if (!t)
+		return -ENOMEM;
+	for (uint64_t b0 = r0; b0 < r1; b0 += block) {
+		uint64_t b1 = b0 + block < r1 ? b0 + block : r1;
+		char *out = (char *)dst + (b0 - r0) * rb;
+		if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
+			return rc;
+		sd_convert(out, n->dtype, t, c->dtype, (size_t)((b1 - b0) * rb / dtype_size(n->dtype)),
+			   streams(ev, out));
+	}
 	return 0;
 }
 
@@ -502,17 +486,8 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 	switch (n->op) {
 	case RX_SRC:
 		return ev->rd->rows(ev->rd->arg, (uint32_t)n->a, r0, r1, dst, ev->err);
-	case RX_CAST: {
-		const struct rx_node *c = kid(ev, n, 0);
-		uint64_t count = (r1 - r0) * rb / dtype_size(n->dtype);
-		void *t = temp(ev, count * dtype_size(c->dtype));
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
-			return rc;
-		dtype_convert(dst, n->dtype, t, c->dtype, (size_t)count);
-		return 0;
-	}
+	case RX_CAST:
+		return eval_cast(ev, n, r0, r1, dst);
 	case RX_STACK0:
 		for (uint64_t e = r0; e < r1; e++) {
 			uint32_t k = kid_index(ev, n, (uint32_t)e);
@@ -537,7 +512,7 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 	case RX_SLICE_LAST:
 		return eval_slice_last(ev, n, r0, r1, dst);
 	case RX_TRANSPOSE_LAST2:
-		return eval_transpose(ev, n, r0, r1, dst);
+		return eval_transpose(ev, n, r0, r1, dst, n->shape[n->ndim - 1]);
 	case RX_CONCAT_LAST:
 		return eval_concat(ev, n, r0, r1, dst);
 	case RX_RESHAPE:
@@ -553,7 +528,8 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 int recipe_eval_cpu(const struct recipe *r, uint64_t r0, uint64_t r1,
 		    void *dst, const struct rx_reader *rd, char *err)
 {
-	struct eval ev = { r, rd, err };
+	const struct rx_node *root = rx_root(r);
+	struct eval ev = { r, rd, err, dst, (char *)dst + (r1 - r0) * rx_row_bytes(root) };
 
 	pthread_once(&arena_once, arena_init);
 	int rc = eval(&ev, r->nnodes - 1, r0, r1, dst);
