@@ -23,6 +23,7 @@
 #include "fs.h"
 #include "gpu.h"
 #include "inspect.h"
+#include "kernels.h"
 #include "log.h"
 #include "passthrough.h"
 #include "watch.h"
@@ -206,6 +207,21 @@ static int choose_backend(const struct cmdline *c, bool *gpu)
 	return 0;
 }
 
+/* cpu=, else SDAFS_CPU, else auto: the kernel path every conversion of
+ * this daemon uses (kernels.h); a path the CPU lacks stops the mount. */
+static int choose_cpu(const struct cmdline *c)
+{
+	const char *env = getenv("SDAFS_CPU");
+	const char *name = c->cpu ? c->cpu : env && *env ? env : "auto";
+	char err[SD_ERRLEN];
+
+	if (sd_kernels_choose(name, err) < 0) {
+		fprintf(stderr, "sdafs: %s=%s: %s\n", c->cpu ? "cpu" : "SDAFS_CPU", name, err);
+		return -1;
+	}
+	return 0;
+}
+
 int mount_run(struct cmdline *c, struct fuse_args *args)
 {
 	struct view_opts vo;
@@ -214,7 +230,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 	uint64_t cache_bytes;
 	int rc;
 
-	if (options_view(c, &vo, &cache_bytes) < 0)
+	if (options_view(c, &vo, &cache_bytes) < 0 || choose_cpu(c) < 0)
 		return 1;
 	raise_fd_limit();
 	if (c->mpi)

@@ -35,7 +35,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("max_threads=%u", max_threads), OPT("direct_io", direct_io),
 	OPT("mpi", mpi), OPT("--inspect", inspect), OPT("--json", json),
 	OPT("materialize_dir=%s", materialize_dir), OPT("prefetch", prefetch),
-	OPT("peft=%s", peft),
+	OPT("peft=%s", peft), OPT("cpu=%s", cpu),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -86,6 +86,10 @@ void options_usage(FILE *out)
 "                       rank shows its own experts; %%r in MOUNTPOINT is the rank\n"
 "  backend=auto|cpu|cuda  where chunks are converted: cuda needs a usable GPU\n"
 "                       (and a build with nvcc); auto uses one when there is one\n"
+"  cpu=auto|scalar|sse2|avx2|avx512\n"
+"                       the CPU's conversion kernels (auto: the widest this CPU\n"
+"                       has; every one gives the same bytes); default: the\n"
+"                       environment variable SDAFS_CPU, else auto\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
 "  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
@@ -255,7 +259,7 @@ void options_free(struct cmdline *c)
 {
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->adapter_file, &c->dtype, &c->peft,
-			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
+			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size, &c->cpu };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
 		free(*strings[i]);

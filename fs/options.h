@@ -16,6 +16,7 @@
 struct cmdline {
 	char *src, *mountpoint;
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
+	char *cpu;
 	char *materialize_dir;
 	char *peft;
 	unsigned max_threads;
