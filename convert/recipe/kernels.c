@@ -168,6 +168,29 @@ void sd_convert(void *dst, enum sd_dtype to, const void *src, enum sd_dtype from
 		dtype_convert(dst, to, src, from, n);
 }
 
+static void stream_fence(void);
+
+void sd_copy_rows(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width,
+		  size_t rows, bool stream)
+{
+	char *d = dst;
+	const char *s = src;
+
+	if (!stream || width * rows < SD_STREAM_MIN || width < 128) {
+		for (size_t r = 0; r < rows; r++)
+			memcpy(d + r * dst_pitch, s + r * src_pitch, width);
+		return;
+	}
+	sd_stream_lines_fn *lines = sd_kernels()->stream_lines;
+	for (size_t r = 0; r < rows; r++, d += dst_pitch, s += src_pitch) {
+		size_t head = (64 - (uintptr_t)d % 64) % 64, body = (width - head) / 64 * 64;
+		memcpy(d, s, head);
+		lines(d + head, s + head, body / 64);
+		memcpy(d + head + body, s + head + body, width - head - body);
+	}
+	stream_fence();
+}
+
 /* Non-temporal stores are weakly ordered: fence them before the caller
  * hands the buffer to another thread. */
 static void stream_fence(void)
@@ -229,7 +252,7 @@ static void stream_tile(const struct sd_transposer *k, const void *src, size_t s
 			k->block_fn(PTR(src, (r * src_ld + c) * es), src_ld, stage + (c * line + r) * es,
 				    line);
 	for (size_t c = 0; c < line; c++)
-		k->stream_line(WPTR(dst, c * dst_ld * es), stage + c * 64);
+		k->stream_lines(WPTR(dst, c * dst_ld * es), stage + c * 64, 1);
 }
 
 void sd_transpose_run(const struct sd_transposer *k, const void *src, size_t rows,

@@ -36,10 +36,15 @@ typedef void sd_transpose_fn(const void *src, size_t rows, size_t cols, size_t s
  * alignment. */
 typedef void sd_cast_fn(void *dst, const void *src, size_t n, bool stream);
 
+/* lines x 64 bytes from src (any alignment) to dst (64-byte aligned),
+ * around the caches where the path can. */
+typedef void sd_stream_lines_fn(void *dst, const void *src, size_t lines);
+
 struct sd_kernels {
 	const char *name;               /* as -o cpu= spells it */
 	sd_transpose_fn *transpose16, *transpose32;
 	sd_cast_fn *f32_to_bf16, *bf16_to_f32, *f32_to_f16, *f16_to_f32;
+	sd_stream_lines_fn *stream_lines;
 };
 
 /* The tables, each defined in its own file; a path this build has no code
@@ -74,6 +79,10 @@ void sd_transpose(const void *src, size_t rows, size_t cols, size_t src_ld,
 /* dtype_convert() with the path in use where it has a kernel for the pair. */
 void sd_convert(void *dst, enum sd_dtype to, const void *src, enum sd_dtype from, size_t n,
 		bool stream);
+/* rows rows of width bytes from src to dst, rows pitch bytes apart on each
+ * side (concat_last's copies into its columns). */
+void sd_copy_rows(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width,
+		  size_t rows, bool stream);
 
 /* --- shared by the paths' files ------------------------------------------ */
 
@@ -91,10 +100,10 @@ struct sd_transposer {
 	sd_block_fn *block_fn;
 	/* Streaming: either a block whose output rows are single 64-byte lines
 	 * (block * es == 64), stored non-temporally at 64-byte aligned dst
-	 * rows, or NULL and a function that copies one 64-byte line from an
-	 * aligned buffer to aligned dst non-temporally. */
+	 * rows, or NULL and tiles staged in L1 go out by the path's
+	 * stream_lines. */
 	sd_block_fn *line_block_fn;
-	void (*stream_line)(void *dst, const void *src);
+	sd_stream_lines_fn *stream_lines;
 	/* the next narrower path, for the thin edges */
 	const struct sd_kernels *narrower;
 };

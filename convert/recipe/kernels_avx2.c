@@ -100,17 +100,20 @@ static AVX2 void block8x8_32(const void *src, size_t sld, void *dst, size_t dld)
 		_mm256_storeu_si256((__m256i *)(d + (size_t)i * dld), a[i]);
 }
 
-static AVX2 void stream_line_avx2(void *dst, const void *src)
+static AVX2 void stream_lines_avx2(void *dst, const void *src, size_t lines)
 {
-	_mm256_stream_si256((__m256i *)dst, _mm256_load_si256((const __m256i *)src));
-	_mm256_stream_si256((__m256i *)dst + 1, _mm256_load_si256((const __m256i *)src + 1));
+	__m256i *d = dst;
+	const char *s = src;
+
+	for (size_t i = 0; i < lines * 2; i++)
+		_mm256_stream_si256(d + i, _mm256_loadu_si256((const __m256i *)(s + i * 32)));
 }
 
 static const struct sd_transposer t16 = {
-	2, 16, block16x16_16, NULL, stream_line_avx2, &sd_kernels_sse2
+	2, 16, block16x16_16, NULL, stream_lines_avx2, &sd_kernels_sse2
 };
 static const struct sd_transposer t32 = {
-	4, 8, block8x8_32, NULL, stream_line_avx2, &sd_kernels_sse2
+	4, 8, block8x8_32, NULL, stream_lines_avx2, &sd_kernels_sse2
 };
 /* --- casts: dtype_scalar.h's formulas, eight lanes at a time -------------- */
 
@@ -240,5 +243,6 @@ const struct sd_kernels sd_kernels_avx2 = {
 	.bf16_to_f32 = bf16_to_f32_avx2,
 	.f32_to_f16 = f32_to_f16_avx2,
 	.f16_to_f32 = f16_to_f32_avx2,
+	.stream_lines = stream_lines_avx2,
 };
 #endif

@@ -141,12 +141,21 @@ static AVX512 void block16x16_32_nt(const void *src, size_t sld, void *dst, size
 	transpose16x16_32(src, sld, dst, dld, true);
 }
 
+static AVX512 void stream_lines_avx512(void *dst, const void *src, size_t lines)
+{
+	char *d = dst;
+	const char *s = src;
+
+	for (size_t i = 0; i < lines; i++)
+		_mm512_stream_si512((void *)(d + i * 64), _mm512_loadu_si512(s + i * 64));
+}
+
 /* each output row of a block is one 64-byte line: streamed directly */
 static const struct sd_transposer t16 = {
-	2, 32, block32x32_16, block32x32_16_nt, NULL, &sd_kernels_avx2
+	2, 32, block32x32_16, block32x32_16_nt, stream_lines_avx512, &sd_kernels_avx2
 };
 static const struct sd_transposer t32 = {
-	4, 16, block16x16_32, block16x16_32_nt, NULL, &sd_kernels_avx2
+	4, 16, block16x16_32, block16x16_32_nt, stream_lines_avx512, &sd_kernels_avx2
 };
 SD_DEFINE_TRANSPOSE(transpose16_avx512, t16)
 SD_DEFINE_TRANSPOSE(transpose32_avx512, t32)
@@ -261,5 +270,6 @@ const struct sd_kernels sd_kernels_avx512 = {
 	.bf16_to_f32 = bf16_to_f32_avx512,
 	.f32_to_f16 = f32_to_f16_avx512,
 	.f16_to_f32 = f16_to_f32_avx512,
+	.stream_lines = stream_lines_avx512,
 };
 #endif

@@ -63,6 +63,11 @@ static void f16_to_f32_scalar(void *dst, const void *src, size_t n, bool stream)
 	dtype_convert(dst, SD_F32, src, SD_F16, n);
 }
 
+static void stream_lines_scalar(void *dst, const void *src, size_t lines)
+{
+	memcpy(dst, src, lines * 64);
+}
+
 const struct sd_kernels sd_kernels_scalar = {
 	.name = "scalar",
 	.transpose16 = sd_transpose16_scalar,
@@ -71,4 +76,5 @@ const struct sd_kernels sd_kernels_scalar = {
 	.bf16_to_f32 = bf16_to_f32_scalar,
 	.f32_to_f16 = f32_to_f16_scalar,
 	.f16_to_f32 = f16_to_f32_scalar,
+	.stream_lines = stream_lines_scalar,
 };

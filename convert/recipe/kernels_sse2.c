@@ -72,18 +72,20 @@ static SSE2 void block4x4_32(const void *src, size_t sld, void *dst, size_t dld)
 	_mm_storeu_si128((__m128i *)(d + 3 * dld), _mm_unpackhi_epi64(t1, t3));
 }
 
-static SSE2 void stream_line_sse2(void *dst, const void *src)
+static SSE2 void stream_lines_sse2(void *dst, const void *src, size_t lines)
 {
-	SD_UNROLL
-	for (int i = 0; i < 4; i++)
-		_mm_stream_si128((__m128i *)dst + i, _mm_load_si128((const __m128i *)src + i));
+	__m128i *d = dst;
+	const char *s = src;
+
+	for (size_t i = 0; i < lines * 4; i++)
+		_mm_stream_si128(d + i, _mm_loadu_si128((const __m128i *)(s + i * 16)));
 }
 
 static const struct sd_transposer t16 = {
-	2, 8, block8x8_16, NULL, stream_line_sse2, &sd_kernels_scalar
+	2, 8, block8x8_16, NULL, stream_lines_sse2, &sd_kernels_scalar
 };
 static const struct sd_transposer t32 = {
-	4, 4, block4x4_32, NULL, stream_line_sse2, &sd_kernels_scalar
+	4, 4, block4x4_32, NULL, stream_lines_sse2, &sd_kernels_scalar
 };
 SD_DEFINE_TRANSPOSE(transpose16_sse2, t16)
 SD_DEFINE_TRANSPOSE(transpose32_sse2, t32)
@@ -209,5 +211,6 @@ const struct sd_kernels sd_kernels_sse2 = {
 	.bf16_to_f32 = bf16_to_f32_sse2,
 	.f32_to_f16 = f32_to_f16_sse2,
 	.f16_to_f32 = f16_to_f32_sse2,
+	.stream_lines = stream_lines_sse2,
 };
 #endif

@@ -208,8 +208,9 @@ static int concat_copy(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, ch
 		uint64_t b1 = b0 + block < r1 ? b0 + block : r1;
 		if ((rc = eval(ev, i, b0, b1, t)) < 0)
 			return rc;
-		for (uint64_t o = 0; o < (b1 - b0) * rb / w; o++, dst += pitch)
-			memcpy(dst, t + o * w, w);
+		uint64_t lines = (b1 - b0) * rb / w;
+		sd_copy_rows(dst, pitch, t, w, w, lines, streams(ev, dst));
+		dst += lines * pitch;
 	}
 	return 0;
 }

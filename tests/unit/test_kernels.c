@@ -1,7 +1,8 @@
 /*
  * test_kernels.c — every kernel path (kernels.h) gives the reference's
  * bytes: transposes equal a naive loop written here, casts equal the
- * scalar casts of dtype.h element by element, on random data, on every
+ * scalar casts of dtype.h element by element, row copies equal memcpy,
+ * on random data, on every
  * shape edge and alignment, streamed or not, and on the special values
  * (NaN payloads of both signs, ±0, subnormals, ±Inf, every rounding tie).
  *
@@ -290,6 +291,62 @@ static void test_casts_match_scalar_at_every_length_and_alignment(void **state)
 	free(in);
 }
 
+/* --- row copies (concat_last's columns) -------------------------------------- */
+
+/* sd_copy_rows with path k in use against a memcpy per row, the bytes
+ * between the rows left alone. */
+static void check_copy_rows(const struct sd_kernels *k, size_t width, size_t rows,
+			    size_t dst_pitch, size_t src_pitch, size_t dst_off, size_t src_off)
+{
+	size_t dbytes = rows * dst_pitch + dst_off, sbytes = rows * src_pitch + src_off;
+	unsigned char *src = malloc(sbytes), *got = malloc(dbytes), *want = malloc(dbytes);
+	char err[SD_ERRLEN];
+
+	assert_non_null(src);
+	assert_non_null(got);
+	assert_non_null(want);
+	assert_int_equal(sd_kernels_choose(k->name, err), 0);
+	fill_random(src, sbytes);
+	fill_random(want, dbytes);
+	memcpy(got, want, dbytes);
+	for (size_t r = 0; r < rows; r++)
+		memcpy(want + dst_off + r * dst_pitch, src + src_off + r * src_pitch, width);
+	sd_copy_rows(got + dst_off, dst_pitch, src + src_off, src_pitch, width, rows, true);
+	if (memcmp(got, want, dbytes)) {
+		print_error("%s: copy of %zu rows of %zu bytes, pitches %zu/%zu, offsets %zu/%zu "
+			    "differs\n", k->name, rows, width, dst_pitch, src_pitch, dst_off, src_off);
+		fail();
+	}
+	free(src);
+	free(got);
+	free(want);
+}
+
+static void test_row_copies_match_memcpy_at_every_alignment(void **state)
+{
+	const struct sd_kernels *k = path_of(state);
+	char err[SD_ERRLEN];
+
+	for (size_t off = 0; off < 64; off += 3) {
+		check_copy_rows(k, 3712, 40, 7424, 3712, off, off % 5);  /* concat of two */
+		check_copy_rows(k, 200, 400, 333, 200, off, 1);
+		check_copy_rows(k, 128, 600, 192, 130, off, off);
+		check_copy_rows(k, 7, 30, 9, 7, off, 0);                 /* too small to stream */
+	}
+	for (size_t lines = 0; lines < 5; lines++)
+		for (size_t off = 0; off < 64; off += 7) {
+			_Alignas(64) unsigned char dst[5 * 64 + 64];
+			unsigned char src[5 * 64 + 64];
+			fill_random(src, sizeof(src));
+			memset(dst, 0xA5, sizeof(dst));
+			k->stream_lines(dst, src + off, lines);
+			assert_memory_equal(dst, src + off, lines * 64);
+			for (size_t i = lines * 64; i < sizeof(dst); i++)
+				assert_int_equal(dst[i], 0xA5);
+		}
+	assert_int_equal(sd_kernels_choose("auto", err), 0);
+}
+
 /* --- the dispatch ------------------------------------------------------------ */
 
 static void test_choose_takes_auto_and_every_path_the_cpu_has(void **state)
@@ -379,6 +436,8 @@ static const struct path_test per_path[] = {
 	{ "casts_match_scalar_on_special_values", test_casts_match_scalar_on_special_values },
 	{ "casts_match_scalar_at_every_length_and_alignment",
 	  test_casts_match_scalar_at_every_length_and_alignment },
+	{ "row_copies_match_memcpy_at_every_alignment",
+	  test_row_copies_match_memcpy_at_every_alignment },
 };
 
 static const struct path_test general[] = {
