@@ -129,6 +129,16 @@ static void *temp(struct eval *ev, uint64_t bytes)
 	return p;
 }
 
+/* Rows of node i to evaluate at a time, out of n: a block of about
+ * CONVERT_BLOCK bytes where the node gives rows cheaply, else all n. */
+static uint64_t block_rows(const struct eval *ev, uint32_t i, uint64_t n)
+{
+	uint64_t rb = rx_row_bytes(&ev->r->nodes[i]);
+	uint64_t b = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : n;
+
+	return b == 0 ? 1 : b > n ? n : b;
+}
+
 /* Output written into the caller's buffer is not read again by this
  * chunk's evaluation, so the kernels may stream it past the caches; a
  * temporary is read next by its parent and should stay cached. */
@@ -153,14 +163,9 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		 * take them a block at a time, so scratch stays small (it is per
 		 * worker thread) and the block stays in cache while it is
 		 * transposed.  A child that cannot give rows comes whole. */
-		uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ?
-				 CONVERT_BLOCK / (C * es) : R;
+		uint64_t block = block_rows(ev, kid_index(ev, n, 0), R);
 		if (block > 32 && block < R)
 			block &= ~(uint64_t)31;  /* whole register blocks, no ragged edge */
-		if (block == 0)
-			block = 1;
-		if (block > R)
-			block = R;
 		char *t = temp(ev, block * C * es);
 		if (!t)
 			return -ENOMEM;
@@ -194,13 +199,9 @@ static int concat_copy(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, ch
 {
 	const struct rx_node *c = &ev->r->nodes[i];
 	uint64_t rb = rx_row_bytes(c), w = c->shape[c->ndim - 1] * dtype_size(c->dtype);
-	uint64_t block = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : r1 - r0;
+	uint64_t block = block_rows(ev, i, r1 - r0);
 	int rc;
 
-	if (block == 0)
-		block = 1;
-	if (block > r1 - r0)
-		block = r1 - r0;
 	char *t = temp(ev, block * rb);
 	if (!t)
 		return -ENOMEM;
@@ -219,7 +220,7 @@ static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		       uint64_t r1, void *dst)
 {
 	size_t es = dtype_size(n->dtype);
-	int rc = 0;
+	int rc;
 
 	if (n->ndim == 1) {     /* concatenating along dim 0: rows span children */
 		uint64_t base = 0;
@@ -242,9 +243,9 @@ static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	for (uint32_t k = 0; k < n->nkids; k++) {
 		const struct rx_node *c = kid(ev, n, k);
 		uint64_t w = c->shape[c->ndim - 1] * es;
-		if (rx_row_bytes(c) == 0)
-			;       /* nothing to place */
-		else if (c->op == RX_TRANSPOSE_LAST2)
+		if (w == 0)
+			continue;       /* nothing to place */
+		if (c->op == RX_TRANSPOSE_LAST2)
 			rc = eval_transpose(ev, c, r0, r1, (char *)dst + col, last);
 		else
 			rc = concat_copy(ev, kid_index(ev, n, k), r0, r1, (char *)dst + col,
@@ -284,14 +285,9 @@ static int eval_cast(struct eval *ev, const struct rx_node *n, uint64_t r0, uint
 {
 	const struct rx_node *c = kid(ev, n, 0);
 	uint64_t rb = rx_row_bytes(n), crb = rx_row_bytes(c);
-	uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ? CONVERT_BLOCK / crb :
-			 r1 - r0;
+	uint64_t block = block_rows(ev, kid_index(ev, n, 0), r1 - r0);
 	int rc;
 
-	if (block == 0)
-		block = 1;
-	if (block > r1 - r0)
-		block = r1 - r0;
 	char *t = temp(ev, block * crb);
 	if (!t)
 		return -ENOMEM;
