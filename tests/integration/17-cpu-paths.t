@@ -41,7 +41,7 @@ check() {       # check PATH NAME SRC DTYPE: three results
 	ok $? "$p: $name: every byte equals the reference" || diag "$mnt.check"
 	is "$(stat_field "$mnt" cpu_kernels)" "$p" "$p: $name: .sdafs-stats names the path"
 	unmount_view "$mnt"
-	ok $? "$p: $name: unmounts cleanly, sanitizer log clean"
+	ok $? "$p: $name: unmounts cleanly, sanitizer log clean" || diag "$mnt.log"
 }
 
 for p in $PATHS; do
