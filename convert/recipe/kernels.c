@@ -20,6 +20,11 @@
 #include <immintrin.h>
 #endif
 
+/* A streamed transpose turns around this many bytes of source rows at a
+ * time: they stay in L2 (and their pages in the TLB) while every column of
+ * them is written out. */
+#define STRIP_BYTES ((size_t)256 << 10)
+
 static const char *const path_names[SD_CPU_NPATHS] = {
 	[SD_CPU_SCALAR] = "scalar", [SD_CPU_SSE2] = "sse2",
 	[SD_CPU_AVX2] = "avx2", [SD_CPU_AVX512] = "avx512",
@@ -32,8 +37,9 @@ const char *sd_cpu_path_name(enum sd_cpu_path p)
 	return (unsigned)p < SD_CPU_NPATHS ? path_names[p] : NULL;
 }
 
-/* What the CPU (and the kernel, which must save the wider registers: the
- * compiler's check reads XCR0 too) lets each path use. */
+/* What the CPU lets each path use (and the OS: the compiler's check reads
+ * XCR0 too, so registers the kernel does not save count as absent).  Other
+ * architectures have the scalar path only. */
 static int cpu_has(enum sd_cpu_path p)
 {
 #ifdef SD_KERNELS_X86
@@ -89,9 +95,8 @@ static int find(const char *name, const struct sd_kernels **out, char *err)
 		if (strcmp(name, path_names[p]))
 			continue;
 		if (!(*out = sd_kernels_path((enum sd_cpu_path)p)))
-			return sd_err(err, -ENOTSUP, "this %s has no %s kernels (the widest it has: %s)",
-				      cpu_has((enum sd_cpu_path)p) ? "build" : "CPU", name,
-				      widest()->name);
+			return sd_err(err, -ENOTSUP, "this CPU has no %s kernels (the widest it has: %s)",
+				      name, widest()->name);
 		return 0;
 	}
 	return sd_err(err, -EINVAL, "unknown kernel path '%s': expected auto, scalar, sse2, avx2 or avx512",
@@ -168,7 +173,14 @@ void sd_convert(void *dst, enum sd_dtype to, const void *src, enum sd_dtype from
 		dtype_convert(dst, to, src, from, n);
 }
 
-static void stream_fence(void);
+/* Non-temporal stores are weakly ordered: fence them before the caller
+ * hands the buffer to another thread. */
+static void stream_fence(void)
+{
+#ifdef SD_KERNELS_X86
+	_mm_sfence();
+#endif
+}
 
 void sd_copy_rows(void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width,
 		  size_t rows, bool stream)
@@ -191,15 +203,6 @@ void sd_copy_rows(void *dst, size_t dst_pitch, const void *src, size_t src_pitch
 	stream_fence();
 }
 
-/* Non-temporal stores are weakly ordered: fence them before the caller
- * hands the buffer to another thread. */
-static void stream_fence(void)
-{
-#ifdef SD_KERNELS_X86
-	_mm_sfence();
-#endif
-}
-
 #define PTR(base, off) ((const char *)(base) + (off))
 #define WPTR(base, off) ((char *)(base) + (off))
 
@@ -207,8 +210,6 @@ static sd_transpose_fn *edge(const struct sd_transposer *k)
 {
 	return k->es == 2 ? k->narrower->transpose16 : k->narrower->transpose32;
 }
-
-#define SD_STRIP_BYTES ((size_t)256 << 10)
 
 /* Plain stores: 64 x 64-element tiles of register blocks, then the edges. */
 static void walk_plain(const struct sd_transposer *k, const void *src, size_t rows, size_t cols,
@@ -241,7 +242,7 @@ static void stream_tile(const struct sd_transposer *k, const void *src, size_t s
 			void *dst, size_t dst_ld)
 {
 	size_t es = k->es, b = k->block, line = 64 / es;
-	_Alignas(64) unsigned char stage[64 * 64];
+	_Alignas(64) unsigned char stage[32 * 64];      /* line <= 32 rows of 64 bytes */
 
 	if (k->line_block_fn) {
 		k->line_block_fn(src, src_ld, dst, dst_ld);
@@ -271,9 +272,7 @@ void sd_transpose_run(const struct sd_transposer *k, const void *src, size_t row
 	const char *s = PTR(src, lead * src_ld * es);
 	char *d = WPTR(dst, lead * es);
 
-	/* strips of source rows small enough to stay cached (and in the TLB)
-	 * while every column of them is turned around */
-	size_t strip = SD_STRIP_BYTES / (cols * es) / line * line;
+	size_t strip = STRIP_BYTES / (cols * es) / line * line;
 
 	if (strip < line)
 		strip = line;

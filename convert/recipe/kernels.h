@@ -1,7 +1,8 @@
 /*
  * kernels.h — the CPU evaluator's inner loops (2-D transposes of 16- and
- * 32-bit elements, casts between F32 and the 16-bit floats) in several
- * instruction sets, one of which is chosen once, at start-up.
+ * 32-bit elements, casts between F32 and the 16-bit floats, the row copies
+ * of concat_last) in several instruction sets, one of which is chosen once,
+ * at start-up.
  *
  * The one idea: every path is a table of the same functions, and the scalar
  * table is the reference the others must equal byte for byte (the casts are
