@@ -129,14 +129,46 @@ static void *temp(struct eval *ev, uint64_t bytes)
 	return p;
 }
 
-/* Rows of node i to evaluate at a time, out of n: a block of about
- * CONVERT_BLOCK bytes where the node gives rows cheaply, else all n. */
-static uint64_t block_rows(const struct eval *ev, uint32_t i, uint64_t n)
-{
-	uint64_t rb = rx_row_bytes(&ev->r->nodes[i]);
-	uint64_t b = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : n;
+/*
+ * Rows [r0, r1) of node i a block at a time into one scratch buffer, for a
+ * parent that turns each block around while it is still in L2: blocks of
+ * about CONVERT_BLOCK bytes (whole 32-row register blocks where there are
+ * more) where the node gives rows cheaply, else all rows at once.
+ *
+ *     struct blocks b;
+ *     if ((rc = blocks_start(ev, i, r0, r1, &b)) < 0) return rc;
+ *     while ((rc = blocks_next(ev, &b)) > 0) use b.t, rows [b.b0, b.b1);
+ *     return rc;
+ */
+struct blocks {
+	uint32_t node;
+	uint64_t b0, b1, end, step;
+	char *t;
+};
 
-	return b == 0 ? 1 : b > n ? n : b;
+static int blocks_start(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, struct blocks *b)
+{
+	uint64_t rb = rx_row_bytes(&ev->r->nodes[i]), n = r1 - r0;
+	uint64_t step = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : n;
+
+	if (step > 32 && step < n)
+		step &= ~(uint64_t)31;
+	step = step == 0 ? 1 : step > n ? n : step;
+	*b = (struct blocks){ i, r0, r0, r1, step, temp(ev, step * rb) };
+	return b->t ? 0 : -ENOMEM;
+}
+
+/* The next block into b->t: 1, or 0 after the last, or a negative errno. */
+static int blocks_next(struct eval *ev, struct blocks *b)
+{
+	int rc;
+
+	if (b->b1 >= b->end)
+		return 0;
+	b->b0 = b->b1;
+	b->b1 = b->b0 + b->step < b->end ? b->b0 + b->step : b->end;
+	rc = eval(ev, b->node, b->b0, b->b1, b->t);
+	return rc < 0 ? rc : 1;
 }
 
 /* Output written into the caller's buffer is not read again by this
@@ -163,20 +195,13 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		 * take them a block at a time, so scratch stays small (it is per
 		 * worker thread) and the block stays in cache while it is
 		 * transposed.  A child that cannot give rows comes whole. */
-		uint64_t block = block_rows(ev, kid_index(ev, n, 0), R);
-		if (block > 32 && block < R)
-			block &= ~(uint64_t)31;  /* whole register blocks, no ragged edge */
-		char *t = temp(ev, block * C * es);
-		if (!t)
-			return -ENOMEM;
-		for (uint64_t b0 = 0; b0 < R; b0 += block) {
-			uint64_t b1 = b0 + block < R ? b0 + block : R;
-			if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
-				return rc;
-			sd_transpose(t + r0 * es, b1 - b0, r1 - r0, C, (char *)dst + b0 * es,
+		struct blocks b;
+		if ((rc = blocks_start(ev, kid_index(ev, n, 0), 0, R, &b)) < 0)
+			return rc;
+		while ((rc = blocks_next(ev, &b)) > 0)
+			sd_transpose(b.t + r0 * es, b.b1 - b.b0, r1 - r0, C, (char *)dst + b.b0 * es,
 				     dst_ld, es, streams(ev, dst));
-		}
-		return 0;
+		return rc;
 	}
 	uint64_t batches = (r1 - r0) * (rx_row_bytes(n) / (R * C * es));
 	char *t = temp(ev, batches * R * C * es);
@@ -199,21 +224,17 @@ static int concat_copy(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, ch
 {
 	const struct rx_node *c = &ev->r->nodes[i];
 	uint64_t rb = rx_row_bytes(c), w = c->shape[c->ndim - 1] * dtype_size(c->dtype);
-	uint64_t block = block_rows(ev, i, r1 - r0);
+	struct blocks b;
 	int rc;
 
-	char *t = temp(ev, block * rb);
-	if (!t)
-		return -ENOMEM;
-	for (uint64_t b0 = r0; b0 < r1; b0 += block) {
-		uint64_t b1 = b0 + block < r1 ? b0 + block : r1;
-		if ((rc = eval(ev, i, b0, b1, t)) < 0)
-			return rc;
-		uint64_t lines = (b1 - b0) * rb / w;
-		sd_copy_rows(dst, pitch, t, w, w, lines, streams(ev, dst));
+	if ((rc = blocks_start(ev, i, r0, r1, &b)) < 0)
+		return rc;
+	while ((rc = blocks_next(ev, &b)) > 0) {
+		uint64_t lines = (b.b1 - b.b0) * rb / w;
+		sd_copy_rows(dst, pitch, b.t, w, w, lines, streams(ev, dst));
 		dst += lines * pitch;
 	}
-	return 0;
+	return rc;
 }
 
 static int eval_concat(struct eval *ev, const struct rx_node *n, uint64_t r0,
@@ -284,22 +305,18 @@ static int eval_cast(struct eval *ev, const struct rx_node *n, uint64_t r0, uint
 		     void *dst)
 {
 	const struct rx_node *c = kid(ev, n, 0);
-	uint64_t rb = rx_row_bytes(n), crb = rx_row_bytes(c);
-	uint64_t block = block_rows(ev, kid_index(ev, n, 0), r1 - r0);
+	uint64_t rb = rx_row_bytes(n);
+	struct blocks b;
 	int rc;
 
-	char *t = temp(ev, block * crb);
-	if (!t)
-		return -ENOMEM;
-	for (uint64_t b0 = r0; b0 < r1; b0 += block) {
-		uint64_t b1 = b0 + block < r1 ? b0 + block : r1;
-		char *out = (char *)dst + (b0 - r0) * rb;
-		if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
-			return rc;
-		sd_convert(out, n->dtype, t, c->dtype, (size_t)((b1 - b0) * rb / dtype_size(n->dtype)),
-			   streams(ev, out));
+	if ((rc = blocks_start(ev, kid_index(ev, n, 0), r0, r1, &b)) < 0)
+		return rc;
+	while ((rc = blocks_next(ev, &b)) > 0) {
+		char *out = (char *)dst + (b.b0 - r0) * rb;
+		sd_convert(out, n->dtype, b.t, c->dtype,
+			   (size_t)((b.b1 - b.b0) * rb / dtype_size(n->dtype)), streams(ev, out));
 	}
-	return 0;
+	return rc;
 }
 
 /* Rows [r0, r1) of a reshape are the bytes [r0, r1) * row of its child in
