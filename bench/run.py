@@ -1092,19 +1092,24 @@ def fmt_ops(ops):
     """The per-operation section: GB/s of output per backend, one thread."""
     if not ops or "error" in ops:
         return ["recipe operations: not measured (%s)" % (ops or {}).get("error", "no results")]
-    out = ["recipe operations in memory (bench/ops.c), one thread, GB/s of output, median of %d passes"
-           % ops["reps"]]
+    out = ["recipe operations in memory (bench/ops.c), one thread, GB/s of output, median of %d "
+           "interleaved passes; a column per CPU kernel path" % ops["reps"]]
     if "cuda_skipped" in ops:
         out.append("  CUDA column skipped: %s" % ops["cuda_skipped"])
     else:
         out.append("  CUDA: %s" % ops["cuda_device"])
-    out.append("  %-18s %8s %7s %7s %8s" % ("op", "MB out", "CPU", "CUDA", "CUDA/CPU"))
+    paths = ["scalar", "sse2", "avx2", "avx512"]     # the CPU kernel paths, - where absent
+    out.append("  %-20s %8s %7s %s %7s %8s" % ("op", "MB out", "memcpy",
+                                              " ".join("%7s" % p for p in paths), "CUDA", "CUDA/CPU"))
     for o in ops["ops"]:
         cuda = "%7.2f" % o["cuda_gb_s"] if "cuda_gb_s" in o else "%7s" % "-"
         ratio = "%8.2f" % o["cuda_over_cpu"] if "cuda_over_cpu" in o else "%8s" % "-"
         note = "  CUDA: %s" % o["cuda_note"] if "cuda_note" in o else ""
-        out.append("  %-18s %8.1f %7.2f %s %s%s" % (o["op"], o["bytes_out"] / 1e6, o["cpu_gb_s"],
-                                                   cuda, ratio, note))
+        cols = " ".join("%7.2f" % o["paths"][p] if p in o.get("paths", {}) else "%7s" % "-"
+                        for p in paths)
+        memcpy = "%7.2f" % o["memcpy_gb_s"] if "memcpy_gb_s" in o else "%7s" % "-"
+        out.append("  %-20s %8.1f %s %s %s %s%s" % (o["op"], o["bytes_out"] / 1e6, memcpy, cols,
+                                                    cuda, ratio, note))
     return out
 
 

@@ -219,7 +219,8 @@ static int open_trees(struct tool *t)
 
 	if (t->all_ranks && check_all_ranks(t) < 0)
 		return -1;
-	if (options_view(&t->c, &vo, &t->budget) < 0 || ranks_resolve(&t->c, &vo) < 0)
+	if (options_view(&t->c, &vo, &t->budget) < 0 || ranks_resolve(&t->c, &vo) < 0 ||
+	    choose_cpu(&t->c) < 0)
 		return -1;
 	if (view_open(&t->v, t->c.src, &vo, t->budget, err) < 0) {
 		fprintf(stderr, "sdafs: %s\n", err);    /* the mount's message */

@@ -33,6 +33,7 @@
 #include "gpu.h"
 #include "inspect.h"
 #include "hints.h"
+#include "kernels.h"
 #include "log.h"
 #include "mountpoint.h"
 #include "passthrough.h"
@@ -394,6 +395,21 @@ static int probe_gpu(void)
 	return -1;
 }
 
+/* cpu=, else SDAFS_CPU, else auto: the kernel path every conversion of
+ * this daemon uses (kernels.h); a path the CPU lacks stops the mount. */
+int choose_cpu(const struct cmdline *c)
+{
+	const char *env = getenv("SDAFS_CPU");
+	const char *name = c->cpu ? c->cpu : env && *env ? env : "auto";
+	char err[SD_ERRLEN];
+
+	if (sd_kernels_choose(name, err) < 0) {
+		fprintf(stderr, "sdafs: %s=%s: %s\n", c->cpu ? "cpu" : "SDAFS_CPU", name, err);
+		return -1;
+	}
+	return 0;
+}
+
 int mount_run(struct cmdline *c, struct fuse_args *args)
 {
 	bool per_rank = c->mountpoint && strstr(c->mountpoint, "%r");
@@ -407,7 +423,7 @@ int mount_run(struct cmdline *c, struct fuse_args *args)
 
 	if (options_view(c, &vo, &cache_bytes) < 0 || ranks_resolve(c, &vo) < 0 ||
 	    options_copies(c, &materialize_max) < 0 || options_gpu(c, &gc) < 0 ||
-	    options_readahead(c, &readahead) < 0)
+	    options_readahead(c, &readahead) < 0 || choose_cpu(c) < 0)
 		return 1;
 	gpu_configure(&gc);
 	raise_fd_limit();

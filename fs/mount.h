@@ -22,5 +22,8 @@ void raise_fd_limit(void);
  * In the process that converts only (CUDA does not survive a fork). */
 struct view;
 int choose_backend(const struct cmdline *c, struct view *v);
+/* cpu=, else SDAFS_CPU, else auto: the CPU kernel path (kernels.h); -1
+ * after a message when the CPU lacks it. */
+int choose_cpu(const struct cmdline *c);
 
 #endif

@@ -47,6 +47,7 @@ static const struct fuse_opt cmd_opts[] = {
 	OPT("peft=%s", peft), OPT("log=%s", log_file),
 	OPT("gpu_mem=%s", gpu_mem), OPT("gpu_pinned=%s", gpu_pinned),
 	OPT("readahead=%s", readahead),
+	OPT("cpu=%s", cpu),
 	FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
 	OPT("--list-adapters", list_adapters),
 	FUSE_OPT_KEY("-h", KEY_HELP), FUSE_OPT_KEY("--help", KEY_HELP),
@@ -125,6 +126,10 @@ void options_usage(FILE *out)
 "                       that share the GPU)\n"
 "  gpu_pinned=SIZE      pinned host memory they may hold (default: an eighth of\n"
 "                       RAM, split among the node's ranks)\n"
+"  cpu=auto|scalar|sse2|avx2|avx512\n"
+"                       the CPU's conversion kernels (auto: the widest this CPU\n"
+"                       has; every one gives the same bytes); default: the\n"
+"                       environment variable SDAFS_CPU, else auto\n"
 "  max_threads=N        FUSE worker threads (default 16)\n"
 "  direct_io            bypass the page cache (streaming readers that do not mmap)\n"
 "  materialize_dir=DIR  keep converted view files in DIR (once read to the end, or\n"
@@ -342,7 +347,7 @@ void options_free(struct cmdline *c)
 	char **strings[] = { &c->src, &c->mountpoint, &c->view, &c->adapter, &c->materialize_dir,
 			     &c->materialize_max, &c->adapter_file, &c->dtype, &c->peft, &c->log_file,
 			     &c->gpu_mem, &c->gpu_pinned, &c->options_text, &c->readahead,
-			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size };
+			     &c->cache_size, &c->backend, &c->ep_rank, &c->ep_size, &c->cpu };
 
 	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
 		free(*strings[i]);

@@ -17,6 +17,7 @@
 struct cmdline {
 	char *src, *mountpoint;
 	char *view, *adapter, *adapter_file, *dtype, *cache_size, *backend, *ep_rank, *ep_size;
+	char *cpu;
 	char *materialize_dir, *materialize_max;
 	char *peft;
 	char *log_file;         /* log=FILE */

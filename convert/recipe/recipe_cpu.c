@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kernels.h"
 #include "quant.h"
 #include "rx_index.h"
 
@@ -24,8 +25,8 @@
 
 struct arena_blk {
 	struct arena_blk *next;
-	size_t cap, used;
-	max_align_t data[];
+	size_t cap, used;               /* multiples of 64 */
+	_Alignas(64) unsigned char data[];      /* whole cache lines for the kernels */
 };
 
 static pthread_key_t arena_key;
@@ -53,7 +54,7 @@ static void *arena_alloc(size_t n)
 		size_t cap = b ? b->cap * 2 : (size_t)1 << 20;
 		if (cap < n)
 			cap = n;
-		struct arena_blk *nb = malloc(sizeof(*nb) + cap);
+		struct arena_blk *nb = aligned_alloc(64, sizeof(*nb) + cap);
 		if (!nb)
 			return NULL;
 		nb->next = b;
@@ -83,7 +84,7 @@ static void arena_reset(void)
 	for (struct arena_blk *i = b; i; i = i->next)
 		total += i->cap;
 	arena_destroy(b);
-	b = malloc(sizeof(*b) + total);
+	b = aligned_alloc(64, sizeof(*b) + total);
 	if (b) {
 		b->next = NULL;
 		b->cap = total;
@@ -110,98 +111,9 @@ void recipe_cpu_arena_release(void)
 	pthread_setspecific(arena_key, NULL);
 }
 
-/* --- kernels -------------------------------------------------------------- */
-
-#define TILE 32
-#define TRANSPOSE_BLOCK ((uint64_t)256 << 10)     /* input bytes per block */
-
-#define DEFINE_TRANSPOSE(NAME, T)                                               \
-	static void NAME(const void *src_, size_t rows, size_t cols,           \
-			 size_t src_ld, void *dst_, size_t dst_ld)              \
-	{                                                                       \
-		const T *src = src_;                                            \
-		T *dst = dst_;                                                  \
-		for (size_t r0 = 0; r0 < rows; r0 += TILE) {                    \
-			size_t r1 = r0 + TILE < rows ? r0 + TILE : rows;        \
-			for (size_t c0 = 0; c0 < cols; c0 += TILE) {            \
-				size_t c1 = c0 + TILE < cols ? c0 + TILE : cols; \
-				for (size_t c = c0; c < c1; c++)                \
-					for (size_t r = r0; r < r1; r++)        \
-						dst[c * dst_ld + r] =           \
-							src[r * src_ld + c];    \
-			}                                                       \
-		}                                                               \
-	}
-
-DEFINE_TRANSPOSE(transpose8, uint8_t)
-DEFINE_TRANSPOSE(transpose16, uint16_t)
-DEFINE_TRANSPOSE(transpose32, uint32_t)
-DEFINE_TRANSPOSE(transpose64, uint64_t)
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-
-/* An 8x8 block of 16-bit elements transposed in registers: three rounds of
- * interleaving (16-, 32-, 64-bit) turn rows into columns. */
-static void transpose8x8_16(const uint16_t *s, size_t sld, uint16_t *d, size_t dld)
-{
-	__m128i a[8], b[8], c[8];
-
-	for (int i = 0; i < 8; i++)
-		a[i] = _mm_loadu_si128((const __m128i *)(s + (size_t)i * sld));
-	for (int i = 0; i < 4; i++) {
-		b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
-		b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
-	}
-	for (int i = 0; i < 2; i++) {
-		c[4 * i + 0] = _mm_unpacklo_epi32(b[4 * i + 0], b[4 * i + 2]);
-		c[4 * i + 1] = _mm_unpackhi_epi32(b[4 * i + 0], b[4 * i + 2]);
-		c[4 * i + 2] = _mm_unpacklo_epi32(b[4 * i + 1], b[4 * i + 3]);
-		c[4 * i + 3] = _mm_unpackhi_epi32(b[4 * i + 1], b[4 * i + 3]);
-	}
-	for (int i = 0; i < 4; i++) {
-		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i) * dld),
-				 _mm_unpacklo_epi64(c[i], c[i + 4]));
-		_mm_storeu_si128((__m128i *)(d + (size_t)(2 * i + 1) * dld),
-				 _mm_unpackhi_epi64(c[i], c[i + 4]));
-	}
-}
-
-/* 16-bit transpose: 8x8 register blocks walked in 64x64 tiles (so both
- * sides stay in L1), the ragged right and bottom edges element by element. */
-static void transpose16_blocked(const uint16_t *src, size_t rows, size_t cols,
-				size_t src_ld, uint16_t *dst, size_t dst_ld)
-{
-	size_t r8 = rows & ~(size_t)7, c8 = cols & ~(size_t)7;
-
-	for (size_t r0 = 0; r0 < r8; r0 += 64)
-		for (size_t c0 = 0; c0 < c8; c0 += 64)
-			for (size_t r = r0; r < r0 + 64 && r < r8; r += 8)
-				for (size_t c = c0; c < c0 + 64 && c < c8; c += 8)
-					transpose8x8_16(src + r * src_ld + c, src_ld,
-							dst + c * dst_ld + r, dst_ld);
-	if (c8 < cols)
-		transpose16(src + c8, r8, cols - c8, src_ld, dst + c8 * dst_ld, dst_ld);
-	if (r8 < rows)
-		transpose16(src + r8 * src_ld, rows - r8, cols, src_ld, dst + r8, dst_ld);
-}
-#endif
-
-/* dst[c][r] = src[r][c] for a rows x cols block; leading dims in elements. */
-static void transpose(const void *src, size_t rows, size_t cols, size_t src_ld,
-		      void *dst, size_t dst_ld, size_t es)
-{
-	switch (es) {
-	case 1: transpose8(src, rows, cols, src_ld, dst, dst_ld); break;
-#if defined(__SSE2__)
-	case 2: transpose16_blocked(src, rows, cols, src_ld, dst, dst_ld); break;
-#else
-	case 2: transpose16(src, rows, cols, src_ld, dst, dst_ld); break;
-#endif
-	case 4: transpose32(src, rows, cols, src_ld, dst, dst_ld); break;
-	default: transpose64(src, rows, cols, src_ld, dst, dst_ld); break;
-	}
-}
+/* Input bytes per block of a 2-D transpose or a cast: the block is read
+ * into scratch that stays in L2 while the kernel turns it around. */
+#define CONVERT_BLOCK ((uint64_t)256 << 10)
 
 /* --- evaluation ----------------------------------------------------------- */
 
@@ -209,6 +121,7 @@ struct eval {
 	const struct recipe *r;
 	const struct rx_reader *rd;
 	char *err;
+	const char *out, *out_end;      /* the caller's buffer */
 };
 
 static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst);
@@ -235,8 +148,61 @@ static void *temp(struct eval *ev, uint64_t bytes)
 	return p;
 }
 
+/*
+ * Rows [r0, r1) of node i a block at a time into one scratch buffer, for a
+ * parent that turns each block around while it is still in L2: blocks of
+ * about CONVERT_BLOCK bytes (whole 32-row register blocks where there are
+ * more) where the node gives rows cheaply, else all rows at once.
+ *
+ *     struct blocks b;
+ *     if ((rc = blocks_start(ev, i, r0, r1, &b)) < 0) return rc;
+ *     while ((rc = blocks_next(ev, &b)) > 0) use b.t, rows [b.b0, b.b1);
+ *     return rc;
+ */
+struct blocks {
+	uint32_t node;
+	uint64_t b0, b1, end, step;
+	char *t;
+};
+
+static int blocks_start(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, struct blocks *b)
+{
+	uint64_t rb = rx_row_bytes(&ev->r->nodes[i]), n = r1 - r0;
+	uint64_t step = rx_row_separable(ev->r, i) ? CONVERT_BLOCK / rb : n;
+
+	if (step > 32 && step < n)
+		step &= ~(uint64_t)31;
+	step = step == 0 ? 1 : step > n ? n : step;
+	*b = (struct blocks){ i, r0, r0, r1, step, temp(ev, step * rb) };
+	return b->t ? 0 : -ENOMEM;
+}
+
+/* The next block into b->t: 1, or 0 after the last, or a negative errno. */
+static int blocks_next(struct eval *ev, struct blocks *b)
+{
+	int rc;
+
+	if (b->b1 >= b->end)
+		return 0;
+	b->b0 = b->b1;
+	b->b1 = b->b0 + b->step < b->end ? b->b0 + b->step : b->end;
+	rc = eval(ev, b->node, b->b0, b->b1, b->t);
+	return rc < 0 ? rc : 1;
+}
+
+/* Output written into the caller's buffer is not read again by this
+ * chunk's evaluation, so the kernels may stream it past the caches; a
+ * temporary is read next by its parent and should stay cached. */
+static bool streams(const struct eval *ev, const void *dst)
+{
+	return (const char *)dst >= ev->out && (const char *)dst < ev->out_end;
+}
+
+/* Rows [r0, r1) of a transpose, output row i at dst + i * dst_ld elements
+ * (a concat_last parent passes its own row length, so its transposed
+ * children are written in place instead of through a temporary). */
 static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
-			  uint64_t r1, void *dst)
+			  uint64_t r1, void *dst, uint64_t dst_ld)
 {
 	const struct rx_node *c = kid(ev, n, 0);
 	size_t es = dtype_size(n->dtype);
@@ -248,24 +214,13 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 		 * take them a block at a time, so scratch stays small (it is per
 		 * worker thread) and the block stays in cache while it is
 		 * transposed.  A child that cannot give rows comes whole. */
-		uint64_t block = rx_row_separable(ev->r, kid_index(ev, n, 0)) ?
-				 TRANSPOSE_BLOCK / (C * es) : R;
-		if (block > 8 && block < R)
-			block &= ~(uint64_t)7;  /* whole 8x8 register blocks, no ragged edge */
-		if (block == 0)
-			block = 1;
-		if (block > R)
-			block = R;
-		char *t = temp(ev, block * C * es);
-		if (!t)
-			return -ENOMEM;
-		for (uint64_t b0 = 0; b0 < R; b0 += block) {
-			uint64_t b1 = b0 + block < R ? b0 + block : R;
-			if ((rc = eval(ev, kid_index(ev, n, 0), b0, b1, t)) < 0)
-				return rc;
-			transpose(t + r0 * es, b1 - b0, r1 - r0, C, (char *)dst + b0 * es, R, es);
-		}
-		return 0;
+		struct blocks b;
+		if ((rc = blocks_start(ev, kid_index(ev, n, 0), 0, R, &b)) < 0)
+			return rc;
+		while ((rc = blocks_next(ev, &b)) > 0)
+			sd_transpose(b.t + r0 * es, b.b1 - b.b0, r1 - r0, C, (char *)dst + b.b0 * es,
+				     dst_ld, es, streams(ev, dst));
+		return rc;
 	}
 	uint64_t batches = (r1 - r0) * (rx_row_bytes(n) / (R * C * es));
 	char *t = temp(ev, batches * R * C * es);
@@ -274,17 +229,9 @@ static int eval_transpose(struct eval *ev, const struct rx_node *n, uint64_t r0,
 	if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
 		return rc;
 	for (uint64_t b = 0; b < batches; b++)
-		transpose(t + b * R * C * es, R, C, C, (char *)dst + b * R * C * es,
-			  R, es);
+		sd_transpose(t + b * R * C * es, R, C, C, (char *)dst + b * C * dst_ld * es,
+			     dst_ld, es, streams(ev, dst));
 	return 0;
-}
-
-/* Copy c between host buffers, run by run. */
-static void copy2d(void *dst, const void *src, struct rx_copy2d c)
-{
-	for (uint64_t i = 0; i < c.height; i++)
-		memcpy((char *)dst + c.dst_off + i * c.dst_pitch,
-		       (const char *)src + c.src_off + i * c.src_pitch, (size_t)c.width);
 }
 
 /* Part p of child kid into dst: straight into place when it is whole child
@@ -305,6 +252,36 @@ static int eval_part(struct eval *ev, uint32_t kid, struct rx_part p, void *dst)
 	return 0;
 }
 
+/*
+ * A strided step (concat_last's columns, slice_last's runs): the child's
+ * rows a block at a time where it gives rows, so each block is still cached
+ * when its runs are copied into place.  A transposed child whose runs are
+ * taken whole is written into place by the transpose itself (its output
+ * lines copy.dst_pitch apart), so a gate_and_up concat costs no copy.
+ */
+static int strided_step(struct eval *ev, const struct rx_step *s, char *dst)
+{
+	const struct rx_node *c = &ev->r->nodes[s->kid];
+	const struct rx_copy2d *cp = &s->copy;
+	size_t es = dtype_size(c->dtype);
+	char *out = dst + cp->dst_off;
+	struct blocks b;
+	int rc;
+
+	if (c->op == RX_TRANSPOSE_LAST2 && cp->src_off == 0 && cp->width == cp->src_pitch)
+		return eval_transpose(ev, c, s->part.c0, s->part.c1, out, cp->dst_pitch / es);
+	uint64_t runs_per_row = rx_row_bytes(c) / cp->src_pitch;
+	if ((rc = blocks_start(ev, s->kid, s->part.c0, s->part.c1, &b)) < 0)
+		return rc;
+	while ((rc = blocks_next(ev, &b)) > 0) {
+		uint64_t lines = (b.b1 - b.b0) * runs_per_row;
+		sd_copy_rows(out, cp->dst_pitch, b.t + cp->src_off, cp->src_pitch, cp->width,
+			     lines, streams(ev, out));
+		out += lines * cp->dst_pitch;
+	}
+	return rc;
+}
+
 /* One step of a layout node (rx_index.h) into dst. */
 struct cpu_step {
 	struct eval *ev;
@@ -314,17 +291,29 @@ struct cpu_step {
 static int take_step(void *arg, const struct rx_step *s)
 {
 	struct cpu_step *x = arg;
-	char *t;
+
+	return s->strided ? strided_step(x->ev, s, x->dst) :
+			    eval_part(x->ev, s->kid, s->part, x->dst);
+}
+
+/* A cast a block of rows at a time where the child gives rows, so the
+ * block is still cached when the kernel reads it. */
+static int eval_cast(struct eval *ev, const struct rx_node *n, uint64_t r0, uint64_t r1,
+		     void *dst)
+{
+	const struct rx_node *c = kid(ev, n, 0);
+	uint64_t rb = rx_row_bytes(n);
+	struct blocks b;
 	int rc;
 
-	if (!s->strided)
-		return eval_part(x->ev, s->kid, s->part, x->dst);
-	if (!(t = temp(x->ev, s->part.len)))
-		return -ENOMEM;
-	if ((rc = eval(x->ev, s->kid, s->part.c0, s->part.c1, t)) < 0)
+	if ((rc = blocks_start(ev, kid_index(ev, n, 0), r0, r1, &b)) < 0)
 		return rc;
-	copy2d(x->dst, t, s->copy);
-	return 0;
+	while ((rc = blocks_next(ev, &b)) > 0) {
+		char *out = (char *)dst + (b.b0 - r0) * rb;
+		sd_convert(out, n->dtype, b.t, c->dtype,
+			   (size_t)((b.b1 - b.b0) * rb / dtype_size(n->dtype)), streams(ev, out));
+	}
+	return rc;
 }
 
 /*
@@ -481,24 +470,14 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 {
 	const struct rx_node *n = &ev->r->nodes[i];
 	uint64_t rb = rx_row_bytes(n);
-	int rc;
 
 	if (r0 >= r1 || rb == 0)
 		return 0;       /* nothing to produce (a zero-size dim) */
 	switch (n->op) {
 	case RX_SRC:
 		return ev->rd->rows(ev->rd->arg, (uint32_t)n->a, r0, r1, dst, ev->err);
-	case RX_CAST: {
-		const struct rx_node *c = kid(ev, n, 0);
-		uint64_t count = (r1 - r0) * rb / dtype_size(n->dtype);
-		void *t = temp(ev, count * dtype_size(c->dtype));
-		if (!t)
-			return -ENOMEM;
-		if ((rc = eval(ev, kid_index(ev, n, 0), r0, r1, t)) < 0)
-			return rc;
-		dtype_convert(dst, n->dtype, t, c->dtype, (size_t)count);
-		return 0;
-	}
+	case RX_CAST:
+		return eval_cast(ev, n, r0, r1, dst);
 	case RX_STACK0:
 	case RX_INDEX0:
 	case RX_SLICE0:
@@ -507,7 +486,7 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 	case RX_RESHAPE:
 		return rx_layout_steps(ev->r, n, r0, r1, take_step, &(struct cpu_step){ ev, dst });
 	case RX_TRANSPOSE_LAST2:
-		return eval_transpose(ev, n, r0, r1, dst);
+		return eval_transpose(ev, n, r0, r1, dst, n->shape[n->ndim - 1]);
 	case RX_DEQUANT_FP8:
 		return eval_dequant_fp8(ev, n, r0, r1, dst);
 	case RX_DEQUANT_MXFP4:
@@ -519,7 +498,8 @@ static int eval(struct eval *ev, uint32_t i, uint64_t r0, uint64_t r1, void *dst
 int recipe_eval_cpu(const struct recipe *r, uint64_t r0, uint64_t r1,
 		    void *dst, const struct rx_reader *rd, char *err)
 {
-	struct eval ev = { r, rd, err };
+	const struct rx_node *root = rx_root(r);
+	struct eval ev = { r, rd, err, dst, (char *)dst + (r1 - r0) * rx_row_bytes(root) };
 
 	pthread_once(&arena_once, arena_init);
 	int rc = eval(&ev, r->nnodes - 1, r0, r1, dst);

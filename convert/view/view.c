@@ -21,6 +21,7 @@
 #include "gpu.h"
 #include "grow.h"
 #include "io.h"
+#include "kernels.h"
 #include "log.h"
 
 int view_open(struct view *v, const char *src, const struct view_opts *o,
@@ -435,6 +436,7 @@ int view_stats_add(struct view *v, cJSON *j)
 	cJSON_AddStringToObject(j, "adapter", v->plan.adapter);
 	cJSON_AddStringToObject(j, "direction", v->plan.direction);
 	add_backend(j, v);
+	cJSON_AddStringToObject(j, "cpu_kernels", sd_kernels()->name);
 	cJSON_AddNumberToObject(j, "header_bytes_read", (double)v->src.header_bytes_read);
 	cJSON_AddNumberToObject(j, "source_bytes_read", (double)atomic_load(&v->stats.source_bytes));
 	cJSON_AddNumberToObject(j, "chunks_converted", (double)atomic_load(&v->stats.chunks_converted));

@@ -415,7 +415,7 @@ static void test_transpose_last2_of_3d_and_4d_transposes_each_batch(void **state
 static void check_concat(struct recipe_fixture *f, int ndim, const uint64_t *lead,
 			 const uint64_t *widths, size_t n)
 {
-	int xs[8];
+	int xs[8] = { 0 };
 	struct arr parts[8];
 
 	for (size_t k = 0; k < n; k++) {
@@ -451,6 +451,98 @@ static void test_concat_last_of_3d_joins_along_the_last_dim(void **state)
 static void test_concat_last_of_1d_appends_along_dim_0(void **state)
 {
 	check_concat(*state, 1, NULL, (uint64_t[]){ 5, 1, 7, 2 }, 4);
+}
+
+/* The ranges assert_rows_equal checks on a tensor too big for every pair. */
+static void assert_some_rows_equal(struct recipe_fixture *f, const struct arr *want)
+{
+	uint64_t rows = rx_rows(rx_root(&f->r));
+
+	assert_rows_equal(f, want, 0, rows);
+	assert_rows_equal(f, want, 1, rows - 1);
+	assert_rows_equal(f, want, 0, 1);
+	assert_rows_equal(f, want, rows / 3, rows);
+}
+
+/* Transposed parts are written straight into their columns of the output
+ * (2-D: gate_and_up's shape, long enough that the kernels stream), next to
+ * a part that is copied in. */
+static void test_concat_last_of_transposes_fills_each_column_range(void **state)
+{
+	struct recipe_fixture *f = *state;
+	size_t t[3] = { add_tensor(f, "gate", SD_BF16, 2, (uint64_t[]){ 1400, 24 }),
+			add_tensor(f, "up", SD_BF16, 2, (uint64_t[]){ 1000, 24 }),
+			add_tensor(f, "plain", SD_BF16, 2, (uint64_t[]){ 24, 40 }) };
+	int xs[3];
+	struct arr parts[3];
+
+	for (int k = 0; k < 3; k++) {
+		xs[k] = recipe_fixture_src(f, t[k]);
+		parts[k] = ref_src(f, t[k]);
+		if (k < 2) {
+			struct arr src = parts[k];
+			xs[k] = built(rx_transpose_last2(&f->r, xs[k], f->err), f->err);
+			parts[k] = ref_transpose_last2(&src);
+			arr_free(&src);
+		}
+	}
+	built(rx_concat_last(&f->r, xs, 3, f->err), f->err);
+	struct arr want = ref_concat_last(parts, 3);
+	assert_recipe_computes(f, &want);
+	arr_free(&want);
+	for (int k = 0; k < 3; k++)
+		arr_free(&parts[k]);
+}
+
+/* The same for batches: each batch's transpose lands in its own rows. */
+static void test_concat_last_of_3d_transposes_fills_every_batch(void **state)
+{
+	struct recipe_fixture *f = *state;
+	size_t a = add_tensor(f, "a", SD_F32, 3, (uint64_t[]){ 3, 50, 20 });
+	size_t b = add_tensor(f, "b", SD_F32, 3, (uint64_t[]){ 3, 20, 7 });
+	struct arr src = ref_src(f, a);
+	struct arr parts[2] = { ref_transpose_last2(&src), ref_src(f, b) };
+	int xs[2] = { built(rx_transpose_last2(&f->r, recipe_fixture_src(f, a), f->err), f->err),
+		      recipe_fixture_src(f, b) };
+
+	built(rx_concat_last(&f->r, xs, 2, f->err), f->err);
+	struct arr want = ref_concat_last(parts, 2);
+	assert_recipe_computes(f, &want);
+	arr_free(&want);
+	arr_free(&src);
+	arr_free(&parts[0]);
+	arr_free(&parts[1]);
+}
+
+/* Parts bigger than one evaluation block are copied block by block. */
+static void test_concat_last_of_parts_larger_than_a_block(void **state)
+{
+	struct recipe_fixture *f = *state;
+	size_t t[2] = { add_tensor(f, "a", SD_BF16, 2, (uint64_t[]){ 600, 300 }),
+			add_tensor(f, "b", SD_BF16, 2, (uint64_t[]){ 600, 260 }) };
+	struct arr parts[2] = { ref_src(f, t[0]), ref_src(f, t[1]) };
+
+	built(rx_concat_last(&f->r, (int[]){ recipe_fixture_src(f, t[0]),
+					     recipe_fixture_src(f, t[1]) }, 2, f->err), f->err);
+	struct arr want = ref_concat_last(parts, 2);
+	assert_some_rows_equal(f, &want);
+	arr_free(&want);
+	arr_free(&parts[0]);
+	arr_free(&parts[1]);
+}
+
+/* A cast of more than one evaluation block converts block by block, every
+ * element as dtype_convert does. */
+static void test_cast_larger_than_a_block_converts_every_element(void **state)
+{
+	struct recipe_fixture *f = *state;
+	size_t t = add_tensor(f, "w", SD_F32, 2, (uint64_t[]){ 300, 301 });
+	struct arr want = arr_new(SD_BF16, 2, (uint64_t[]){ 300, 301 });
+
+	built(rx_cast(&f->r, recipe_fixture_src(f, t), SD_BF16, f->err), f->err);
+	dtype_convert(want.b, SD_BF16, f->mem.bytes[t], SD_F32, 300 * 301);
+	assert_some_rows_equal(f, &want);
+	arr_free(&want);
 }
 
 /* ---- the expert merges ------------------------------------------------------------ */
@@ -1180,6 +1272,10 @@ int main(void)
 		T(test_concat_last_of_2d_joins_rows_side_by_side),
 		T(test_concat_last_of_3d_joins_along_the_last_dim),
 		T(test_concat_last_of_1d_appends_along_dim_0),
+		T(test_concat_last_of_transposes_fills_each_column_range),
+		T(test_concat_last_of_3d_transposes_fills_every_batch),
+		T(test_concat_last_of_parts_larger_than_a_block),
+		T(test_cast_larger_than_a_block_converts_every_element),
 		T(test_stack0_of_transposed_experts_is_e_h_i),
 		T(test_stack0_of_gate_and_up_concat_is_gated_e_h_2i),
 		T(test_cast_of_stacked_experts_casts_every_element),
