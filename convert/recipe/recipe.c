@@ -347,6 +347,10 @@ bool rx_row_separable(const struct recipe *r, uint32_t i)
 		return n->ndim >= 3 && rx_row_separable(r, r->kids[n->kids]);
 	case RX_RESHAPE:        /* rows of it are a byte range of the child */
 		return rx_rows(n) <= 1 || rx_row_separable(r, r->kids[n->kids]);
+	case RX_INDEX0:         /* all of its rows are one row of the child, which
+				 * a parent taking them a block at a time (a 2-D
+				 * transpose of an expert) would read once a block */
+		return false;
 	default:
 		for (uint32_t k = 0; k < n->nkids; k++)
 			if (!rx_row_separable(r, r->kids[n->kids + k]))
