@@ -16,20 +16,8 @@
 #include <time.h>
 
 #include "err.h"
+#include "number.h"
 #include "source_wire.h"
-
-/* A launcher variable's value as a number >= 0, or -1. */
-static long env_number(const char *text)
-{
-	char *end;
-	long v;
-
-	if (!text || !*text)
-		return -1;
-	errno = 0;
-	v = strtol(text, &end, 10);
-	return errno || *end || v < 0 ? -1 : v;
-}
 
 void dist_env_launcher(struct launcher_env *e)
 {
@@ -50,8 +38,8 @@ void dist_env_launcher(struct launcher_env *e)
 		e->size_var = vars[i][1];
 		e->rank_text = r;
 		e->size_text = getenv(vars[i][1]);
-		e->rank = env_number(r);
-		e->size = env_number(e->size_text);
+		e->rank = sd_whole_number(r);
+		e->size = sd_whole_number(e->size_text);
 		return;
 	}
 }

@@ -17,18 +17,16 @@
 #include <string.h>
 
 #include "dist.h"
+#include "number.h"
 
 #define LAUNCHER_RANKS "OMPI_COMM_WORLD_RANK, PMI_RANK or SLURM_PROCID"
 
 /* A number >= min from the command line; -1 when it is not one. */
 static long option_number(const char *s, long min)
 {
-	char *end;
-	long v;
+	long v = sd_whole_number(s);
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	return errno || end == s || *end || v < min ? -1 : v;
+	return v < min ? -1 : v;
 }
 
 /* Parse ep_rank= and ep_size= as given: *rank -1 when absent, *size 0 when

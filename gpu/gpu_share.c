@@ -7,18 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* A non-negative integer that is the whole text, or -1. */
-static long whole_number(const char *s)
-{
-	char *end;
-	long v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	return errno || *end || v < 0 ? -1 : v;
-}
+#include "number.h"
 
 bool gpu_local_rank(gpu_getenv_fn get, long *rank, long *size)
 {
@@ -32,7 +21,7 @@ bool gpu_local_rank(gpu_getenv_fn get, long *rank, long *size)
 	};
 
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
-		long r = whole_number(get(vars[i][0])), n = whole_number(get(vars[i][1]));
+		long r = sd_whole_number(get(vars[i][0])), n = sd_whole_number(get(vars[i][1]));
 		if (r < 0)
 			continue;
 		*rank = r;
