@@ -107,6 +107,14 @@ for p in /usr/bin/python3 python3 /opt/torch/.venv/bin/python3; do
 	if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then PYTHON=$(command -v "$p"); break; fi
 done
 export SDAFS_PYTHON=${PYTHON:-/usr/bin/python3}
+# the real clients (31-real-clients.t) need torch, safetensors and transformers
+CLIENT_PYTHON=""
+for p in python3 /usr/bin/python3 /opt/torch/.venv/bin/python3; do
+	if command -v "$p" >/dev/null &&
+	   "$p" -c 'import numpy, torch, safetensors, transformers' 2>/dev/null; then
+		CLIENT_PYTHON=$(command -v "$p"); break
+	fi
+done
 
 # --- build here, or use the pack --------------------------------------------------
 if [ $USE_PACK = 0 ] && pkg-config --exists fuse3 libcjson libpcre2-8 2>/dev/null &&
@@ -131,6 +139,12 @@ if [ "$PART" != 2 ]; then
 	if [ -e /dev/fuse ] && command -v fusermount3 >/dev/null; then
 		step daemon_mode 180 "$SELF" --tap tests/integration/20-gpu-life.t
 		step quantized 300 "$SELF" --tap tests/integration/14-quantized.t
+		if [ -n "$CLIENT_PYTHON" ]; then
+			step real_clients 240 env SDAFS_PYTHON="$CLIENT_PYTHON" "$SELF" --tap \
+				tests/integration/31-real-clients.t
+		else
+			note real_clients "skipped: no python with torch, safetensors and transformers"
+		fi
 	else
 		note daemon_mode "skipped: no /dev/fuse or fusermount3 on this machine"
 	fi
