@@ -137,7 +137,11 @@ int unit_reserve(struct unit_worker *w, size_t len0, size_t len1, bool converts,
 	hold(w, c0 + c1 + (arena > guess ? arena : guess));
 	if (stopping(w->pool))
 		return sd_err(err, -EINTR, "interrupted");
-	if ((rc = map_buffer(w, 0, len0, err)) < 0 || (rc = map_buffer(w, 1, len1, err)) < 0)
+	/* Map what is held, not only what is asked for: hold() may have given
+	 * every buffer back, and a caller that reserves again within one unit
+	 * (verify: both buffers, then unit_bytes the first) still uses the
+	 * other one. */
+	if ((rc = map_buffer(w, 0, c0, err)) < 0 || (rc = map_buffer(w, 1, c1, err)) < 0)
 		return rc;
 	return 0;
 }
