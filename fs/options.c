@@ -223,6 +223,20 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A size option: NAME=VALUE into *out (untouched without one); 0 only where
+ * zero_ok.  -1 after a message giving an example. */
+static int size_option(const char *name, const char *value, bool zero_ok,
+		       const char *example, uint64_t *out)
+{
+	if (!value)
+		return 0;
+	if (parse_size(value, out) < 0 || (!zero_ok && *out == 0)) {
+		fprintf(stderr, "sdafs: %s=%s: expected a size such as %s\n", name, value, example);
+		return -1;
+	}
+	return 0;
+}
+
 int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 {
 	memset(o, 0, sizeof(*o));
@@ -266,11 +280,8 @@ int options_view(const struct cmdline *c, struct view_opts *o, uint64_t *cache)
 		return -1;
 	}
 	o->peft_v4 = c->peft && !strcmp(c->peft, "v4");
-	if (c->cache_size && (parse_size(c->cache_size, cache) < 0 || *cache == 0)) {
-		fprintf(stderr, "sdafs: cache_size=%s: expected a size such as 512M or 4G\n",
-			c->cache_size);
+	if (size_option("cache_size", c->cache_size, false, "512M or 4G", cache) < 0)
 		return -1;
-	}
 	if (c->backend && strcmp(c->backend, "auto") && strcmp(c->backend, "cpu") &&
 	    strcmp(c->backend, "cuda")) {
 		fprintf(stderr, "sdafs: backend=%s: expected auto, cpu or cuda\n", c->backend);
@@ -298,11 +309,8 @@ int options_copies(const struct cmdline *c, uint64_t *max_bytes)
 			c->verify_copies ? "--verify-copies" : "materialize_max");
 		return -1;
 	}
-	if (c->materialize_max && (parse_size(c->materialize_max, max_bytes) < 0 || !*max_bytes)) {
-		fprintf(stderr, "sdafs: materialize_max=%s: expected a size such as 20G\n",
-			c->materialize_max);
+	if (size_option("materialize_max", c->materialize_max, false, "20G", max_bytes) < 0)
 		return -1;
-	}
 	if (c->materialize_dir) {
 		if (materialize_dir_open(c->materialize_dir, &dirfd, err) < 0) {
 			fprintf(stderr, "sdafs: %s\n", err);
@@ -323,23 +331,15 @@ int options_gpu(const struct cmdline *c, struct gpu_config *g)
 	memset(g, 0, sizeof(*g));
 	g->device = -1;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-		if (sizes[i].value && (parse_size(sizes[i].value, sizes[i].out) < 0 || !*sizes[i].out)) {
-			fprintf(stderr, "sdafs: %s=%s: expected a size such as 512M or 4G\n",
-				sizes[i].name, sizes[i].value);
+		if (size_option(sizes[i].name, sizes[i].value, false, "512M or 4G", sizes[i].out) < 0)
 			return -1;
-		}
 	return 0;
 }
 
 int options_readahead(const struct cmdline *c, uint64_t *window)
 {
 	*window = DEFAULT_READAHEAD;
-	if (c->readahead && parse_size(c->readahead, window) < 0) {
-		fprintf(stderr, "sdafs: readahead=%s: expected a size such as 32M, or 0 for none\n",
-			c->readahead);
-		return -1;
-	}
-	return 0;
+	return size_option("readahead", c->readahead, true, "32M, or 0 for none", window);
 }
 
 void options_free(struct cmdline *c)
